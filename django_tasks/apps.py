@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+
+
+class DjangoTasksConfig(AppConfig):
+    name = "django_tasks"
+    verbose_name = "Tasks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from django.utils.module_loading import autodiscover_modules
+
+        from . import checks  # noqa: F401  (registers the system checks)
+
+        autodiscover_modules("tasks")

@@ -1,0 +1,59 @@
+"""The ``DJANGO_TASKS`` setting: defaults, and the one place it is read.
+
+Validation lives in ``checks.py`` so that a wrong value fails at start-up
+with a message saying what to change.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings as django_settings
+
+DEFAULTS = {
+    # Database alias that holds the queue and the results.
+    "DATABASE": "default",
+    "DEFAULT_QUEUE": "default",
+    # How long results are kept; None keeps them forever.
+    "RESULT_EXPIRES": timedelta(days=1),
+    # {"glob on task name": {"queue": ..., "priority": ...}}; first match wins.
+    "TASK_ROUTES": {},
+    "SERIALIZER": "json",
+    "ACCEPT_CONTENT": ["json"],
+    # Run tasks inline on .delay()/.apply_async() (for tests).
+    "EAGER": False,
+    "BEAT_SCHEDULE": {},
+    # Default hard/soft time limits in seconds (None: no limit).
+    "TIME_LIMIT": None,
+    "SOFT_TIME_LIMIT": None,
+    # Seconds between worker heartbeats, and how old a heartbeat may get
+    # before the worker counts as lost and its tasks are delivered again.
+    "HEARTBEAT_INTERVAL": 5.0,
+    "WORKER_LOST_TIMEOUT": 30.0,
+    # How often a delivery may be retried after its worker was lost.
+    "MAX_DELIVERIES": 3,
+    # Seconds a worker sleeps between polls when no wake-up arrives.
+    "POLL_INTERVAL": 1.0,
+    # Use LISTEN/NOTIFY on PostgreSQL (turn off behind PgBouncer in
+    # transaction mode, where LISTEN does not work).
+    "LISTEN_NOTIFY": True,
+    # Rows deleted per statement when purging expired results.
+    "PURGE_BATCH_SIZE": 5000,
+}
+
+
+class Settings:
+    """Attribute access to ``settings.DJANGO_TASKS`` merged over the defaults.
+
+    Read on every access (not cached) so ``override_settings`` works in tests.
+    """
+
+    def __getattr__(self, name):
+        if name not in DEFAULTS:
+            raise AttributeError(f"DJANGO_TASKS has no setting {name!r}")
+        user = getattr(django_settings, "DJANGO_TASKS", None) or {}
+        return user.get(name, DEFAULTS[name])
+
+    def user_keys(self):
+        return set((getattr(django_settings, "DJANGO_TASKS", None) or {}).keys())
+
+
+settings = Settings()

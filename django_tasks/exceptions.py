@@ -1,0 +1,81 @@
+"""Exceptions raised by django_tasks, named as Celery names them."""
+
+import builtins
+
+
+class DjangoTasksError(Exception):
+    """Base class of every error this app raises."""
+
+
+class TimeoutError(DjangoTasksError, builtins.TimeoutError):  # noqa: A001
+    """``AsyncResult.get()`` waited longer than its ``timeout``."""
+
+
+class Retry(DjangoTasksError):
+    """Raised by ``Task.retry()`` to tell the worker to run the task again later."""
+
+    def __init__(self, message=None, exc=None, when=None):
+        self.message = message
+        self.exc = exc
+        self.when = when
+        # New arguments for the next attempt (None: the same as this one).
+        self.retry_args = None
+        self.retry_kwargs = None
+        super().__init__(message, exc, when)
+
+    def with_call(self, args, kwargs):
+        self.retry_args = None if args is None else list(args)
+        self.retry_kwargs = None if kwargs is None else dict(kwargs)
+        return self
+
+    def __str__(self):
+        if self.message:
+            return self.message
+        return f"Retry in {self.when}" if self.when is not None else "Retry"
+
+
+class MaxRetriesExceededError(DjangoTasksError):
+    """The task asked to be retried more often than ``max_retries`` allows."""
+
+
+class SoftTimeLimitExceeded(DjangoTasksError):
+    """Raised inside a task when its ``soft_time_limit`` has passed."""
+
+
+class TimeLimitExceeded(DjangoTasksError):
+    """The task ran past its ``time_limit`` and was stopped."""
+
+
+class WorkerLostError(DjangoTasksError):
+    """The worker running the task died, too often or for good."""
+
+
+class NotRegistered(DjangoTasksError, KeyError):
+    """No task is registered under that name."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else "task not registered"
+
+
+class TaskRevokedError(DjangoTasksError):
+    """The task was revoked (or expired) before it could finish."""
+
+
+class ChordError(DjangoTasksError):
+    """A member of a chord failed, so its body cannot run."""
+
+
+class EncodeError(DjangoTasksError, TypeError):
+    """A value could not be serialized with the configured serializer."""
+
+
+class DecodeError(DjangoTasksError, ValueError):
+    """A stored message or result could not be deserialized."""
+
+
+class ContentDisallowed(DecodeError):
+    """A message uses a serializer that ``ACCEPT_CONTENT`` does not list."""
+
+
+class ImproperlyConfigured(DjangoTasksError):
+    """The ``DJANGO_TASKS`` setting is invalid."""

@@ -1,0 +1,77 @@
+import logging
+import os
+import socket
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from django_tasks.conf import settings
+from django_tasks.registry import tasks as registry
+from django_tasks.worker import banner
+from django_tasks.worker.consumer import Consumer
+
+LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+POOLS = ["solo"]
+
+
+class Command(BaseCommand):
+    help = "Run a worker that executes queued tasks (like `celery worker`)."
+    requires_system_checks = "__all__"
+
+    def add_arguments(self, parser):
+        parser.add_argument("-Q", "--queues", default=None,
+                            help="Comma-separated queues to consume (default: DEFAULT_QUEUE).")
+        parser.add_argument("-l", "--loglevel", default="INFO",
+                            help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).")
+        parser.add_argument("-c", "--concurrency", type=int, default=None,
+                            help="Number of pool slots (solo: always 1).")
+        parser.add_argument("-P", "--pool", default="solo", choices=POOLS,
+                            help="Execution pool (default solo).")
+        parser.add_argument("-n", "--hostname", default=None,
+                            help="Node name (default worker@<host>).")
+        parser.add_argument("--prefetch-multiplier", type=int, default=1,
+                            help="Messages claimed per free slot (default 1).")
+        parser.add_argument("-f", "--logfile", default=None, help="Log to this file.")
+        parser.add_argument("--pidfile", default=None, help="Write the process id here.")
+        parser.add_argument("--no-banner", action="store_true", help="Skip the start-up banner.")
+
+    def handle(self, *args, **options):
+        level = options["loglevel"].upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise CommandError(f"unknown log level {options['loglevel']!r}")
+        queues = [q.strip() for q in (options["queues"] or settings.DEFAULT_QUEUE).split(",")
+                  if q.strip()]
+        if not queues:
+            raise CommandError("--queues names no queue")
+        if options["prefetch_multiplier"] < 1:
+            raise CommandError("--prefetch-multiplier must be at least 1")
+        concurrency = 1  # solo
+        if options["concurrency"] is not None and options["concurrency"] < 1:
+            raise CommandError("--concurrency must be at least 1")
+        hostname = options["hostname"] or f"worker@{socket.gethostname()}"
+        _configure_logging(level, options["logfile"])
+        if options["pidfile"]:
+            with open(options["pidfile"], "w") as pidfile:
+                pidfile.write(f"{os.getpid()}\n")
+        consumer = Consumer(queues, hostname, concurrency=concurrency, pool=options["pool"],
+                            prefetch_multiplier=options["prefetch_multiplier"])
+        if not options["no_banner"]:
+            sys.stdout.write(banner.render(hostname, consumer.backend.alias, queues,
+                                           concurrency, options["pool"], registry.keys(),
+                                           consumer.backend.wakes_up))
+            sys.stdout.flush()
+        try:
+            code = consumer.run()
+        finally:
+            if options["pidfile"] and os.path.exists(options["pidfile"]):
+                os.unlink(options["pidfile"])
+        sys.exit(code)
+
+
+def _configure_logging(level, logfile):
+    handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger = logging.getLogger("django_tasks")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False

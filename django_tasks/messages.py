@@ -1,0 +1,118 @@
+"""The message: what ``apply_async`` writes and what a worker claims."""
+
+import inspect
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from . import serialization
+from .exceptions import EncodeError
+
+
+@dataclass
+class Message:
+    task_id: str
+    task_name: str
+    queue: str
+    priority: int
+    available_at: datetime
+    expires: datetime | None
+    content_type: str
+    body: str
+    headers: dict = field(default_factory=dict)
+    # Filled in when a worker claims it.
+    id: int | None = None
+    deliveries: int = 0
+    created_at: datetime | None = None
+
+    @property
+    def retries(self):
+        return self.headers.get("retries", 0)
+
+
+def new_task_id():
+    return str(uuid.uuid4())
+
+
+def to_aware(value, what):
+    """Accept an aware datetime, or a naive one in the current time zone."""
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
+    if timezone.is_naive(value):
+        return timezone.make_aware(value)
+    return value
+
+
+def compute_available_at(now, countdown=None, eta=None):
+    if countdown is not None and eta is not None:
+        raise ValueError("give countdown or eta, not both")
+    if countdown is not None:
+        return now + timedelta(seconds=float(countdown))
+    if eta is not None:
+        return to_aware(eta, "eta")
+    return now
+
+
+def compute_expires(now, expires):
+    """``expires`` is seconds from now, a timedelta, or a datetime."""
+    if expires is None:
+        return None
+    if isinstance(expires, timedelta):
+        return now + expires
+    if isinstance(expires, (int, float)) and not isinstance(expires, bool):
+        return now + timedelta(seconds=expires)
+    return to_aware(expires, "expires")
+
+
+def encode_body(task, args, kwargs, serializer):
+    """Serialize the call's arguments, naming the culprit on failure."""
+    body = {"args": list(args), "kwargs": dict(kwargs)}
+    try:
+        return serialization.dumps(body, serializer, what="arguments")
+    except EncodeError:
+        raise _explain_encode_error(task, args, kwargs, serializer) from None
+
+
+def _explain_encode_error(task, args, kwargs, serializer):
+    names = _positional_names(task)
+    for position, value in enumerate(args):
+        label = f"args[{position}]"
+        if position < len(names):
+            label = f"argument {names[position]!r} ({label})"
+        error = _try_encode(value, serializer, label)
+        if error is not None:
+            return EncodeError(f"cannot call {task.name}: {error}")
+    for key, value in kwargs.items():
+        error = _try_encode(value, serializer, f"argument {key!r} (kwargs[{key!r}])")
+        if error is not None:
+            return EncodeError(f"cannot call {task.name}: {error}")
+    return EncodeError(f"cannot call {task.name}: the arguments cannot be serialized")
+
+
+def _try_encode(value, serializer, label):
+    try:
+        serialization.dumps(value, serializer, what=label)
+    except EncodeError as exc:
+        return str(exc)
+    return None
+
+
+def _positional_names(task):
+    try:
+        params = list(inspect.signature(task.run).parameters.values())
+    except (TypeError, ValueError):
+        return []
+    if task.bind and params:
+        params = params[1:]
+    return [p.name for p in params
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def decode_body(message, accept):
+    data = serialization.loads(message.body, message.content_type, accept)
+    if not isinstance(data, dict) or not isinstance(data.get("args", []), list) \
+            or not isinstance(data.get("kwargs", {}), dict):
+        raise serialization.DecodeError("message body is not {'args': [...], 'kwargs': {...}}")
+    return data.get("args", []), data.get("kwargs", {})

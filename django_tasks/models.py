@@ -1,0 +1,118 @@
+"""Tables: the hot queue of messages, task results, and workers.
+
+The queue table holds only messages that are waiting or running; a message
+is deleted when its result is stored, so the claim query scans a small,
+hot index however many results pile up.
+"""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from . import states
+
+
+class QueuedMessage(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    task_id = models.UUIDField(unique=True)  # result look-ups by task id
+    task_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=200)
+    # Higher runs first (as in RabbitMQ and Django's task framework).
+    priority = models.SmallIntegerField(default=0)
+    # Not claimable before this time (countdown / eta / retry delay).
+    available_at = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField(null=True, blank=True)
+    content_type = models.CharField(max_length=32, default="json")
+    # The serialized {"args": [...], "kwargs": {...}}.
+    body = models.TextField()
+    # Everything else a worker needs: retries, parent/root/group ids,
+    # callbacks, ignore_result, eager/time-limit options.
+    headers = models.JSONField(default=dict)
+    # How many times a worker has claimed it (redelivery counting).
+    deliveries = models.IntegerField(default=0)
+    claimed_by = models.UUIDField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "queued message"
+        indexes = [
+            # The claim query: unclaimed rows of a queue in priority order.
+            models.Index(
+                fields=["queue", "-priority", "available_at", "id"],
+                condition=Q(claimed_by__isnull=True),
+                name="django_tasks_claim_idx",
+            ),
+            # Releasing the messages of a stopped or lost worker.
+            models.Index(
+                fields=["claimed_by"],
+                condition=Q(claimed_by__isnull=False),
+                name="django_tasks_claimed_by_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.task_name}[{self.task_id}]"
+
+
+class TaskResult(models.Model):
+    task_id = models.UUIDField(primary_key=True)  # look-ups by id
+    task_name = models.CharField(max_length=255)
+    state = models.CharField(max_length=16, choices=states.CHOICES, default=states.PENDING)
+    content_type = models.CharField(max_length=32, default="json")
+    # The return value, or for FAILURE/RETRY/REVOKED the exception as a dict.
+    result = models.TextField(null=True, blank=True)
+    traceback = models.TextField(null=True, blank=True)
+    # The arguments, serialized as in the message, for inspection.
+    args = models.TextField(null=True, blank=True)
+    kwargs = models.TextField(null=True, blank=True)
+    queue = models.CharField(max_length=200, blank=True, default="")
+    worker = models.CharField(max_length=255, blank=True, default="")
+    retries = models.IntegerField(default=0)
+    parent_id = models.UUIDField(null=True, blank=True)
+    root_id = models.UUIDField(null=True, blank=True)
+    group_id = models.UUIDField(null=True, blank=True)
+    date_created = models.DateTimeField(null=True, blank=True)
+    date_started = models.DateTimeField(null=True, blank=True)
+    date_done = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "task result"
+        indexes = [
+            # Purging results older than RESULT_EXPIRES.
+            models.Index(fields=["date_done"], name="django_tasks_done_idx"),
+            # GroupResult look-ups of a group's members.
+            models.Index(fields=["group_id"], condition=Q(group_id__isnull=False),
+                         name="django_tasks_group_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_name}[{self.task_id}] {self.state}"
+
+
+class Worker(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    hostname = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    queues = models.JSONField(default=list)
+    pool = models.CharField(max_length=16)
+    concurrency = models.IntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    # Updated every HEARTBEAT_INTERVAL; stale beyond WORKER_LOST_TIMEOUT = lost.
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    processed = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # Finding workers whose heartbeat went stale.
+            models.Index(fields=["last_heartbeat"], condition=Q(stopped_at__isnull=True),
+                         name="django_tasks_heartbeat_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.hostname} (pid {self.pid})"

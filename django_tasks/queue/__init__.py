@@ -1,0 +1,34 @@
+"""The database queue: one small interface, one implementation per vendor.
+
+Everything else in the app talks to ``get_backend()``; all vendor-specific
+SQL lives in ``postgresql.py`` and ``sqlite.py``.
+"""
+
+from django.db import connections
+
+from ..conf import settings
+
+_VENDORS = {
+    "postgresql": "django_tasks.queue.postgresql.PostgreSQLQueue",
+    "sqlite": "django_tasks.queue.sqlite.SQLiteQueue",
+}
+_backends = {}
+
+
+def get_backend(alias=None):
+    alias = alias or settings.DATABASE
+    backend = _backends.get(alias)
+    if backend is None:
+        from django.utils.module_loading import import_string
+
+        vendor = connections[alias].vendor
+        if vendor not in _VENDORS:
+            raise NotImplementedError(
+                f"django_tasks supports PostgreSQL and SQLite; database {alias!r} is {vendor}")
+        backend = _backends[alias] = import_string(_VENDORS[vendor])(alias)
+    return backend
+
+
+def enqueue(messages):
+    """Write ``messages`` to the queue (inside the caller's transaction, if any)."""
+    get_backend().enqueue(messages)

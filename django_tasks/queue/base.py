@@ -1,0 +1,191 @@
+"""The queue contract, with the parts every vendor shares written once (ORM)."""
+
+import threading
+import time
+import uuid
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from ..messages import Message
+from ..models import QueuedMessage, TaskResult, Worker
+
+#: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
+#: results, so that whatever follows a task (callbacks, the next step of a
+#: workflow) is enqueued atomically with its result.
+FINISH_HOOKS = []
+
+RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "args",
+                 "kwargs", "queue", "worker", "retries", "parent_id", "root_id",
+                 "group_id", "date_created", "date_started", "date_done"]
+
+
+class BaseQueue:
+    """Enqueue many, claim, mark started, finish (ack + results), release, wait.
+
+    Subclasses supply ``enqueue``, ``claim`` and the two waits; the rest is
+    plain ORM and the same on every database.
+    """
+
+    #: True where waiting is woken by the database (LISTEN/NOTIFY).
+    wakes_up = False
+
+    def __init__(self, alias):
+        self.alias = alias
+        self._enqueued_in_transaction = threading.local()
+
+    @property
+    def connection(self):
+        return connections[self.alias]
+
+    # -- producer side ------------------------------------------------
+
+    def enqueue(self, messages):
+        raise NotImplementedError
+
+    def remember_uncommitted(self, task_ids):
+        """Note ids enqueued in a still-open transaction (``get()`` guard)."""
+        if not self.connection.in_atomic_block:
+            return
+        pending = getattr(self._enqueued_in_transaction, "ids", None)
+        if pending is None:
+            pending = self._enqueued_in_transaction.ids = set()
+        pending.update(task_ids)
+        transaction.on_commit(lambda: pending.difference_update(task_ids), using=self.alias)
+
+    def is_uncommitted(self, task_id):
+        pending = getattr(self._enqueued_in_transaction, "ids", None)
+        return bool(pending) and task_id in pending and self.connection.in_atomic_block
+
+    # -- consumer side ------------------------------------------------
+
+    def claim(self, worker_id, queues, limit):
+        """Atomically take up to ``limit`` due messages for ``worker_id``."""
+        raise NotImplementedError
+
+    def mark_started(self, message_ids, when=None):
+        QueuedMessage.objects.using(self.alias).filter(id__in=message_ids).update(
+            started_at=when or timezone.now())
+
+    def finish(self, outcomes, worker_id):
+        """Store results and acknowledge messages, all in one transaction."""
+        with transaction.atomic(using=self.alias):
+            self.finish_in_transaction(outcomes, worker_id)
+
+    def finish_in_transaction(self, outcomes, worker_id):
+        results = [o.result_row() for o in outcomes if o.stores_result]
+        if results:
+            TaskResult.objects.using(self.alias).bulk_create(
+                results, update_conflicts=True, unique_fields=["task_id"],
+                update_fields=RESULT_FIELDS)
+        done = [o.message.id for o in outcomes if o.retry_at is None]
+        if done:
+            QueuedMessage.objects.using(self.alias).filter(id__in=done)._raw_delete(self.alias)
+        for outcome in outcomes:
+            if outcome.retry_at is not None:
+                self._reschedule(outcome.message, outcome.retry_at, outcome.new_body)
+        finished_ids = [o.message.task_id for o in outcomes]
+        for hook in FINISH_HOOKS:
+            hook(outcomes, self)
+        self.notify_results(finished_ids)
+
+    def _reschedule(self, message, when, new_body=None):
+        headers = dict(message.headers, retries=message.retries + 1)
+        QueuedMessage.objects.using(self.alias).filter(id=message.id).update(
+            available_at=when, claimed_by=None, claimed_at=None, started_at=None,
+            headers=headers, deliveries=0, body=new_body or message.body)
+
+    def release(self, worker_id, message_ids=None):
+        """Hand claimed messages back to the queue (shutdown, lost worker)."""
+        rows = QueuedMessage.objects.using(self.alias).filter(claimed_by=worker_id)
+        if message_ids is not None:
+            rows = rows.filter(id__in=message_ids)
+        count = rows.update(claimed_by=None, claimed_at=None, started_at=None)
+        if count:
+            self.notify_queue()
+        return count
+
+    # -- waking -------------------------------------------------------
+
+    def notify_queue(self):
+        """Wake idle workers (no-op where waking is by polling)."""
+
+    def notify_results(self, task_ids):
+        """Wake ``AsyncResult.get()`` callers (no-op where they poll)."""
+
+    def prepare_wait_for_messages(self):
+        """Subscribe to wake-ups before looking at the queue (no-op when polling)."""
+
+    def prepare_wait_for_results(self):
+        """Subscribe to result wake-ups before looking (no-op when polling)."""
+
+    def wait_for_messages(self, timeout):
+        """Block until new work may be there or ``timeout`` seconds pass."""
+        time.sleep(timeout)
+
+    def wait_for_results(self, timeout):
+        """Block until some result may have been stored or ``timeout`` passes."""
+        time.sleep(timeout)
+
+    def close_listener(self):
+        """Drop any connection kept for waiting (before fork, at shutdown)."""
+
+    # -- results ------------------------------------------------------
+
+    def get_result(self, task_id):
+        return TaskResult.objects.using(self.alias).filter(task_id=task_id).first()
+
+    def get_message(self, task_id):
+        return QueuedMessage.objects.using(self.alias).filter(task_id=task_id).first()
+
+    def forget(self, task_id):
+        TaskResult.objects.using(self.alias).filter(task_id=task_id).delete()
+
+    def purge_results(self, older_than, batch_size):
+        """Delete results done before ``older_than``, ``batch_size`` rows a statement."""
+        total = 0
+        results = TaskResult.objects.using(self.alias)
+        while True:
+            ids = list(results.filter(date_done__lt=older_than)
+                       .order_by("date_done").values_list("task_id", flat=True)[:batch_size])
+            if not ids:
+                return total
+            total += results.filter(task_id__in=ids)._raw_delete(self.alias)
+
+    # -- workers ------------------------------------------------------
+
+    def register_worker(self, **fields):
+        return Worker.objects.using(self.alias).create(id=uuid.uuid4(), **fields)
+
+    def heartbeat(self, worker_id, processed=None, failed=None):
+        update = {"last_heartbeat": timezone.now()}
+        if processed is not None:
+            update.update(processed=processed, failed=failed)
+        Worker.objects.using(self.alias).filter(id=worker_id).update(**update)
+
+    def stop_worker(self, worker_id, processed, failed):
+        Worker.objects.using(self.alias).filter(id=worker_id).update(
+            stopped_at=timezone.now(), last_heartbeat=timezone.now(),
+            processed=processed, failed=failed)
+
+    # -- helpers ------------------------------------------------------
+
+    @staticmethod
+    def message_from_row(row, parse_datetime, parse_uuid, parse_json):
+        (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
+         body, headers, deliveries, created_at) = row
+        return Message(
+            id=pk, task_id=str(parse_uuid(task_id)), task_name=task_name, queue=queue,
+            priority=priority, available_at=parse_datetime(available_at),
+            expires=parse_datetime(expires) if expires is not None else None,
+            content_type=content_type, body=body, headers=parse_json(headers) or {},
+            deliveries=deliveries, created_at=parse_datetime(created_at))
+
+
+CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "
+                 "content_type, body, headers, deliveries, created_at")
+
+
+def sort_claimed(messages):
+    messages.sort(key=lambda m: (-m.priority, m.available_at, m.id))
+    return messages

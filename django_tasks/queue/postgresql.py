@@ -1,0 +1,149 @@
+"""PostgreSQL: claims with FOR UPDATE SKIP LOCKED, wake-ups with LISTEN/NOTIFY.
+
+Every PostgreSQL-specific statement of the app is in this module.
+"""
+
+import json
+import logging
+import threading
+
+import psycopg
+from django.db import connections
+
+from ..conf import settings
+from ..models import QueuedMessage
+from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
+
+logger = logging.getLogger("django_tasks.queue")
+
+QUEUE_CHANNEL = "django_tasks_queue"
+RESULT_CHANNEL = "django_tasks_result"
+# NOTIFY payloads must stay under 8000 bytes: 200 ids of 37 bytes each.
+IDS_PER_NOTIFY = 200
+
+TABLE = QueuedMessage._meta.db_table
+
+ENQUEUE_SQL = f"""
+WITH inserted AS (
+    INSERT INTO {TABLE} (task_id, task_name, queue, priority, available_at, expires,
+                         content_type, body, headers, deliveries, created_at)
+    SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::smallint[],
+                         %s::timestamptz[], %s::timestamptz[], %s::varchar[],
+                         %s::text[], %s::jsonb[], %s::int[], %s::timestamptz[])
+    RETURNING queue
+)
+SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
+"""
+
+CLAIM_SQL = f"""
+WITH picked AS (
+    SELECT id FROM {TABLE}
+    WHERE claimed_by IS NULL AND queue = ANY(%s) AND available_at <= now()
+    ORDER BY priority DESC, available_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {TABLE} AS m
+SET claimed_by = %s, claimed_at = now(), deliveries = m.deliveries + 1
+FROM picked WHERE m.id = picked.id
+RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
+"""
+
+NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
+
+
+def _identity(value):
+    return value
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class PostgreSQLQueue(BaseQueue):
+    def __init__(self, alias):
+        super().__init__(alias)
+        self._listeners = threading.local()
+
+    @property
+    def wakes_up(self):
+        return settings.LISTEN_NOTIFY
+
+    def enqueue(self, messages):
+        if not messages:
+            return
+        columns = ([m.task_id for m in messages], [m.task_name for m in messages],
+                   [m.queue for m in messages], [m.priority for m in messages],
+                   [m.available_at for m in messages], [m.expires for m in messages],
+                   [m.content_type for m in messages], [m.body for m in messages],
+                   [json.dumps(m.headers) for m in messages], [0] * len(messages),
+                   [m.created_at for m in messages])
+        with self.connection.cursor() as cursor:
+            cursor.execute(ENQUEUE_SQL, columns)
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def claim(self, worker_id, queues, limit):
+        with self.connection.cursor() as cursor:
+            cursor.execute(CLAIM_SQL, [list(queues), limit, str(worker_id)])
+            rows = cursor.fetchall()
+        return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
+
+    def notify_queue(self):
+        with self.connection.cursor() as cursor:
+            cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, "release"])
+
+    def notify_results(self, task_ids):
+        if not task_ids:
+            return
+        with self.connection.cursor() as cursor:
+            for start in range(0, len(task_ids), IDS_PER_NOTIFY):
+                payload = ",".join(str(t) for t in task_ids[start:start + IDS_PER_NOTIFY])
+                cursor.execute(NOTIFY_SQL, [RESULT_CHANNEL, payload])
+
+    # -- waiting: one dedicated autocommit connection per thread and channel --
+
+    def _listener(self, channel):
+        listener = getattr(self._listeners, channel, None)
+        if listener is None or listener.closed:
+            params = connections[self.alias].get_connection_params()
+            params.pop("cursor_factory", None)
+            params.pop("context", None)
+            listener = psycopg.connect(**params, autocommit=True)
+            listener.execute(f"LISTEN {channel}")
+            setattr(self._listeners, channel, listener)
+        return listener
+
+    def _wait(self, channel, timeout):
+        if not self.wakes_up:
+            return super().wait_for_messages(timeout)
+        try:
+            listener = self._listener(channel)
+            return [n.payload for n in listener.notifies(timeout=timeout, stop_after=1)]
+        except psycopg.OperationalError as exc:
+            # The server went away: drop the listener; the caller's next
+            # database call reconnects (or reports) and polling carries on.
+            logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
+            self.close_listener()
+            return super().wait_for_messages(min(timeout, 1.0))
+
+    def prepare_wait_for_messages(self):
+        """LISTEN before checking the queue, so no NOTIFY falls in between."""
+        if self.wakes_up:
+            self._listener(QUEUE_CHANNEL)
+
+    def prepare_wait_for_results(self):
+        if self.wakes_up:
+            self._listener(RESULT_CHANNEL)
+
+    def wait_for_messages(self, timeout):
+        return self._wait(QUEUE_CHANNEL, timeout)
+
+    def wait_for_results(self, timeout):
+        return self._wait(RESULT_CHANNEL, timeout)
+
+    def close_listener(self):
+        for channel in (QUEUE_CHANNEL, RESULT_CHANNEL):
+            listener = getattr(self._listeners, channel, None)
+            if listener is not None:
+                listener.close()
+                setattr(self._listeners, channel, None)

@@ -1,0 +1,82 @@
+"""SQLite: claims in an immediate transaction, waking by polling.
+
+SQLite has neither SKIP LOCKED nor NOTIFY. ``BEGIN IMMEDIATE`` takes the
+database's single write lock before reading, so two workers can never pick
+the same rows, and ``busy_timeout`` makes the second one wait its turn.
+Every SQLite-specific statement of the app is in this module.
+"""
+
+import datetime
+import json
+import uuid
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from ..models import QueuedMessage
+from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
+
+TABLE = QueuedMessage._meta.db_table
+
+CLAIM_SQL = f"""
+UPDATE {TABLE}
+SET claimed_by = %s, claimed_at = %s, deliveries = deliveries + 1
+WHERE id IN (
+    SELECT id FROM {TABLE}
+    WHERE claimed_by IS NULL AND queue IN ({{placeholders}}) AND available_at <= %s
+    ORDER BY priority DESC, available_at, id
+    LIMIT %s
+)
+RETURNING {CLAIM_COLUMNS}
+"""
+
+
+def _datetime(value):
+    """SQLite keeps UTC datetimes without an offset; give them theirs back."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if isinstance(value, datetime.datetime) and timezone.is_naive(value):
+        return value.replace(tzinfo=datetime.timezone.utc)
+    return value
+
+
+def _uuid(value):
+    return uuid.UUID(value) if isinstance(value, str) else value
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class SQLiteQueue(BaseQueue):
+    def enqueue(self, messages):
+        if not messages:
+            return
+        QueuedMessage.objects.using(self.alias).bulk_create([
+            QueuedMessage(task_id=m.task_id, task_name=m.task_name, queue=m.queue,
+                          priority=m.priority, available_at=m.available_at,
+                          expires=m.expires, content_type=m.content_type, body=m.body,
+                          headers=m.headers, created_at=m.created_at)
+            for m in messages])
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def claim(self, worker_id, queues, limit):
+        connection = self.connection
+        ops = connection.ops
+        now = timezone.now()
+        sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
+        params = [uuid.UUID(str(worker_id)).hex, ops.adapt_datetimefield_value(now),
+                  *queues, ops.adapt_datetimefield_value(now), limit]
+        connection.ensure_connection()
+        if connection.in_atomic_block:
+            raise RuntimeError("claim() must not run inside a transaction on SQLite")
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json) for r in rows])

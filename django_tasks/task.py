@@ -1,0 +1,200 @@
+"""The ``@task`` decorator and the ``Task`` it makes."""
+
+import inspect
+import threading
+from datetime import datetime
+
+from django.utils import timezone
+
+from . import retry as retry_policy
+from .conf import settings
+from .context import DIRECT_CALL
+from .exceptions import MaxRetriesExceededError, Retry
+from .messages import (Message, compute_available_at, compute_expires, encode_body,
+                       new_task_id)
+from .registry import tasks as registry
+from .routing import resolve_options
+
+TASK_OPTIONS = {
+    "name": None,
+    "bind": False,
+    "queue": None,
+    "priority": None,
+    "max_retries": 3,
+    "default_retry_delay": 180,
+    "autoretry_for": (),
+    "retry_backoff": False,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "time_limit": None,
+    "soft_time_limit": None,
+    "ignore_result": False,
+    "track_started": True,
+    "atomic": False,
+    "serializer": None,
+}
+
+
+class Task:
+    """A function that can run inline (``t(...)``) or on a worker (``t.delay(...)``)."""
+
+    def __init__(self, run, **options):
+        unknown = set(options) - set(TASK_OPTIONS)
+        if unknown:
+            raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(sorted(TASK_OPTIONS))}")
+        self.run = run
+        for key, default in TASK_OPTIONS.items():
+            setattr(self, key, options.get(key, default))
+        self.name = self.name or f"{run.__module__}.{run.__qualname__}"
+        self.autoretry_for = tuple(self.autoretry_for or ())
+        self.is_async = inspect.iscoroutinefunction(run)
+        self._local = threading.local()
+        self.__doc__ = run.__doc__
+        self.__name__ = run.__name__
+        self.__module__ = run.__module__
+        self.__wrapped__ = run
+
+    def __repr__(self):
+        return f"<@task: {self.name}>"
+
+    # -- running --------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        """Run the task body here and now, as Celery does."""
+        if self.bind:
+            return self.run(self, *args, **kwargs)
+        return self.run(*args, **kwargs)
+
+    @property
+    def request(self):
+        stack = getattr(self._local, "stack", None)
+        return stack[-1] if stack else DIRECT_CALL
+
+    def push_request(self, request):
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append(request)
+
+    def pop_request(self):
+        self._local.stack.pop()
+
+    # -- calling --------------------------------------------------------
+
+    def delay(self, *args, **kwargs):
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args=None, kwargs=None, *, countdown=None, eta=None,
+                    expires=None, queue=None, priority=None, task_id=None,
+                    link=None, link_error=None, ignore_result=None, headers=None,
+                    serializer=None, time_limit=None, soft_time_limit=None):
+        from .queue import enqueue
+        from .result import AsyncResult
+
+        message = self.build_message(
+            args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
+            priority=priority, task_id=task_id, link=link, link_error=link_error,
+            ignore_result=ignore_result, headers=headers, serializer=serializer,
+            time_limit=time_limit, soft_time_limit=soft_time_limit)
+        if settings.EAGER:
+            from .worker.execution import run_eagerly
+            return run_eagerly(self, message)
+        enqueue([message])
+        return AsyncResult(message.task_id, task_name=self.name)
+
+    def build_message(self, args=None, kwargs=None, *, countdown=None, eta=None,
+                      expires=None, queue=None, priority=None, task_id=None,
+                      link=None, link_error=None, ignore_result=None, headers=None,
+                      serializer=None, time_limit=None, soft_time_limit=None):
+        """Everything ``apply_async`` does short of writing the message."""
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        now = timezone.now()
+        queue, priority = resolve_options(
+            {"queue": queue, "priority": priority},
+            {"queue": self.queue, "priority": self.priority},
+            settings.TASK_ROUTES, self.name, settings.DEFAULT_QUEUE)
+        serializer = serializer or self.serializer or settings.SERIALIZER
+        body = encode_body(self, args, kwargs, serializer)
+        task_id = str(task_id) if task_id else new_task_id()
+        message_headers = dict(headers or {})
+        message_headers.setdefault("retries", 0)
+        parent = _current_parent()
+        if parent is not None:
+            message_headers.setdefault("parent_id", parent.id)
+            message_headers.setdefault("root_id", parent.root_id or parent.id)
+        if ignore_result if ignore_result is not None else self.ignore_result:
+            message_headers["ignore_result"] = True
+        if time_limit is not None:
+            message_headers["time_limit"] = time_limit
+        if soft_time_limit is not None:
+            message_headers["soft_time_limit"] = soft_time_limit
+        if link:
+            message_headers["link"] = _signature_list(link)
+        if link_error:
+            message_headers["link_error"] = _signature_list(link_error)
+        return Message(
+            task_id=task_id, task_name=self.name, queue=queue, priority=priority,
+            available_at=compute_available_at(now, countdown, eta),
+            expires=compute_expires(now, expires), content_type=serializer,
+            body=body, headers=message_headers, created_at=now)
+
+    # -- retrying -------------------------------------------------------
+
+    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None,
+              countdown=None, max_retries=None, **options):
+        """Ask the worker to run this call again later; raises ``Retry``.
+
+        Past ``max_retries`` it raises ``exc`` (or ``MaxRetriesExceededError``).
+        """
+        request = self.request
+        if request.called_directly:
+            # Called inline, not from a worker: nothing to retry, as in Celery.
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(f"{self.name} was called directly; it cannot retry")
+        limit = self.max_retries if max_retries is None else max_retries
+        if not retry_policy.may_retry(request.retries, limit):
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"Can't retry {self.name}[{request.id}] args:{request.args} "
+                f"kwargs:{request.kwargs} (max_retries={limit})")
+        if eta is None:
+            countdown = self.default_retry_delay if countdown is None else countdown
+            when = timezone.now() + _seconds(countdown)
+        else:
+            when = eta if isinstance(eta, datetime) else timezone.now() + _seconds(eta)
+        raise Retry(exc=exc, when=when, message=options.pop("message", None)) \
+            .with_call(args, kwargs)
+
+
+def _seconds(value):
+    from datetime import timedelta
+    return timedelta(seconds=float(value))
+
+
+def _current_parent():
+    from .context import running_task
+    return running_task.get()
+
+
+def _signature_list(value):
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [dict(item) for item in items]
+
+
+def task(*args, **options):
+    """Decorate a function as a task: ``@task`` or ``@task(name=..., ...)``."""
+    def decorate(function):
+        return registry.register(Task(function, **options))
+
+    if len(args) == 1 and callable(args[0]) and not options:
+        return decorate(args[0])
+    if args:
+        raise TypeError("@task takes keyword options only: @task(name='...', bind=True)")
+    return decorate
+
+
+shared_task = task

@@ -1,0 +1,183 @@
+"""Running one message: decode, call the task, turn what happened into an Outcome.
+
+Used by every pool and by eager mode, so a task behaves the same wherever
+it runs.
+"""
+
+import asyncio
+import json
+import time
+import traceback as traceback_module
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import serialization, signals, states
+from .. import retry as retry_policy
+from ..conf import settings
+from ..context import Request, running_task
+from ..exceptions import (DecodeError, EncodeError, NotRegistered, Retry,
+                          TaskRevokedError)
+from ..messages import decode_body
+from ..registry import tasks as registry
+from .outcome import Outcome, exception_text
+
+
+def execute(message, hostname="", is_eager=False):
+    """Run ``message`` and return its Outcome; never raises for task errors."""
+    started_at = timezone.now()
+    clock = time.perf_counter()
+    outcome = _run(message, hostname, is_eager, started_at)
+    outcome.runtime = time.perf_counter() - clock
+    outcome.started_at = started_at
+    outcome.done_at = timezone.now()
+    outcome.hostname = hostname
+    return outcome
+
+
+def _run(message, hostname, is_eager, started_at):
+    if message.expires is not None and message.expires <= started_at:
+        return _exception_outcome(
+            message, states.REVOKED, TaskRevokedError(f"expired at {message.expires.isoformat()}"),
+            with_traceback=False)
+    try:
+        task = registry.lookup(message.task_name)
+    except NotRegistered as exc:
+        return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
+    try:
+        args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
+    except DecodeError as exc:
+        return _exception_outcome(
+            message, states.FAILURE, DecodeError(f"corrupt message: {exc}"), with_traceback=False)
+    request = Request(
+        id=message.task_id, task=task.name, args=args, kwargs=kwargs,
+        retries=message.retries, hostname=hostname, queue=message.queue,
+        eta=message.available_at, expires=message.expires, priority=message.priority,
+        is_eager=is_eager, group=message.headers.get("group_id"),
+        root_id=message.headers.get("root_id") or message.task_id,
+        parent_id=message.headers.get("parent_id"), delivery_count=message.deliveries,
+        headers=message.headers)
+    outcome = _call(task, message, request, args, kwargs)
+    if message.content_type == "json":
+        outcome.args_text, outcome.kwargs_text = _arguments_text(message.body)
+    else:
+        outcome.args_text, outcome.kwargs_text = repr(args), repr(kwargs)
+    return outcome
+
+
+def _call(task, message, request, args, kwargs):
+    task.push_request(request)
+    token = running_task.set(request)
+    signals.task_prerun.send(sender=task, task_id=message.task_id, task=task,
+                             args=args, kwargs=kwargs)
+    outcome = None
+    try:
+        value = _invoke(task, args, kwargs)
+    except Retry as retry:
+        outcome = _retry_outcome(task, message, retry)
+    except task.autoretry_for as exc:
+        outcome = _autoretry(task, message, exc)
+    except Exception as exc:
+        outcome = _failure(task, message, exc)
+    else:
+        outcome = _success(task, message, value)
+    finally:
+        running_task.reset(token)
+        task.pop_request()
+        state = outcome.state if outcome is not None else states.FAILURE
+        signals.task_postrun.send(sender=task, task_id=message.task_id, task=task,
+                                  args=args, kwargs=kwargs, retval=getattr(outcome, "value", None),
+                                  state=state)
+    return outcome
+
+
+def _invoke(task, args, kwargs):
+    call_args = (task, *args) if task.bind else args
+    if task.atomic:
+        # A savepoint inside the transaction that will also store the result:
+        # a failure undoes the task's own writes but keeps the FAILURE row.
+        with transaction.atomic(using=settings.DATABASE):
+            return _call_function(task, call_args, kwargs)
+    return _call_function(task, call_args, kwargs)
+
+
+def _call_function(task, call_args, kwargs):
+    if task.is_async:
+        return asyncio.run(task.run(*call_args, **kwargs))
+    return task.run(*call_args, **kwargs)
+
+
+def _success(task, message, value):
+    serializer = message.content_type if message.content_type in serialization.SERIALIZERS \
+        else settings.SERIALIZER
+    try:
+        text = serialization.dumps(value, serializer, what="the return value")
+    except EncodeError as exc:
+        error = EncodeError(f"{task.name} returned a value that cannot be stored: {exc}")
+        return _exception_outcome(message, states.FAILURE, error, with_traceback=False)
+    signals.task_success.send(sender=task, result=value, task_id=message.task_id)
+    return Outcome(message=message, state=states.SUCCESS, value=value, result_text=text,
+                   content_type=serializer)
+
+
+def _failure(task, message, exc):
+    outcome = _exception_outcome(message, states.FAILURE, exc)
+    signals.task_failure.send(sender=task, task_id=message.task_id, exception=exc,
+                              traceback=outcome.traceback)
+    return outcome
+
+
+def _retry_outcome(task, message, retry):
+    reason = retry.exc if retry.exc is not None else retry
+    outcome = _exception_outcome(message, states.RETRY, reason)
+    outcome.retry_at = retry.when or timezone.now()
+    if retry.retry_args is not None or retry.retry_kwargs is not None:
+        args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
+        outcome.new_body = serialization.dumps(
+            {"args": retry.retry_args if retry.retry_args is not None else args,
+             "kwargs": retry.retry_kwargs if retry.retry_kwargs is not None else kwargs},
+            message.content_type, what="retry arguments")
+    signals.task_retry.send(sender=task, request=task.request, reason=reason,
+                            task_id=message.task_id)
+    return outcome
+
+
+def _autoretry(task, message, exc):
+    countdown = retry_policy.autoretry_countdown(task, message.retries)
+    try:
+        task.retry(exc=exc, countdown=countdown)
+    except Retry as retry:
+        return _retry_outcome(task, message, retry)
+    except Exception as final:  # retries exhausted: retry() re-raised exc
+        return _failure(task, message, final)
+
+
+def _exception_outcome(message, state, exc, with_traceback=True):
+    text = None
+    if with_traceback and exc.__traceback__ is not None:
+        text = "".join(traceback_module.format_exception(exc))
+    return Outcome(message=message, state=state, value=exc, result_text=exception_text(exc),
+                   content_type="json", traceback=text)
+
+
+def _arguments_text(body):
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None, None
+    return (json.dumps(data.get("args", []), ensure_ascii=False),
+            json.dumps(data.get("kwargs", {}), ensure_ascii=False))
+
+
+def run_eagerly(task, message):
+    """EAGER mode: run now, through the real serialization path, retries included."""
+    from ..result import EagerResult
+
+    while True:
+        outcome = execute(message, hostname="eager", is_eager=True)
+        if outcome.state != states.RETRY:
+            return EagerResult(outcome)
+        # Celery runs eager retries at once instead of waiting for the countdown.
+        message.headers = dict(message.headers, retries=message.retries + 1)
+        if outcome.new_body is not None:
+            message.body = outcome.new_body

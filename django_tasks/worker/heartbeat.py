@@ -1,0 +1,39 @@
+"""A thread that keeps the worker's row fresh, so others can tell it is alive."""
+
+import logging
+import threading
+
+from django.db import DatabaseError, connections
+
+logger = logging.getLogger("django_tasks.worker")
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, backend, worker_id, interval, counters):
+        super().__init__(name="django_tasks-heartbeat", daemon=True)
+        self.backend = backend
+        self.worker_id = worker_id
+        self.interval = interval
+        self.counters = counters  # callable -> (processed, failed)
+        self._stop_event = threading.Event()
+
+    def run(self):
+        try:
+            while not self._stop_event.wait(self.interval):
+                self.beat()
+        finally:
+            connections.close_all()
+
+    def beat(self):
+        processed, failed = self.counters()
+        try:
+            self.backend.heartbeat(self.worker_id, processed, failed)
+        except DatabaseError as exc:
+            # The next beat retries on a fresh connection; being late a few
+            # times is exactly what WORKER_LOST_TIMEOUT allows for.
+            logger.warning("heartbeat failed: %s", exc)
+            connections[self.backend.alias].close()
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(timeout=self.interval + 5)

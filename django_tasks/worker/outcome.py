@@ -1,0 +1,52 @@
+"""What running one message produced, and the result row it becomes."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from .. import serialization, states
+from ..messages import Message
+
+
+@dataclass
+class Outcome:
+    message: Message
+    state: str
+    hostname: str = ""
+    value: object = None            # the return value or the exception
+    result_text: str | None = None  # how it is stored
+    content_type: str = "json"
+    traceback: str | None = None
+    started_at: datetime | None = None
+    done_at: datetime | None = None
+    runtime: float = 0.0
+    retry_at: datetime | None = None  # set for RETRY: when to run again
+    new_body: str | None = None       # set when a retry changes the arguments
+    args_text: str | None = None
+    kwargs_text: str | None = None
+
+    @property
+    def stores_result(self):
+        # ignore_result drops successes only: a failure is never lost silently.
+        return not (self.state == states.SUCCESS and self.message.headers.get("ignore_result"))
+
+    @property
+    def retries(self):
+        return self.message.retries
+
+    def result_row(self):
+        from ..models import TaskResult
+
+        headers = self.message.headers
+        return TaskResult(
+            task_id=self.message.task_id, task_name=self.message.task_name,
+            state=self.state, content_type=self.content_type, result=self.result_text,
+            traceback=self.traceback, args=self.args_text, kwargs=self.kwargs_text,
+            queue=self.message.queue, worker=self.hostname, retries=self.retries,
+            parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
+            group_id=headers.get("group_id"), date_created=self.message.created_at,
+            date_started=self.started_at, date_done=self.done_at)
+
+
+def exception_text(exc):
+    return json.dumps(serialization.exception_to_dict(exc))

@@ -1,0 +1,35 @@
+"""Warm and cold shutdown on SIGTERM / SIGINT, as Celery does it.
+
+The first signal asks for a warm shutdown: stop claiming, hand back what is
+claimed but not started, let the running task finish. A second signal is a
+cold shutdown: ``ColdShutdown`` is raised where the task is running, and its
+message is handed back too.
+"""
+
+import logging
+import signal
+
+logger = logging.getLogger("django_tasks.worker")
+
+
+class ColdShutdown(BaseException):
+    """Raised in the main thread on the second stop signal."""
+
+
+class ShutdownState:
+    def __init__(self):
+        self.warm = False
+
+    def install(self):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        if signum == signal.SIGQUIT or self.warm:
+            logger.warning("worker: Cold shutdown (%s): stopping running tasks and "
+                           "handing them back to the queue", name)
+            raise ColdShutdown(name)
+        self.warm = True
+        logger.warning("worker: Warm shutdown (%s): finishing running tasks; "
+                       "send it again for a cold shutdown", name)
