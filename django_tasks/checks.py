@@ -87,7 +87,8 @@ def _check_routes(routes):
             errors.append(_error(6, f"TASK_ROUTES[{pattern!r}] has unknown options "
                                     f"{sorted(extra)}; allowed: {sorted(allowed)}."))
         if "queue" in options and not (isinstance(options["queue"], str) and options["queue"]):
-            errors.append(_error(6, f"TASK_ROUTES[{pattern!r}]['queue'] must be a non-empty string."))
+            errors.append(_error(6, f"TASK_ROUTES[{pattern!r}]['queue'] must be a "
+                                    "non-empty string."))
         if "priority" in options and not isinstance(options["priority"], int):
             errors.append(_error(6, f"TASK_ROUTES[{pattern!r}]['priority'] must be an integer."))
     return errors

@@ -14,7 +14,8 @@ def route(task_name, routes):
 def resolve_options(explicit, task_defaults, routes, task_name, default_queue):
     """Merge call options: explicit > route > task's own > settings default."""
     routed = route(task_name, routes)
-    queue = explicit.get("queue") or routed.get("queue") or task_defaults.get("queue") or default_queue
+    queue = (explicit.get("queue") or routed.get("queue") or task_defaults.get("queue")
+             or default_queue)
     priority = explicit.get("priority")
     if priority is None:
         priority = routed.get("priority", task_defaults.get("priority"))

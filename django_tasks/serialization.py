@@ -40,7 +40,8 @@ def _to_json_tree(value, path):
                                  _to_json_tree(item, f"{path}[{key!r}]")]
                                 for key, item in value.items()])
     if isinstance(value, tuple):
-        return _tagged("tuple", [_to_json_tree(item, f"{path}[{i}]") for i, item in enumerate(value)])
+        items = [_to_json_tree(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return _tagged("tuple", items)
     if isinstance(value, (set, frozenset)):
         items = [_to_json_tree(item, f"{path}<item>") for item in value]
         return _tagged("frozenset" if isinstance(value, frozenset) else "set", items)

@@ -10,8 +10,7 @@ from . import retry as retry_policy
 from .conf import settings
 from .context import DIRECT_CALL
 from .exceptions import MaxRetriesExceededError, Retry
-from .messages import (Message, compute_available_at, compute_expires, encode_body,
-                       new_task_id)
+from .messages import Message, compute_available_at, compute_expires, encode_body, new_task_id
 from .registry import tasks as registry
 from .routing import resolve_options
 

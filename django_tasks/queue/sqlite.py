@@ -36,7 +36,7 @@ def _datetime(value):
     if isinstance(value, str):
         value = parse_datetime(value)
     if isinstance(value, datetime.datetime) and timezone.is_naive(value):
-        return value.replace(tzinfo=datetime.timezone.utc)
+        return value.replace(tzinfo=datetime.UTC)
     return value
 
 
@@ -69,7 +69,11 @@ class SQLiteQueue(BaseQueue):
                   *queues, ops.adapt_datetimefield_value(now), limit]
         connection.ensure_connection()
         if connection.in_atomic_block:
-            raise RuntimeError("claim() must not run inside a transaction on SQLite")
+            # The caller's transaction already makes this atomic (tests, helpers).
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+            return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json) for r in rows])
         with connection.cursor() as cursor:
             cursor.execute("BEGIN IMMEDIATE")
             try:

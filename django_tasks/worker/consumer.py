@@ -94,7 +94,8 @@ class Consumer:
         for position, message in enumerate(batch):
             if self.shutdown.warm:
                 rest = [m.id for m in batch[position:]]
-                count = self._with_reconnect(lambda: self.backend.release(self.worker_id, rest))
+                count = self._with_reconnect(
+                    lambda rest=rest: self.backend.release(self.worker_id, rest))
                 logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
                 return
             self.process(message)

@@ -12,12 +12,11 @@ import traceback as traceback_module
 from django.db import transaction
 from django.utils import timezone
 
-from .. import serialization, signals, states
 from .. import retry as retry_policy
+from .. import serialization, signals, states
 from ..conf import settings
 from ..context import Request, running_task
-from ..exceptions import (DecodeError, EncodeError, NotRegistered, Retry,
-                          TaskRevokedError)
+from ..exceptions import DecodeError, EncodeError, NotRegistered, Retry, TaskRevokedError
 from ..messages import decode_body
 from ..registry import tasks as registry
 from .outcome import Outcome, exception_text

@@ -1,0 +1,39 @@
+import pytest
+from django.db import connection
+
+from tests.workers import WorkerProcess
+
+
+@pytest.fixture
+def start_worker(transactional_db):
+    """Start real ``runworker`` processes on the test database; stopped after the test."""
+    started = []
+
+    def start(*args, env=None, ready=True):
+        worker = WorkerProcess(*args, env=env)
+        started.append(worker)
+        return worker.wait_ready() if ready else worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def vendor():
+    return connection.vendor
+
+
+@pytest.fixture
+def postgres_only(vendor):
+    if vendor != "postgresql":
+        pytest.skip("PostgreSQL-only behaviour (LISTEN/NOTIFY, SKIP LOCKED)")
+
+
+@pytest.fixture(autouse=True)
+def _close_result_listener():
+    """Close the LISTEN connection get() opened, so the test database can be dropped."""
+    yield
+    from django_tasks.queue import get_backend
+
+    get_backend().close_listener()

@@ -1,0 +1,39 @@
+"""Settings for the test suite: the demo project plus the tests' own tasks.
+
+Which database:
+- ``TESTS_DATABASE_JSON`` (set by the suite for the worker processes it
+  starts, so they use the test database);
+- else ``TEST_DATABASE=sqlite``: SQLite files;
+- else ``DATABASE_URL`` if set (e.g. the machine's PostgreSQL);
+- else an embedded PostgreSQL started for the run (``pgserver``).
+"""
+
+import json
+import os
+
+from testproject.settings import *  # noqa: F403
+from testproject.settings import BASE_DIR, DATABASES, INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests"]
+
+if os.environ.get("TESTS_DATABASE_JSON"):
+    DATABASES["default"] = json.loads(os.environ["TESTS_DATABASE_JSON"])
+elif os.environ.get("TEST_DATABASE") == "sqlite":
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(BASE_DIR / "db.sqlite3"),
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                    "transaction_mode": "IMMEDIATE", "timeout": 30},
+        "TEST": {"NAME": str(BASE_DIR / "test_db.sqlite3")},
+    }
+elif not os.environ.get("DATABASE_URL"):
+    from tests.embedded_postgres import start
+
+    DATABASES["default"] = start()
+
+# Short timings so the tests of waiting and recovery finish quickly.
+DJANGO_TASKS = {
+    "POLL_INTERVAL": 0.2,
+    "HEARTBEAT_INTERVAL": 0.5,
+    "WORKER_LOST_TIMEOUT": 3.0,
+}

@@ -1,0 +1,72 @@
+"""What users see when a task fails, or a message cannot be run."""
+
+import uuid
+
+import pytest
+from django.utils import timezone
+
+from django_tasks import AsyncResult, states
+from django_tasks.exceptions import DecodeError, EncodeError, NotRegistered
+from django_tasks.models import QueuedMessage, TaskResult
+from tests.tasks import add, fail_with_type_error, return_unserializable
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_task_raising_type_error(start_worker):
+    worker = start_worker()
+    result = fail_with_type_error.delay("x")
+    with pytest.raises(TypeError, match="bad value: 'x'"):
+        result.get(timeout=10)
+    error = result.get(propagate=False)
+    assert isinstance(error, TypeError) and str(error) == "bad value: 'x'"
+    assert result.failed() and not result.successful() and result.ready()
+    assert result.state == states.FAILURE
+    assert "Traceback (most recent call last)" in result.traceback
+    assert 'raise TypeError(f"bad value: {value!r}")' in result.traceback
+    assert isinstance(result.result, TypeError)
+    worker.wait_for(f"Task tests.tasks.fail_with_type_error[{result.id}] raised unexpected: "
+                    "TypeError(\"bad value: 'x'\")")
+
+
+def _raw_message(task_name, body, content_type="json"):
+    task_id = uuid.uuid4()
+    QueuedMessage.objects.create(task_id=task_id, task_name=task_name, queue="default",
+                                 body=body, content_type=content_type, headers={},
+                                 available_at=timezone.now())
+    return AsyncResult(task_id)
+
+
+def test_unknown_task_name_fails_and_worker_carries_on(start_worker):
+    start_worker()
+    unknown = _raw_message("no.such.task", '{"args": [], "kwargs": {}}')
+    with pytest.raises(NotRegistered, match="no.such.task"):
+        unknown.get(timeout=10)
+    assert unknown.state == states.FAILURE
+    assert add.delay(1, 2).get(timeout=10) == 3
+
+
+def test_corrupt_message_fails_and_worker_carries_on(start_worker):
+    start_worker()
+    corrupt = _raw_message("tests.tasks.add", "{this is not json")
+    with pytest.raises(DecodeError, match="corrupt message"):
+        corrupt.get(timeout=10)
+    wrong_shape = _raw_message("tests.tasks.add", "[1, 2]")
+    with pytest.raises(DecodeError, match="corrupt message"):
+        wrong_shape.get(timeout=10)
+    assert add.delay(2, 2).get(timeout=10) == 4
+
+
+def test_pickle_message_refused_unless_accepted(start_worker):
+    start_worker()
+    pickled = _raw_message("tests.tasks.add", "gASVAAAAAAAAAAA=", content_type="pickle")
+    with pytest.raises(DecodeError, match="ACCEPT_CONTENT"):
+        pickled.get(timeout=10)
+
+
+def test_result_that_cannot_be_stored_fails_the_task(start_worker):
+    start_worker()
+    result = return_unserializable.delay()
+    with pytest.raises(EncodeError, match="cannot be stored"):
+        result.get(timeout=10)
+    assert TaskResult.objects.get(task_id=result.id).state == states.FAILURE

@@ -1,0 +1,113 @@
+"""Real ``runworker`` processes for the tests, and ways to wait on them."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_env(extra=None):
+    """The environment of a worker that uses the test database."""
+    settings_dict = connection.settings_dict
+    database = {key: settings_dict[key] for key in
+                ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")}
+    database["NAME"] = str(database["NAME"])
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "TESTS_DATABASE_JSON": json.dumps(database),
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, *args, env=None):
+        command = [sys.executable, str(ROOT / "manage.py"), "runworker", *args]
+        self.proc = subprocess.Popen(
+            command, cwd=ROOT, env=worker_env(env), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.lines = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    @property
+    def output(self):
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def count(self, text):
+        with self._changed:
+            return sum(text in line for line in self.lines)
+
+    def wait_for(self, text, timeout=30.0, times=1):
+        """Block until ``text`` has appeared in ``times`` lines of output."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while sum(text in line for line in self.lines) < times:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(
+                        f"worker output never showed {text!r} x{times} within {timeout}s "
+                        f"(exit code {self.proc.poll()}):\n" + "\n".join(self.lines[-60:]))
+                self._changed.wait(min(remaining, 0.5))
+
+    def wait_ready(self, timeout=60.0):
+        self.wait_for(" ready.", timeout)
+        return self
+
+    def send(self, signum):
+        self.proc.send_signal(signum)
+
+    def wait_exit(self, timeout=60.0):
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"worker did not exit within {timeout}s:\n{self.output}") from None
+        self._reader.join(5)
+        return code
+
+    def stop(self, timeout=30.0):
+        if self.proc.poll() is None:
+            self.send(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode
+
+
+def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it is true; fail with ``message`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
