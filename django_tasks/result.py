@@ -135,16 +135,16 @@ class AsyncResult:
                 "Never call result.get() within a task: it can deadlock the worker. "
                 "Use a chain or a chord instead.")
         backend = _backend()
-        if backend.is_uncommitted(self.id):
-            raise RuntimeError(
-                f"Task {self.id} was enqueued in this still-open transaction; no worker "
-                "can see it before the transaction commits, so get() would wait forever.")
         deadline = None if timeout is None else time.monotonic() + timeout
         backend.prepare_wait_for_results()
         while True:
             row = self._load()
             if row is not None and row.state in states.READY_STATES:
                 return self._outcome(row, propagate)
+            if backend.is_uncommitted(self.id):
+                raise RuntimeError(
+                    f"Task {self.id} was enqueued in this still-open transaction; no worker "
+                    "can see it before the transaction commits, so get() would wait forever.")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out.")

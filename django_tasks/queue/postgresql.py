@@ -38,7 +38,7 @@ SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inse
 CLAIM_SQL = f"""
 WITH picked AS (
     SELECT id FROM {TABLE}
-    WHERE claimed_by IS NULL AND queue = ANY(%s) AND available_at <= now()
+    WHERE claimed_by IS NULL AND queue = ANY(%s) AND available_at <= statement_timestamp()
     ORDER BY priority DESC, available_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED

@@ -16,7 +16,14 @@ from .. import retry as retry_policy
 from .. import serialization, signals, states
 from ..conf import settings
 from ..context import Request, running_task
-from ..exceptions import DecodeError, EncodeError, NotRegistered, Retry, TaskRevokedError
+from ..exceptions import (
+    ContentDisallowed,
+    DecodeError,
+    EncodeError,
+    NotRegistered,
+    Retry,
+    TaskRevokedError,
+)
 from ..messages import decode_body
 from ..registry import tasks as registry
 from .outcome import Outcome, exception_text
@@ -45,6 +52,8 @@ def _run(message, hostname, is_eager, started_at):
         return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     try:
         args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
+    except ContentDisallowed as exc:
+        return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     except DecodeError as exc:
         return _exception_outcome(
             message, states.FAILURE, DecodeError(f"corrupt message: {exc}"), with_traceback=False)
