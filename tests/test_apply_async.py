@@ -67,7 +67,7 @@ def test_expires_in_the_future_still_runs(start_worker):
 def test_higher_priority_runs_first(start_worker):
     keys = [("low", 0), ("high", 9), ("middle", 5), ("highest", 10), ("lowest", -3)]
     results = [record.apply_async((key,), priority=priority) for key, priority in keys]
-    start_worker()
+    start_worker("--pool", "solo")  # one at a time, so run order is claim order
     for result in results:
         result.get(timeout=20)
     order = list(Execution.objects.order_by("id").values_list("key", flat=True))
