@@ -38,12 +38,25 @@ class MaxRetriesExceededError(DjangoTasksError):
     """The task asked to be retried more often than ``max_retries`` allows."""
 
 
-class SoftTimeLimitExceeded(DjangoTasksError):
+class _DefaultMessage:
+    """Raised by class (as a thread interruption is), it still says what happened."""
+
+    default_message = ""
+
+    def __init__(self, *args):
+        super().__init__(*(args or (self.default_message,)))
+
+
+class SoftTimeLimitExceeded(_DefaultMessage, DjangoTasksError):
     """Raised inside a task when its ``soft_time_limit`` has passed."""
 
+    default_message = "soft time limit exceeded"
 
-class TimeLimitExceeded(DjangoTasksError):
+
+class TimeLimitExceeded(_DefaultMessage, DjangoTasksError):
     """The task ran past its ``time_limit`` and was stopped."""
+
+    default_message = "time limit exceeded"
 
 
 class WorkerLostError(DjangoTasksError):
@@ -57,8 +70,10 @@ class NotRegistered(DjangoTasksError, KeyError):
         return str(self.args[0]) if self.args else "task not registered"
 
 
-class TaskRevokedError(DjangoTasksError):
+class TaskRevokedError(_DefaultMessage, DjangoTasksError):
     """The task was revoked (or expired) before it could finish."""
+
+    default_message = "terminated: revoked while running"
 
 
 class ChordError(DjangoTasksError):

@@ -33,7 +33,7 @@ elif not os.environ.get("DATABASE_URL"):
 
 # Short timings so the tests of waiting and recovery finish quickly.
 DJANGO_TASKS = {
-    "POLL_INTERVAL": 0.2,
+    "POLL_INTERVAL": float(os.environ.get("TESTS_POLL_INTERVAL", "0.2")),
     "HEARTBEAT_INTERVAL": 0.5,
     "WORKER_LOST_TIMEOUT": 3.0,
 }

@@ -14,12 +14,13 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker_env(extra=None):
-    """The environment of a worker that uses the test database."""
-    settings_dict = connection.settings_dict
-    database = {key: settings_dict[key] for key in
-                ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")}
-    database["NAME"] = str(database["NAME"])
+def worker_env(extra=None, database=None):
+    """The environment of a worker that uses the test database (or ``database``)."""
+    if database is None:
+        settings_dict = connection.settings_dict
+        database = {key: settings_dict[key] for key in
+                    ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")}
+        database["NAME"] = str(database["NAME"])
     env = dict(os.environ)
     env.update({
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -31,10 +32,10 @@ def worker_env(extra=None):
 
 
 class WorkerProcess:
-    def __init__(self, *args, env=None):
-        command = [sys.executable, str(ROOT / "manage.py"), "runworker", *args]
+    def __init__(self, *args, env=None, database=None, command="runworker"):
+        command = [sys.executable, str(ROOT / "manage.py"), command, *args]
         self.proc = subprocess.Popen(
-            command, cwd=ROOT, env=worker_env(env), stdout=subprocess.PIPE,
+            command, cwd=ROOT, env=worker_env(env, database), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1,
             start_new_session=True)  # its own process group, as under a terminal
         self.lines = []

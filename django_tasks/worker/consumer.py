@@ -155,15 +155,27 @@ class Consumer:
             listener = self._with_reconnect(self.backend.queue_listener_fileno)
             if listener is not None:
                 fds.append(listener)
-        self._wait(fds, min(settings.POLL_INTERVAL, 1.0))
+        self._wait(fds, self._poll_timeout())
         if self.pool.free_slots:
             self._with_reconnect(self.backend.drain_queue_notifications)
 
+    def _poll_timeout(self):
+        timeout = settings.POLL_INTERVAL
+        if self.pool.jobs:
+            # Hard time limits are checked between waits.
+            timeout = min(timeout, 0.25)
+        if self.buffer:
+            timeout = min(timeout, PREFETCH_PATIENCE)
+        return timeout
+
     def _wait(self, fds, timeout):
+        if self.shutdown.wakeup_fd is not None:
+            fds = [*fds, self.shutdown.wakeup_fd]
         if fds:
             select.select(fds, [], [], timeout)
         else:
             time.sleep(timeout)
+        self.shutdown.drain()
 
     def _return_stale_prefetch(self):
         if not self.buffer or self.pool.free_slots:
@@ -183,6 +195,7 @@ class Consumer:
             outcome = self._outcome_of_lost(item)
             if outcome is not None:
                 outcomes.append(outcome)
+        outcomes = [o for o in outcomes if not (o.redeliver and self._deliver_again(o))]
         for outcome in outcomes:
             self._count_and_log(outcome)
         self.unstored.extend(o for o in outcomes if not o.stored)
@@ -204,6 +217,15 @@ class Consumer:
                            settings.MAX_DELIVERIES)
             self._with_reconnect(lambda: self.backend.release_messages([message.id]))
         return outcome
+
+    def _deliver_again(self, outcome):
+        message = outcome.message
+        if message.deliveries >= settings.MAX_DELIVERIES:
+            return False  # store the failure: it keeps happening
+        logger.warning("Task %s[%s] lost its database connection (%s); delivering it again",
+                       message.task_name, message.task_id, outcome.describe())
+        self._with_reconnect(lambda: self.backend.release_messages([message.id]))
+        return True
 
     def _count_and_log(self, outcome):
         self.processed += 1

@@ -9,7 +9,7 @@ import json
 import time
 import traceback as traceback_module
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from .. import retry as retry_policy
@@ -27,6 +27,8 @@ from ..exceptions import (
 from ..messages import decode_body
 from ..registry import tasks as registry
 from .outcome import Outcome, exception_text
+
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 def execute(message, hostname="", is_eager=False):
@@ -86,6 +88,14 @@ def _call(task, message, request, args, kwargs):
     except TaskRevokedError as exc:
         outcome = _exception_outcome(message, states.REVOKED, exc)
         signals.task_revoked.send(sender=task, request=request, terminated=True)
+    except CONNECTION_ERRORS as exc:
+        if task.autoretry_for and isinstance(exc, task.autoretry_for):
+            outcome = _autoretry(task, message, exc)
+        else:
+            # The database went away under the task: not the task's fault,
+            # so it is delivered again (up to MAX_DELIVERIES) once it is back.
+            outcome = _exception_outcome(message, states.FAILURE, exc)
+            outcome.redeliver = True
     except task.autoretry_for as exc:
         outcome = _autoretry(task, message, exc)
     except Exception as exc:

@@ -26,6 +26,9 @@ class Outcome:
     kwargs_text: str | None = None
     # Set when the task's own transaction already stored it (atomic tasks).
     stored: bool = False
+    # Set when the task failed because the database connection was lost:
+    # deliver it again rather than store the failure (up to MAX_DELIVERIES).
+    redeliver: bool = False
     # A short repr of ``value`` for the log, kept when the value itself is
     # dropped to cross a process boundary.
     summary: str | None = None

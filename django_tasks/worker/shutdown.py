@@ -7,6 +7,7 @@ message is handed back too.
 """
 
 import logging
+import os
 import signal
 
 logger = logging.getLogger("django_tasks.worker")
@@ -19,10 +20,27 @@ class ColdShutdown(BaseException):
 class ShutdownState:
     def __init__(self):
         self.warm = False
+        self.wakeup_fd = None
 
     def install(self):
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             signal.signal(signum, self._handle)
+        # A signal writes a byte here, so a worker waiting in select() for
+        # work wakes at once instead of at the end of its poll interval.
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.set_blocking(write_end, False)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+        self.wakeup_fd = read_end
+
+    def drain(self):
+        if self.wakeup_fd is None:
+            return
+        try:
+            while os.read(self.wakeup_fd, 512):
+                continue
+        except BlockingIOError:
+            return
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name

@@ -2,7 +2,7 @@
 
 from contextlib import nullcontext
 
-from django.db import transaction
+from django.db import connections, transaction
 
 from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from ..registry import tasks as registry
@@ -12,8 +12,22 @@ from .timelimits import MainThreadTask, limits_for, main_thread_limits
 INTERRUPTIONS = (SoftTimeLimitExceeded, TimeLimitExceeded, TaskRevokedError)
 
 
+def discard_broken_connections():
+    """Replace connections a previous task left broken (the server restarted).
+
+    Unlike a request cycle, connections stay open across tasks whatever
+    CONN_MAX_AGE says: reconnecting for every task would cost more than most
+    tasks do.
+    """
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
+            conn.close()
+        conn.errors_occurred = False
+
+
 def run_message(message, hostname, backend, worker_id, in_main_thread):
     """Execute ``message``; atomic tasks also store their outcome, in their transaction."""
+    discard_broken_connections()
     task = registry.get(message.task_name)
     soft, hard = limits_for(message, task)
     limits = main_thread_limits(soft, hard) if in_main_thread else nullcontext()
