@@ -50,3 +50,6 @@ def return_unserializable():
 def who_am_i(self):
     return {"id": self.request.id, "retries": self.request.retries,
             "queue": self.request.queue, "hostname": self.request.hostname}
+
+
+from .canvas_tasks import *  # noqa: E402, F403  (workers import tests.tasks only)
