@@ -35,6 +35,8 @@ class QueuedMessage(models.Model):
     claimed_by = models.UUIDField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Set by revoke(terminate=True); the worker holding it stops the task.
+    terminate_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -116,6 +118,21 @@ class Worker(models.Model):
 
     def __str__(self):
         return f"{self.hostname} (pid {self.pid})"
+
+
+class HousekeepingRun(models.Model):
+    """When each housekeeping job may next run, shared by all workers.
+
+    A worker runs a job only if it moves ``next_run`` forward itself (one
+    conditional UPDATE), so however many workers there are, each job runs
+    about once per interval.
+    """
+
+    name = models.CharField(max_length=64, primary_key=True)
+    next_run = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.name} (next {self.next_run:%Y-%m-%d %H:%M:%S})"
 
 
 class TaskGroup(models.Model):

@@ -138,16 +138,16 @@ class AsyncResult:
                 "Never call result.get() within a task: it can deadlock the worker. "
                 "Use a chain or a chord instead.")
         backend = _backend()
-        if backend.is_uncommitted(self.id):
-            raise RuntimeError(
-                f"Task {self.id} was enqueued in this still-open transaction; no worker "
-                "can see it before the transaction commits, so get() would wait forever.")
         deadline = None if timeout is None else time.monotonic() + timeout
         backend.prepare_wait_for_results()
         while True:
             row = self._load()
             if row is not None and row.state in states.READY_STATES:
                 return self._outcome(row, propagate)
+            if backend.is_uncommitted(self.id):
+                raise RuntimeError(
+                    f"Task {self.id} was enqueued in this still-open transaction; no worker "
+                    "can see it before the transaction commits, so get() would wait forever.")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out.")
@@ -170,39 +170,34 @@ class AsyncResult:
         _backend().forget(self.id)
 
     def revoke(self, terminate=False, signal=None):
-        """Stop the task from starting; it ends ``REVOKED``.
-
-        A task that is already running is not interrupted (see README:
-        ``terminate=True`` is part of the production-worker work).
-        """
-        return revoke_ids([self.id])
+        """Stop the task from starting (it ends ``REVOKED``); with ``terminate``
+        also stop it where it already runs."""
+        return revoke_ids([self.id], terminate=terminate)
 
 
-def revoke_ids(task_ids):
-    """Revoke waiting tasks: drop their messages and store ``REVOKED``."""
-    from .messages import Message
+def revoke_ids(task_ids, terminate=False):
+    """Revoke tasks: waiting ones end ``REVOKED`` now; running ones are asked to
+    stop (``terminate``) at the worker that holds them. Returns how many were hit."""
     from .models import QueuedMessage
     from .worker.outcome import Outcome
 
     backend = _backend()
     alias = settings.DATABASE
     now = timezone.now()
+    task_ids = [str(t) for t in task_ids]
     with transaction.atomic(using=alias):
         waiting = list(QueuedMessage.objects.using(alias).select_for_update()
                        .filter(task_id__in=task_ids, claimed_by__isnull=True))
         outcomes = []
         for row in waiting:
-            message = Message(id=row.id, task_id=str(row.task_id), task_name=row.task_name,
-                              queue=row.queue, priority=row.priority,
-                              available_at=row.available_at, expires=row.expires,
-                              content_type=row.content_type, body=row.body,
-                              headers=row.headers, created_at=row.created_at)
             error = TaskRevokedError("revoked")
-            outcomes.append(Outcome(message=message, state=states.REVOKED, value=error,
+            outcomes.append(Outcome(message=backend.message_from_model(row),
+                                    state=states.REVOKED, value=error,
                                     result_text=exception_text(error), done_at=now))
         if outcomes:
             backend.finish_in_transaction(outcomes, worker_id=None)
-    return len(outcomes)
+        running = backend.request_terminate(task_ids) if terminate else 0
+    return len(outcomes) + running
 
 
 def _decode(row):

@@ -18,13 +18,14 @@ Per finished task (from its message headers):
   (or fails it with ``ChordError`` naming the first failed member).
 """
 
+import json
 import logging
 from collections import Counter
 
 from django.db.models import F
 from django.utils import timezone
 
-from . import states
+from . import serialization, states
 from .canvas import Plan, chord_error, from_header
 from .models import TaskGroup, TaskResult
 from .worker.outcome import Outcome, exception_text
@@ -72,19 +73,27 @@ def _advance_one(outcome, plan, silent):
     headers = message.headers
     context = _context(message)
     if outcome.state == states.SUCCESS:
+        value = _stored_value(outcome)
         for callback in headers.get("link", []):
-            from_header(callback).plan(plan, (outcome.value,), {}, context)
+            from_header(callback).plan(plan, (value,), {}, context)
         if headers.get("chain"):
-            _next_step(headers["chain"]).plan(plan, (outcome.value,), {}, context)
+            _next_step(headers["chain"]).plan(plan, (value,), {}, context)
         return []
     if message.task_id not in silent:
         for errback in headers.get("link_error", []):
             from_header(errback).plan(plan, (message.task_id,), {}, context)
     if not headers.get("chain"):
         return []
-    failures = list(_unreachable(_next_step(headers["chain"]), outcome.value, context))
+    failures = list(_unreachable(_next_step(headers["chain"]), _stored_value(outcome), context))
     silent.update(f.message.task_id for f in failures)
     return failures
+
+
+def _stored_value(outcome):
+    """The value (or exception) as stored: pools may drop the live object in transit."""
+    if outcome.state in states.EXCEPTION_STATES:
+        return serialization.exception_from_dict(json.loads(outcome.result_text))
+    return serialization.loads(outcome.result_text, outcome.content_type, [outcome.content_type])
 
 
 def _next_step(chain):

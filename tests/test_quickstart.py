@@ -36,9 +36,9 @@ def test_delay_and_get_through_a_worker(start_worker):
 
 
 def test_banner_names_app_transport_queues_and_tasks(start_worker):
-    worker = start_worker("-Q", "default,mail")
+    worker = start_worker("-Q", "default,mail", "-c", "2")
     banner = worker.output
-    for expected in (".> app:", ".> transport:", ".> results:", ".> concurrency: 1 (solo)",
+    for expected in (".> app:", ".> transport:", ".> results:", ".> concurrency: 2 (prefork)",
                      "[queues]", ".> default", ".> mail", "[tasks]",
                      ". testproject.tasks.add", ". tests.tasks.record"):
         assert expected in banner, expected

@@ -16,8 +16,13 @@ from django_tasks.exceptions import MaxRetriesExceededError
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.retry import backoff_countdown
 from django_tasks.testing import eager
-from tests.canvas_tasks import (Flaky, always_flaky, retry_past_limit_with_exc,
-                                retry_without_exc, succeed_on_third_attempt)
+from tests.canvas_tasks import (
+    Flaky,
+    always_flaky,
+    retry_past_limit_with_exc,
+    retry_without_exc,
+    succeed_on_third_attempt,
+)
 from tests.models import Execution
 from tests.workers import wait_until
 

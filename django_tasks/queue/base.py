@@ -8,7 +8,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from ..messages import Message
-from ..models import QueuedMessage, TaskResult, Worker
+from ..models import HousekeepingRun, QueuedMessage, TaskResult, Worker
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
 #: results, so that whatever follows a task (callbacks, the next step of a
@@ -105,6 +105,66 @@ class BaseQueue:
             self.notify_queue()
         return count
 
+    def claimed_by_worker(self, worker_id, message_ids=None):
+        rows = QueuedMessage.objects.using(self.alias).filter(claimed_by=worker_id)
+        return rows.filter(id__in=message_ids) if message_ids is not None else rows
+
+    # -- revoking running tasks ----------------------------------------
+
+    def request_terminate(self, task_ids):
+        """Ask whichever worker runs these tasks to stop them."""
+        count = QueuedMessage.objects.using(self.alias).filter(
+            task_id__in=task_ids, claimed_by__isnull=False,
+            terminate_requested_at__isnull=True).update(terminate_requested_at=timezone.now())
+        return count
+
+    def terminate_requests(self, worker_id):
+        return [str(t) for t in QueuedMessage.objects.using(self.alias).filter(
+            claimed_by=worker_id, terminate_requested_at__isnull=False)
+            .values_list("task_id", flat=True)]
+
+    # -- recovery and housekeeping -------------------------------------
+
+    def live_worker_ids(self, cutoff):
+        return Worker.objects.using(self.alias).filter(
+            stopped_at__isnull=True, last_heartbeat__gte=cutoff).values("id")
+
+    def orphaned_messages(self, cutoff, limit):
+        """Claimed messages whose worker stopped or whose heartbeat is older than cutoff."""
+        rows = (QueuedMessage.objects.using(self.alias)
+                .filter(claimed_by__isnull=False)
+                .exclude(claimed_by__in=self.live_worker_ids(cutoff))
+                .order_by("id")[:limit])
+        return [self.message_from_model(row) for row in rows]
+
+    def mark_lost_workers(self, cutoff):
+        return Worker.objects.using(self.alias).filter(
+            stopped_at__isnull=True, last_heartbeat__lt=cutoff).update(stopped_at=timezone.now())
+
+    def release_messages(self, message_ids):
+        count = QueuedMessage.objects.using(self.alias).filter(id__in=message_ids).update(
+            claimed_by=None, claimed_at=None, started_at=None)
+        if count:
+            self.notify_queue()
+        return count
+
+    def expired_waiting(self, now, limit):
+        rows = (QueuedMessage.objects.using(self.alias)
+                .filter(claimed_by__isnull=True, expires__lt=now).order_by("id")[:limit])
+        return [self.message_from_model(row) for row in rows]
+
+    def take_turn(self, job, interval):
+        """True if this worker should run ``job`` now (at most once per interval overall)."""
+        now = timezone.now()
+        runs = HousekeepingRun.objects.using(self.alias)
+        if runs.filter(name=job, next_run__lte=now).update(next_run=now + interval):
+            return True
+        _, created = runs.get_or_create(name=job, defaults={"next_run": now + interval})
+        return created
+
+    def delete_stopped_workers(self, before):
+        return Worker.objects.using(self.alias).filter(stopped_at__lt=before).delete()[0]
+
     # -- waking -------------------------------------------------------
 
     def notify_queue(self):
@@ -126,6 +186,13 @@ class BaseQueue:
     def wait_for_results(self, timeout):
         """Block until some result may have been stored or ``timeout`` passes."""
         time.sleep(timeout)
+
+    def queue_listener_fileno(self):
+        """A socket that turns readable on a queue wake-up, or None (polling)."""
+        return None
+
+    def drain_queue_notifications(self):
+        """Consume pending queue wake-ups after the socket turned readable."""
 
     def close_listener(self):
         """Drop any connection kept for waiting (before fork, at shutdown)."""
@@ -169,6 +236,14 @@ class BaseQueue:
             processed=processed, failed=failed)
 
     # -- helpers ------------------------------------------------------
+
+    @staticmethod
+    def message_from_model(row):
+        return Message(
+            id=row.id, task_id=str(row.task_id), task_name=row.task_name, queue=row.queue,
+            priority=row.priority, available_at=row.available_at, expires=row.expires,
+            content_type=row.content_type, body=row.body, headers=row.headers or {},
+            deliveries=row.deliveries, created_at=row.created_at)
 
     @staticmethod
     def message_from_row(row, parse_datetime, parse_uuid, parse_json):

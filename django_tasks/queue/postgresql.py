@@ -38,7 +38,7 @@ SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inse
 CLAIM_SQL = f"""
 WITH picked AS (
     SELECT id FROM {TABLE}
-    WHERE claimed_by IS NULL AND queue = ANY(%s) AND available_at <= now()
+    WHERE claimed_by IS NULL AND queue = ANY(%s) AND available_at <= statement_timestamp()
     ORDER BY priority DESC, available_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -137,6 +137,17 @@ class PostgreSQLQueue(BaseQueue):
 
     def wait_for_messages(self, timeout):
         return self._wait(QUEUE_CHANNEL, timeout)
+
+    def queue_listener_fileno(self):
+        if not self.wakes_up:
+            return None
+        return self._listener(QUEUE_CHANNEL).fileno()
+
+    def drain_queue_notifications(self):
+        listener = getattr(self._listeners, QUEUE_CHANNEL, None)
+        if listener is not None:
+            return [n.payload for n in listener.notifies(timeout=0)]
+        return []
 
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)

@@ -1,44 +1,59 @@
-"""The consumer loop: claim messages, run them, store outcomes, repeat.
+"""The consumer loop: claim messages, hand them to pool slots, store outcomes.
 
-    claim (one statement) -> run in a pool slot -> finish (one transaction)
+    claim (one statement for many) -> pool slot -> flush (one transaction for many)
 
-Database outages are ridden out: the loop logs them, reconnects with
-backoff, and retries storing outcomes it already has, so claimed work is
-never dropped.
+Messages are claimed only for free slots (plus a small prefetch shared by
+all slots of this worker, never tied to one busy slot), so a long task
+never holds back work an idle slot could run. Outcomes that arrive
+together are stored together. Database outages are ridden out: the loop
+logs them, reconnects with backoff, and keeps the outcomes it has until
+they are stored, so claimed work is never dropped.
 """
 
+import collections
 import logging
 import os
+import select
 import time
 
-from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db import InterfaceError, OperationalError, connections
 
 from .. import signals, states
 from ..conf import settings
+from ..exceptions import TimeLimitExceeded
 from ..queue import get_backend
 from ..registry import tasks as registry
-from .execution import execute
+from . import housekeeping
+from .execution import interrupted_outcome
 from .heartbeat import Heartbeat
+from .pools import create_pool
 from .shutdown import ColdShutdown, ShutdownState
 
 logger = logging.getLogger("django_tasks.worker")
 
 DB_ERRORS = (OperationalError, InterfaceError)
 MAX_BACKOFF = 30.0
+# A prefetched message waiting longer than this for a free slot goes back to
+# the queue, where another worker may be idle.
+PREFETCH_PATIENCE = 1.0
 
 
 class Consumer:
     def __init__(self, queues, hostname, concurrency=1, pool="solo", prefetch_multiplier=1,
-                 install_signals=True):
+                 max_tasks_per_child=None, install_signals=True):
         self.queues = list(queues)
         self.hostname = hostname
         self.concurrency = concurrency
-        self.pool = pool
-        self.claim_limit = max(1, concurrency * prefetch_multiplier)
+        self.pool_name = pool
+        self.prefetch = max(0, concurrency * (prefetch_multiplier - 1))
+        self.max_tasks_per_child = max_tasks_per_child
         self.backend = get_backend()
         self.shutdown = ShutdownState()
         self.install_signals = install_signals
         self.worker_id = None
+        self.pool = None
+        self.buffer = collections.deque()  # (claimed_at monotonic, message)
+        self.unstored = []  # outcomes not yet stored (kept across DB outages)
         self.processed = 0
         self.failed = 0
 
@@ -46,14 +61,18 @@ class Consumer:
 
     def start(self):
         row = self.backend.register_worker(
-            hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool=self.pool,
+            hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool=self.pool_name,
             concurrency=self.concurrency)
         self.worker_id = row.id
-        self.heartbeat = Heartbeat(self.backend, self.worker_id, settings.HEARTBEAT_INTERVAL,
-                                   lambda: (self.processed, self.failed))
-        self.heartbeat.start()
+        self.pool = create_pool(self.pool_name, self.concurrency, hostname=self.hostname,
+                                backend=self.backend, worker_id=self.worker_id,
+                                max_tasks_per_child=self.max_tasks_per_child)
+        self.pool.start()
         if self.install_signals:
             self.shutdown.install()
+        self.heartbeat = Heartbeat(self.backend, self.worker_id, settings.HEARTBEAT_INTERVAL,
+                                   lambda: (self.processed, self.failed), self._terminate)
+        self.heartbeat.start()
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
 
@@ -62,17 +81,36 @@ class Consumer:
         self.start()
         try:
             while not self.shutdown.warm:
-                self.run_once()
+                self.step()
+            self._warm_shutdown()
         except ColdShutdown:
-            logger.warning("Cold shutdown: running task handed back to the queue")
+            logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
+                           "back to the queue", len(self.pool.jobs))
+            self.pool.stop(cold=True)
         finally:
             self.stop()
         return 0
 
+    def _warm_shutdown(self):
+        if self.buffer:
+            ids = [m.id for _, m in self.buffer]
+            self.buffer.clear()
+            count = self._with_reconnect(lambda: self.backend.release_messages(ids))
+            logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
+        if self.pool.jobs:
+            logger.info("Warm shutdown: waiting for %d running task(s)", len(self.pool.jobs))
+        while self.pool.jobs:
+            self._collect_and_store()
+            if self.pool.jobs:
+                self._wait(self.pool.wait_fds(), 1.0)
+        self.pool.stop(cold=False)
+
     def stop(self):
         self.heartbeat.stop()
+        if self.unstored:
+            self._with_reconnect(self._store, attempts=5)
         released = self._with_reconnect(lambda: self.backend.release(self.worker_id),
-                                         attempts=5)
+                                        attempts=5)
         if released:
             logger.info("Handed %d claimed message(s) back to the queue", released)
         self._with_reconnect(lambda: self.backend.stop_worker(
@@ -84,45 +122,87 @@ class Consumer:
 
     # -- the loop ---------------------------------------------------------
 
-    def run_once(self):
-        """Claim a batch and run it, or wait for a wake-up when there is none."""
-        batch = self._with_reconnect(self._claim)
-        if not batch:
-            self._with_reconnect(lambda: self.backend.wait_for_messages(
-                min(settings.POLL_INTERVAL, 1.0)))
+    def step(self):
+        self._collect_and_store()
+        self._with_reconnect(lambda: housekeeping.run_due(self.backend))
+        self._return_stale_prefetch()
+        if self.pool.free_slots and not self.buffer:
+            self.buffer.extend((time.monotonic(), m) for m in self._with_reconnect(self._claim))
+        if self.pool.free_slots and self.buffer:
+            self._dispatch()
             return
-        for position, message in enumerate(batch):
-            if self.shutdown.warm:
-                rest = [m.id for m in batch[position:]]
-                count = self._with_reconnect(
-                    lambda rest=rest: self.backend.release(self.worker_id, rest))
-                logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
-                return
-            self.process(message)
+        self._wait_for_work()
 
     def _claim(self):
-        self.backend.prepare_wait_for_messages()
-        return self.backend.claim(self.worker_id, self.queues, self.claim_limit)
+        limit = self.pool.free_slots + self.prefetch
+        return self.backend.claim(self.worker_id, self.queues, limit)
 
-    def process(self, message):
-        logger.info("Received task: %s[%s]", message.task_name, message.task_id)
-        task = registry.get(message.task_name)
-        if task is not None and task.atomic:
-            outcome = self._run_atomic(message)
+    def _dispatch(self):
+        batch = []
+        while len(batch) < self.pool.free_slots and self.buffer:
+            batch.append(self.buffer.popleft()[1])
+        for message in batch:
+            logger.info("Received task: %s[%s]", message.task_name, message.task_id)
+        tracked = [m.id for m in batch if _tracks_started(m)]
+        if tracked:
+            self._with_reconnect(lambda: self.backend.mark_started(tracked))
+        for message in batch:
+            self.pool.submit(message)
+
+    def _wait_for_work(self):
+        fds = list(self.pool.wait_fds())
+        if self.pool.free_slots:
+            listener = self._with_reconnect(self.backend.queue_listener_fileno)
+            if listener is not None:
+                fds.append(listener)
+        self._wait(fds, min(settings.POLL_INTERVAL, 1.0))
+        if self.pool.free_slots:
+            self._with_reconnect(self.backend.drain_queue_notifications)
+
+    def _wait(self, fds, timeout):
+        if fds:
+            select.select(fds, [], [], timeout)
         else:
-            if task is not None and task.track_started:
-                self._with_reconnect(lambda: self.backend.mark_started([message.id]))
-            outcome = execute(message, self.hostname)
-            self._with_reconnect(lambda: self.backend.finish([outcome], self.worker_id))
-        self._count_and_log(outcome)
-        return outcome
+            time.sleep(timeout)
 
-    def _run_atomic(self, message):
-        # The task's writes, its result and its acknowledgement commit
-        # together: killed halfway, none of them happened.
-        with transaction.atomic(using=self.backend.alias):
-            outcome = execute(message, self.hostname)
-            self.backend.finish_in_transaction([outcome], self.worker_id)
+    def _return_stale_prefetch(self):
+        if not self.buffer or self.pool.free_slots:
+            return
+        limit = time.monotonic() - PREFETCH_PATIENCE
+        stale = [m.id for claimed, m in self.buffer if claimed < limit]
+        if stale:
+            self.buffer = collections.deque((c, m) for c, m in self.buffer if m.id not in stale)
+            self._with_reconnect(lambda: self.backend.release_messages(stale))
+
+    # -- outcomes ---------------------------------------------------------
+
+    def _collect_and_store(self):
+        outcomes, lost = self.pool.collect()
+        lost += self.pool.enforce_time_limits()
+        for item in lost:
+            outcome = self._outcome_of_lost(item)
+            if outcome is not None:
+                outcomes.append(outcome)
+        for outcome in outcomes:
+            self._count_and_log(outcome)
+        self.unstored.extend(o for o in outcomes if not o.stored)
+        if self.unstored:
+            self._with_reconnect(self._store)
+
+    def _store(self):
+        self.backend.finish(self.unstored, self.worker_id)
+        self.unstored = []
+
+    def _outcome_of_lost(self, lost):
+        message = lost.job.message
+        if lost.time_limit:
+            return interrupted_outcome(message, TimeLimitExceeded(lost.reason), self.hostname)
+        outcome = housekeeping.lost_or_failed(message, lost.reason, settings.MAX_DELIVERIES)
+        if outcome is None:
+            logger.warning("Delivering %s[%s] again (delivery %d of at most %d)",
+                           message.task_name, message.task_id, message.deliveries + 1,
+                           settings.MAX_DELIVERIES)
+            self._with_reconnect(lambda: self.backend.release_messages([message.id]))
         return outcome
 
     def _count_and_log(self, outcome):
@@ -131,16 +211,24 @@ class Consumer:
         name = f"{message.task_name}[{message.task_id}]"
         if outcome.state == states.SUCCESS:
             logger.info("Task %s succeeded in %.4fs: %s", name, outcome.runtime,
-                        _short(outcome.value))
+                        outcome.describe())
         elif outcome.state == states.RETRY:
-            logger.info("Task %s retry: Retry at %s: %r", name,
-                        outcome.retry_at.isoformat(), outcome.value)
+            logger.info("Task %s retry: Retry at %s: %s", name,
+                        outcome.retry_at.isoformat(), outcome.describe())
         elif outcome.state == states.REVOKED:
-            logger.info("Task %s revoked: %s", name, outcome.value)
+            logger.info("Task %s revoked: %s", name, outcome.describe())
         else:
             self.failed += 1
-            logger.error("Task %s raised unexpected: %r\n%s", name, outcome.value,
+            logger.error("Task %s raised unexpected: %s\n%s", name, outcome.describe(),
                          outcome.traceback or "(no traceback)")
+
+    # -- control ----------------------------------------------------------
+
+    def _terminate(self, task_ids):
+        """Called from the heartbeat thread with tasks revoked with terminate=True."""
+        for task_id in task_ids:
+            if self.pool.terminate(task_id):
+                logger.warning("Terminating task %s (revoked)", task_id)
 
     # -- riding out database outages ------------------------------------
 
@@ -162,6 +250,6 @@ class Consumer:
                 delay = min(delay * 2, MAX_BACKOFF)
 
 
-def _short(value, limit=200):
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _tracks_started(message):
+    task = registry.get(message.task_name)
+    return task is None or task.track_started

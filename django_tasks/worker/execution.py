@@ -16,7 +16,14 @@ from .. import retry as retry_policy
 from .. import serialization, signals, states
 from ..conf import settings
 from ..context import Request, running_task
-from ..exceptions import DecodeError, EncodeError, NotRegistered, Retry, TaskRevokedError
+from ..exceptions import (
+    ContentDisallowed,
+    DecodeError,
+    EncodeError,
+    NotRegistered,
+    Retry,
+    TaskRevokedError,
+)
 from ..messages import decode_body
 from ..registry import tasks as registry
 from .outcome import Outcome, exception_text
@@ -45,6 +52,8 @@ def _run(message, hostname, is_eager, started_at):
         return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     try:
         args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
+    except ContentDisallowed as exc:
+        return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     except DecodeError as exc:
         return _exception_outcome(
             message, states.FAILURE, DecodeError(f"corrupt message: {exc}"), with_traceback=False)
@@ -74,6 +83,9 @@ def _call(task, message, request, args, kwargs):
         value = _invoke(task, args, kwargs)
     except Retry as retry:
         outcome = _retry_outcome(task, message, retry)
+    except TaskRevokedError as exc:
+        outcome = _exception_outcome(message, states.REVOKED, exc)
+        signals.task_revoked.send(sender=task, request=request, terminated=True)
     except task.autoretry_for as exc:
         outcome = _autoretry(task, message, exc)
     except Exception as exc:
@@ -149,6 +161,15 @@ def _autoretry(task, message, exc):
         return _retry_outcome(task, message, retry)
     except Exception as final:  # retries exhausted: retry() re-raised exc
         return _failure(task, message, final)
+
+
+def interrupted_outcome(message, exc, hostname):
+    """The outcome of a task stopped by a time limit or a revoke outside its body."""
+    state = states.REVOKED if isinstance(exc, TaskRevokedError) else states.FAILURE
+    outcome = _exception_outcome(message, state, exc)
+    outcome.hostname = hostname
+    outcome.done_at = outcome.started_at = timezone.now()
+    return outcome
 
 
 def _exception_outcome(message, state, exc, with_traceback=True):

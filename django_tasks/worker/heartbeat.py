@@ -9,12 +9,15 @@ logger = logging.getLogger("django_tasks.worker")
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, backend, worker_id, interval, counters):
+    def __init__(self, backend, worker_id, interval, counters, on_terminate=None):
         super().__init__(name="django_tasks-heartbeat", daemon=True)
         self.backend = backend
         self.worker_id = worker_id
         self.interval = interval
         self.counters = counters  # callable -> (processed, failed)
+        # Called with the ids of running tasks revoked with terminate=True.
+        self.on_terminate = on_terminate
+        self._terminated = set()
         self._stop_event = threading.Event()
 
     def run(self):
@@ -28,6 +31,12 @@ class Heartbeat(threading.Thread):
         processed, failed = self.counters()
         try:
             self.backend.heartbeat(self.worker_id, processed, failed)
+            if self.on_terminate is not None:
+                requested = set(self.backend.terminate_requests(self.worker_id))
+                new = requested - self._terminated
+                self._terminated = requested
+                if new:
+                    self.on_terminate(sorted(new))
         except DatabaseError as exc:
             # The next beat retries on a fresh connection; being late a few
             # times is exactly what WORKER_LOST_TIMEOUT allows for.

@@ -24,6 +24,23 @@ class Outcome:
     new_body: str | None = None       # set when a retry changes the arguments
     args_text: str | None = None
     kwargs_text: str | None = None
+    # Set when the task's own transaction already stored it (atomic tasks).
+    stored: bool = False
+    # A short repr of ``value`` for the log, kept when the value itself is
+    # dropped to cross a process boundary.
+    summary: str | None = None
+
+    def for_transfer(self):
+        """Make it picklable: the value (maybe an unpicklable exception) becomes text."""
+        self.summary = self.describe()
+        self.value = None
+        return self
+
+    def describe(self, limit=200):
+        if self.summary is not None:
+            return self.summary
+        text = repr(self.value)
+        return text if len(text) <= limit else text[: limit - 3] + "..."
 
     @property
     def stores_result(self):

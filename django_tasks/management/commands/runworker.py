@@ -11,7 +11,7 @@ from django_tasks.worker import banner
 from django_tasks.worker.consumer import Consumer
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
-POOLS = ["solo"]
+POOLS = ["prefork", "threads", "solo"]
 
 
 class Command(BaseCommand):
@@ -24,9 +24,11 @@ class Command(BaseCommand):
         parser.add_argument("-l", "--loglevel", default="INFO",
                             help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default INFO).")
         parser.add_argument("-c", "--concurrency", type=int, default=None,
-                            help="Number of pool slots (solo: always 1).")
-        parser.add_argument("-P", "--pool", default="solo", choices=POOLS,
-                            help="Execution pool (default solo).")
+                            help="Number of pool slots (default: number of CPUs; solo: 1).")
+        parser.add_argument("-P", "--pool", default="prefork", choices=POOLS,
+                            help="Execution pool (default prefork).")
+        parser.add_argument("--max-tasks-per-child", type=int, default=None,
+                            help="Replace a prefork child after it ran this many tasks.")
         parser.add_argument("-n", "--hostname", default=None,
                             help="Node name (default worker@<host>).")
         parser.add_argument("--prefetch-multiplier", type=int, default=1,
@@ -45,16 +47,22 @@ class Command(BaseCommand):
             raise CommandError("--queues names no queue")
         if options["prefetch_multiplier"] < 1:
             raise CommandError("--prefetch-multiplier must be at least 1")
-        concurrency = 1  # solo
-        if options["concurrency"] is not None and options["concurrency"] < 1:
+        concurrency = options["concurrency"] or os.cpu_count() or 1
+        if concurrency < 1:
             raise CommandError("--concurrency must be at least 1")
+        if options["pool"] == "solo":
+            concurrency = 1
+        max_tasks = options["max_tasks_per_child"]
+        if max_tasks is not None and max_tasks < 1:
+            raise CommandError("--max-tasks-per-child must be at least 1")
         hostname = options["hostname"] or f"worker@{socket.gethostname()}"
         _configure_logging(level, options["logfile"])
         if options["pidfile"]:
             with open(options["pidfile"], "w") as pidfile:
                 pidfile.write(f"{os.getpid()}\n")
         consumer = Consumer(queues, hostname, concurrency=concurrency, pool=options["pool"],
-                            prefetch_multiplier=options["prefetch_multiplier"])
+                            prefetch_multiplier=options["prefetch_multiplier"],
+                            max_tasks_per_child=max_tasks)
         if not options["no_banner"]:
             sys.stdout.write(banner.render(hostname, consumer.backend.alias, queues,
                                            concurrency, options["pool"], registry.keys(),

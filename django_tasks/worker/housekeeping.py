@@ -1,0 +1,95 @@
+"""Housekeeping run inside workers: lost workers, expired messages, old results.
+
+Each job runs at most about once per interval across all workers (see
+``BaseQueue.take_turn``), so its cost does not grow with the number of
+workers, and each handles a bounded batch per run.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.utils import timezone
+
+from .. import states
+from ..conf import settings
+from ..exceptions import TaskRevokedError, WorkerLostError
+from ..maintenance import purge_expired_results
+from .outcome import Outcome, exception_text
+
+logger = logging.getLogger("django_tasks.worker")
+
+BATCH = 1000
+KEEP_STOPPED_WORKERS = timedelta(days=7)
+
+
+def lost_or_failed(message, reason, max_deliveries):
+    """What to do with a message whose runner died: deliver again, or fail it.
+
+    Returns an Outcome to store (``WorkerLostError``) when the message has
+    been delivered ``max_deliveries`` times already, else None (release it).
+    """
+    if message.deliveries < max_deliveries:
+        return None
+    error = WorkerLostError(f"{reason}; delivered {message.deliveries} time(s), "
+                            f"MAX_DELIVERIES is {max_deliveries}")
+    now = timezone.now()
+    return Outcome(message=message, state=states.FAILURE, value=error,
+                   result_text=exception_text(error), started_at=now, done_at=now)
+
+
+def recover_lost_workers(backend):
+    """Deliver again the messages of workers whose heartbeat went stale."""
+    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_TIMEOUT)
+    lost = backend.mark_lost_workers(cutoff)
+    if lost:
+        logger.warning("%d worker(s) lost (no heartbeat for %ss)", lost,
+                       settings.WORKER_LOST_TIMEOUT)
+    orphans = backend.orphaned_messages(cutoff, BATCH)
+    if not orphans:
+        return 0, 0
+    failed = [o for o in (lost_or_failed(m, "the worker running it was lost",
+                                         settings.MAX_DELIVERIES) for m in orphans) if o]
+    failed_ids = {o.message.id for o in failed}
+    again = [m.id for m in orphans if m.id not in failed_ids]
+    if failed:
+        backend.finish(failed, worker_id=None)
+    if again:
+        backend.release_messages(again)
+    logger.warning("Recovered %d message(s) from lost workers: %d delivered again, %d failed "
+                   "with WorkerLostError", len(orphans), len(again), len(failed))
+    return len(again), len(failed)
+
+
+def revoke_expired_messages(backend):
+    """End ``REVOKED`` the waiting messages whose ``expires`` passed (any queue)."""
+    now = timezone.now()
+    expired = backend.expired_waiting(now, BATCH)
+    if not expired:
+        return 0
+    outcomes = []
+    for message in expired:
+        error = TaskRevokedError(f"expired at {message.expires.isoformat()}")
+        outcomes.append(Outcome(message=message, state=states.REVOKED, value=error,
+                                result_text=exception_text(error), done_at=now))
+    backend.finish(outcomes, worker_id=None)
+    logger.info("Revoked %d expired message(s)", len(outcomes))
+    return len(outcomes)
+
+
+JOBS = [
+    # (name, interval, function)
+    ("recover_lost_workers", lambda: timedelta(seconds=settings.HEARTBEAT_INTERVAL),
+     recover_lost_workers),
+    ("revoke_expired_messages", lambda: timedelta(seconds=max(settings.POLL_INTERVAL, 1.0)),
+     revoke_expired_messages),
+    ("purge_results", lambda: timedelta(minutes=5), lambda backend: purge_expired_results()),
+    ("delete_stopped_workers", lambda: timedelta(hours=1),
+     lambda backend: backend.delete_stopped_workers(timezone.now() - KEEP_STOPPED_WORKERS)),
+]
+
+
+def run_due(backend):
+    """Run the jobs whose turn this worker wins."""
+    for name, interval, job in JOBS:
+        if backend.take_turn(name, interval()):
+            job(backend)

@@ -1,0 +1,37 @@
+"""The solo pool: the task runs in the worker's own main thread."""
+
+from ..slot import run_message
+from ..timelimits import MainThreadTask, install_terminate_handler
+from .base import Pool
+
+
+class SoloPool(Pool):
+    name = "solo"
+
+    def __init__(self, concurrency, **options):
+        super().__init__(1, **options)
+        self._done = []
+
+    def start(self):
+        install_terminate_handler()
+
+    def submit(self, message):
+        slot = self._free_slot()
+        self._new_job(message, slot)
+        try:
+            outcome = run_message(message, self.hostname, self.backend, self.worker_id,
+                                  in_main_thread=True)
+        finally:
+            del self.jobs[slot]
+        self._done.append(outcome)
+
+    def collect(self):
+        done, self._done = self._done, []
+        return done, []
+
+    def terminate(self, task_id):
+        # Called from the heartbeat thread while the main thread runs the task.
+        if self._job_of(task_id) is None:
+            return False
+        MainThreadTask.request_terminate(task_id)
+        return True

@@ -1,0 +1,95 @@
+"""The threads pool: N threads in the worker process, for I/O-bound tasks."""
+
+import os
+import queue
+import threading
+import time
+
+from django.db import connections
+
+from ...exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
+from ..slot import run_message
+from ..timelimits import raise_in_thread
+from .base import Pool
+
+
+class ThreadPool(Pool):
+    name = "threads"
+
+    def __init__(self, concurrency, **options):
+        super().__init__(concurrency, **options)
+        # One inbox per slot, so a slot is always the same thread.
+        self._inboxes = [queue.SimpleQueue() for _ in range(concurrency)]
+        self._done = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        self._threads = []
+
+    def start(self):
+        for slot in range(self.concurrency):
+            thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
+                                      name=f"ThreadPoolWorker-{slot + 1}")
+            thread.start()
+            self._threads.append(thread)
+
+    def _work(self, slot):
+        inbox = self._inboxes[slot]
+        try:
+            while True:
+                message = inbox.get()
+                if message is None:
+                    return
+                outcome = run_message(message, self.hostname, self.backend, self.worker_id,
+                                      in_main_thread=False)
+                self._done.put((slot, outcome))
+                os.write(self._wake_write, b"x")
+        finally:
+            connections.close_all()
+
+    def submit(self, message):
+        slot = self._free_slot()
+        self._new_job(message, slot)
+        self._inboxes[slot].put(message)
+
+    def wait_fds(self):
+        return [self._wake_read]
+
+    def collect(self):
+        try:
+            while os.read(self._wake_read, 4096):
+                continue
+        except BlockingIOError:
+            pass  # the wake-up pipe is drained; the outcomes are in the queue
+        outcomes = []
+        while True:
+            try:
+                slot, outcome = self._done.get_nowait()
+            except queue.Empty:
+                return outcomes, []
+            self.jobs.pop(slot, None)
+            outcomes.append(outcome)
+
+    def _interrupt(self, job, exc_type):
+        return raise_in_thread(self._threads[job.slot].ident, exc_type)
+
+    def enforce_time_limits(self):
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            if job.past_soft_limit(now):
+                job.soft_sent = True
+                self._interrupt(job, SoftTimeLimitExceeded)
+            if job.past_hard_limit(now):
+                job.hard_sent = True
+                self._interrupt(job, TimeLimitExceeded)
+        return []
+
+    def terminate(self, task_id):
+        job = self._job_of(task_id)
+        return job is not None and self._interrupt(job, TaskRevokedError)
+
+    def stop(self, cold):
+        if cold:
+            for job in list(self.jobs.values()):
+                self._interrupt(job, TaskRevokedError)
+        for inbox in self._inboxes:
+            inbox.put(None)

@@ -1,0 +1,116 @@
+"""apply_async options: countdown, eta, queue, expires, priority, task_id, routes."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from django_tasks import AsyncResult, states
+from django_tasks.exceptions import TaskRevokedError
+from django_tasks.models import QueuedMessage, TaskResult
+from tests.models import Execution
+from tests.tasks import add, record
+from tests.workers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_countdown_runs_no_earlier_than_asked(start_worker):
+    start_worker()
+    sent = timezone.now()
+    result = add.apply_async((1, 2), countdown=1.5)
+    assert result.get(timeout=20) == 3
+    row = TaskResult.objects.get(task_id=result.id)
+    assert row.date_started >= sent + timedelta(seconds=1.5)
+
+
+def test_eta_runs_no_earlier_than_asked(start_worker):
+    start_worker()
+    eta = timezone.now() + timedelta(seconds=1)
+    result = add.apply_async((2, 2), eta=eta)
+    assert result.get(timeout=20) == 4
+    assert TaskResult.objects.get(task_id=result.id).date_started >= eta
+
+
+def test_queue_reaches_only_a_worker_consuming_it(start_worker):
+    default_worker = start_worker("-Q", "default")
+    result = add.apply_async((5, 5), queue="reports")
+    other = add.delay(1, 1)
+    assert other.get(timeout=10) == 2  # the default worker is alive and working
+    assert result.state == states.PENDING
+    assert QueuedMessage.objects.get(task_id=result.id).queue == "reports"
+    reports_worker = start_worker("-Q", "reports", "--hostname", "reports@test")
+    assert result.get(timeout=10) == 10
+    assert result.worker == "reports@test"
+    assert f"[{result.id}]" not in default_worker.output
+    assert f"Received task: tests.tasks.add[{result.id}]" in reports_worker.output
+
+
+def test_expires_in_the_past_ends_revoked(start_worker):
+    result = add.apply_async((1, 1), expires=timezone.now() - timedelta(seconds=1))
+    also = add.apply_async((1, 1), expires=0.001)
+    start_worker()
+    with pytest.raises(TaskRevokedError, match="expired"):
+        result.get(timeout=10)
+    assert result.state == states.REVOKED
+    with pytest.raises(TaskRevokedError):
+        also.get(timeout=10)
+
+
+def test_expires_in_the_future_still_runs(start_worker):
+    start_worker()
+    assert add.apply_async((1, 1), expires=60).get(timeout=10) == 2
+
+
+def test_higher_priority_runs_first(start_worker):
+    keys = [("low", 0), ("high", 9), ("middle", 5), ("highest", 10), ("lowest", -3)]
+    results = [record.apply_async((key,), priority=priority) for key, priority in keys]
+    start_worker("--pool", "solo")  # one at a time, so run order is claim order
+    for result in results:
+        result.get(timeout=20)
+    order = list(Execution.objects.order_by("id").values_list("key", flat=True))
+    assert order == ["highest", "high", "middle", "low", "lowest"]
+
+
+def test_given_task_id_is_used(start_worker):
+    start_worker()
+    task_id = uuid.uuid4()
+    result = add.apply_async((1, 4), task_id=task_id)
+    assert result.id == str(task_id)
+    assert AsyncResult(task_id).get(timeout=10) == 5
+
+
+def test_ignore_result_stores_no_success(start_worker):
+    start_worker()
+    ignored = add.apply_async((1, 1), ignore_result=True)
+    follow = add.delay(2, 2)
+    assert follow.get(timeout=10) == 4
+    wait_until(lambda: not QueuedMessage.objects.filter(task_id=ignored.id).exists(),
+               message="the ignored task to be acknowledged")
+    assert not TaskResult.objects.filter(task_id=ignored.id).exists()
+
+
+def test_task_routes_choose_queue_and_priority():
+    routes = {"tests.tasks.rec*": {"queue": "recording", "priority": 7},
+              "tests.*": {"queue": "tests"}}
+    with override_settings(DJANGO_TASKS={"TASK_ROUTES": routes}):
+        recorded = record.delay("x")
+        added = add.delay(1, 1)
+        explicit = add.apply_async((1, 1), queue="mine", priority=1)
+    by_id = {str(m.task_id): m for m in QueuedMessage.objects.all()}
+    assert (by_id[recorded.id].queue, by_id[recorded.id].priority) == ("recording", 7)
+    assert (by_id[added.id].queue, by_id[added.id].priority) == ("tests", 0)
+    assert (by_id[explicit.id].queue, by_id[explicit.id].priority) == ("mine", 1)
+
+
+def test_default_queue_setting_is_used():
+    with override_settings(DJANGO_TASKS={"DEFAULT_QUEUE": "elsewhere"}):
+        result = add.delay(1, 1)
+    assert QueuedMessage.objects.get(task_id=result.id).queue == "elsewhere"
+
+
+def test_countdown_and_eta_together_is_an_error():
+    with pytest.raises(ValueError, match="countdown or eta"):
+        add.apply_async((1, 1), countdown=1, eta=timezone.now())
