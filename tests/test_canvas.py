@@ -190,3 +190,12 @@ def test_group_result_save_restore_and_revoke():
     assert restored.revoke() == 3
     assert [r.state for r in restored.results] == [states.REVOKED] * 3
     assert restored.ready() and restored.failed() is False and not restored.successful()
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "prefork"])
+def test_workflows_advance_in_every_pool(start_worker, pool):
+    start_worker("-P", pool, "-c", "1" if pool == "solo" else "2")
+    assert (add.s(4, 4) | mul.s(8))().get(timeout=20) == 64
+    assert (group(add.s(i, i) for i in range(10)) | xsum.s())().get(timeout=20) == 90
+    with pytest.raises(ChordError):
+        chord([fail_with_value_error.s(1)], xsum.s())().get(timeout=20)
