@@ -110,6 +110,10 @@ def test_nested_canvases(start_worker):
     assert nested_groups.get(timeout=20) == [[2, 4], 6]
     chord_in_chord = chord([chord([add.s(1, 1), add.s(2, 2)], xsum.s()), add.s(5, 5)], xsum.s())()
     assert chord_in_chord.get(timeout=20) == 16
+    ends_in_group = chain(add.s(1, 1), group(add.s(1), add.s(2)))()
+    assert isinstance(ends_in_group, GroupResult)
+    assert ends_in_group.get(timeout=20) == [3, 4]
+    assert ends_in_group.parent.get(timeout=10) == 2
 
 
 def test_chord_body_runs_once_with_two_workers(start_worker):

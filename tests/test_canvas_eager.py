@@ -55,6 +55,13 @@ def test_group_in_the_middle_of_a_chain():
     assert chain(add.s(1, 1), group(add.s(1), add.s(2)), xsum.s())().get() == 7
 
 
+def test_nested_canvases():
+    assert group(chain(add.s(i, i), mul.s(10)) for i in range(3))().get() == [0, 20, 40]
+    assert chord([add.s(1, 1), chain(add.s(2, 2), mul.s(2))], xsum.s() | mul.s(3))().get() == 30
+    assert group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3))().get() == [[2, 4], 6]
+    assert chain(add.s(1, 1), group(add.s(1), add.s(2)))().get() == [3, 4]
+
+
 def test_failing_chord_member_fails_the_body():
     result = chord([add.s(1, 1), fail_with_value_error.s(7)], xsum.s())()
     with pytest.raises(ChordError, match=result.parent.results[1].id):
