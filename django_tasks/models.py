@@ -74,6 +74,8 @@ class TaskResult(models.Model):
     queue = models.CharField(max_length=200, blank=True, default="")
     worker = models.CharField(max_length=255, blank=True, default="")
     retries = models.IntegerField(default=0)
+    # How many times a worker claimed the message (more than 1: redelivered).
+    deliveries = models.IntegerField(default=1)
     parent_id = models.UUIDField(null=True, blank=True)
     root_id = models.UUIDField(null=True, blank=True)
     group_id = models.UUIDField(null=True, blank=True)

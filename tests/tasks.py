@@ -52,4 +52,61 @@ def who_am_i(self):
             "queue": self.request.queue, "hostname": self.request.hostname}
 
 
+@task(bind=True)
+def exit_on_first_delivery(self, key):
+    """Kills its own process the first time it runs, like a segfault would."""
+    if self.request.delivery_count <= 1:
+        os._exit(13)
+    Execution.objects.create(key=key, task_id=self.request.id, pid=os.getpid())
+    return key
+
+
+@task
+def always_exit():
+    os._exit(13)
+
+
+@task(bind=True)
+def slow_record(self, key, seconds):
+    time.sleep(seconds)
+    Execution.objects.create(key=key, task_id=self.request.id, pid=os.getpid())
+    return key
+
+
+@task(soft_time_limit=0.5)
+def cleans_up_on_soft_limit(seconds):
+    from django_tasks.exceptions import SoftTimeLimitExceeded
+
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded:
+        Note.objects.create(text="cleaned up")
+        return "cleaned up"
+    return "finished"
+
+
+@task(time_limit=1)
+def ignores_limits(seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(0.05)
+        except BaseException:  # noqa: B036 (this task deliberately swallows every limit)
+            continue
+    return "survived"
+
+
+@task
+async def async_add(x, y):
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return x + y
+
+
+@task(bind=True)
+def report_pid(self):
+    return os.getpid()
+
+
 from .canvas_tasks import *  # noqa: E402, F403  (workers import tests.tasks only)

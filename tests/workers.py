@@ -35,7 +35,8 @@ class WorkerProcess:
         command = [sys.executable, str(ROOT / "manage.py"), "runworker", *args]
         self.proc = subprocess.Popen(
             command, cwd=ROOT, env=worker_env(env), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1)
+            stderr=subprocess.STDOUT, text=True, bufsize=1,
+            start_new_session=True)  # its own process group, as under a terminal
         self.lines = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -95,7 +96,7 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._reader.join(5)
         return self.proc.returncode

@@ -16,7 +16,7 @@ from ..models import HousekeepingRun, QueuedMessage, TaskResult, Worker
 FINISH_HOOKS = []
 
 RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "args",
-                 "kwargs", "queue", "worker", "retries", "parent_id", "root_id",
+                 "kwargs", "queue", "worker", "retries", "deliveries", "parent_id", "root_id",
                  "group_id", "date_created", "date_started", "date_done"]
 
 

@@ -99,10 +99,10 @@ class Consumer:
             logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
         if self.pool.jobs:
             logger.info("Warm shutdown: waiting for %d running task(s)", len(self.pool.jobs))
+        self._collect_and_store()  # solo has just finished its task inline
         while self.pool.jobs:
+            self._wait(self.pool.wait_fds(), 1.0)
             self._collect_and_store()
-            if self.pool.jobs:
-                self._wait(self.pool.wait_fds(), 1.0)
         self.pool.stop(cold=False)
 
     def stop(self):

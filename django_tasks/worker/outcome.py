@@ -60,6 +60,7 @@ class Outcome:
             state=self.state, content_type=self.content_type, result=self.result_text,
             traceback=self.traceback, args=self.args_text, kwargs=self.kwargs_text,
             queue=self.message.queue, worker=self.hostname, retries=self.retries,
+            deliveries=self.message.deliveries,
             parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
             group_id=headers.get("group_id"), date_created=self.message.created_at,
             date_started=self.started_at, date_done=self.done_at)

@@ -7,6 +7,7 @@ limit is replaced, and its job is reported lost so the consumer can deliver
 it again or fail it.
 """
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -26,7 +27,12 @@ _fork = multiprocessing.get_context("fork")
 KILL_GRACE = 1.0  # seconds past the hard limit before the child is killed
 
 
-def _child_main(conn, hostname, backend, worker_id, max_tasks):
+def _child_main(conn, inherited, hostname, backend, worker_id, max_tasks):
+    _die_with_parent()
+    # Pipe ends the fork copied from the parent: holding them open would hide
+    # the parent's death (no EOF) from this and the other children.
+    for other in inherited:
+        other.close()
     # The parent decides when children stop: a Ctrl-C sent to the whole
     # process group must not kill tasks mid-way (warm shutdown finishes them).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -53,17 +59,29 @@ def _child_main(conn, hostname, backend, worker_id, max_tasks):
     os._exit(0)
 
 
+def _die_with_parent():
+    """Ask Linux to SIGKILL this child when the worker process dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return  # not Linux/glibc: children notice the closed pipe instead
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def _raise_terminated(signum, frame):
     if MainThreadTask.running is not None:
         raise TaskRevokedError("terminated: revoked while running")
 
 
 class Child:
-    def __init__(self, slot, hostname, backend, worker_id, max_tasks):
+    def __init__(self, slot, hostname, backend, worker_id, max_tasks, siblings):
         self.slot = slot
         self.conn, child_conn = _fork.Pipe()
+        inherited = [self.conn, *(sibling.conn for sibling in siblings)]
         self.process = _fork.Process(
-            target=_child_main, args=(child_conn, hostname, backend, worker_id, max_tasks),
+            target=_child_main,
+            args=(child_conn, inherited, hostname, backend, worker_id, max_tasks),
             name=f"ForkPoolWorker-{slot + 1}", daemon=True)
         self.process.start()
         child_conn.close()
@@ -86,8 +104,9 @@ class PreforkPool(Pool):
         self.backend.close_listener()
 
     def _spawn(self, slot):
+        siblings = [child for other, child in self.children.items() if other != slot]
         self.children[slot] = Child(slot, self.hostname, self.backend, self.worker_id,
-                                    self.max_tasks_per_child)
+                                    self.max_tasks_per_child, siblings)
 
     def _replace(self, slot):
         self._before_fork()
