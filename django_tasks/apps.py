@@ -10,5 +10,10 @@ class DjangoTasksConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from . import checks  # noqa: F401  (registers the system checks)
+        from .queue.base import FINISH_HOOKS
+        from .workflow import advance_workflows
+
+        if advance_workflows not in FINISH_HOOKS:
+            FINISH_HOOKS.append(advance_workflows)
 
         autodiscover_modules("tasks")

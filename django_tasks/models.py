@@ -135,3 +135,27 @@ class HousekeepingRun(models.Model):
 
     def __str__(self):
         return f"{self.name} (next {self.next_run:%Y-%m-%d %H:%M:%S})"
+
+
+class TaskGroup(models.Model):
+    """A saved group's members, and for a chord its body and countdown.
+
+    ``remaining`` is decremented in the transaction that stores each
+    member's result; the transaction that takes it to zero enqueues the
+    body, so the body is enqueued exactly once and no one polls.
+    """
+
+    group_id = models.UUIDField(primary_key=True)  # GroupResult.restore(id)
+    # The members' results in call order: task ids, or nested {"group_id", "results"}.
+    results = models.JSONField(default=list)
+    # Chords only: the body signature (a dict) and how many members are unfinished.
+    chord_body = models.JSONField(null=True, blank=True)
+    remaining = models.IntegerField(null=True, blank=True)
+    date_created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "task group"
+
+    def __str__(self):
+        kind = "chord" if self.chord_body is not None else "group"
+        return f"{kind} {self.group_id}"

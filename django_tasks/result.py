@@ -20,10 +20,11 @@ def _backend():
 class AsyncResult:
     """A task's result as stored in the database; unknown ids are ``PENDING``."""
 
-    def __init__(self, id, task_name=None):
+    def __init__(self, id, task_name=None, parent=None):
         self.id = str(id)
         self._name = task_name
         self._row = None  # cached once ready: ready results never change
+        self._parent = parent  # known in memory for a chain just applied
 
     def __repr__(self):
         return f"<AsyncResult: {self.id}>"
@@ -120,6 +121,8 @@ class AsyncResult:
 
     @property
     def parent(self):
+        if self._parent is not None:
+            return self._parent
         parent_id = self._field("parent_id")
         if parent_id is None:
             message = _backend().get_message(self.id)
@@ -224,6 +227,10 @@ class EagerResult(AsyncResult):
         return f"<EagerResult: {self.id}>"
 
     @property
+    def parent(self):
+        return self._parent
+
+    @property
     def state(self):
         return self._outcome_state
 
@@ -251,3 +258,126 @@ class EagerResult(AsyncResult):
 
     def revoke(self, terminate=False, signal=None):
         return 0
+
+
+class GroupResult:
+    """The results of a group, in call order (members may be groups themselves)."""
+
+    def __init__(self, id, results=None, parent=None):
+        self.id = str(id)
+        self.results = list(results or [])
+        self._parent = parent
+
+    def __repr__(self):
+        return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self):
+        return len(self.results)
+
+    def __getitem__(self, index):
+        return self.results[index]
+
+    def __eq__(self, other):
+        if isinstance(other, GroupResult):
+            return other.id == self.id and other.results == self.results
+        return NotImplemented
+
+    def __hash__(self):
+        return hash(self.id)
+
+    @property
+    def parent(self):
+        return self._parent
+
+    @property
+    def children(self):
+        return self.results
+
+    def leaves(self):
+        """The task results, nested groups flattened, in call order."""
+        for result in self.results:
+            if isinstance(result, GroupResult):
+                yield from result.leaves()
+            else:
+                yield result
+
+    # -- reading --------------------------------------------------------
+
+    def ready(self):
+        return all(result.ready() for result in self.results)
+
+    def successful(self):
+        return all(result.successful() for result in self.results)
+
+    def failed(self):
+        return any(result.failed() for result in self.results)
+
+    def waiting(self):
+        return not self.ready()
+
+    def completed_count(self):
+        """How many members finished successfully (as in Celery)."""
+        return sum(int(result.successful()) for result in self.results)
+
+    def join(self, timeout=None, propagate=True, interval=0.5, disable_sync_subtasks=True):
+        """Wait for every member; their values in call order.
+
+        ``timeout`` bounds the whole wait, not each member's.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self.results:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(result.get(timeout=remaining, propagate=propagate, interval=interval,
+                                     disable_sync_subtasks=disable_sync_subtasks))
+        return values
+
+    get = join
+
+    # -- changing -------------------------------------------------------
+
+    def revoke(self, terminate=False, signal=None):
+        return revoke_ids([result.id for result in self.leaves()])
+
+    def forget(self):
+        from .models import TaskGroup
+
+        for result in self.results:
+            result.forget()
+        TaskGroup.objects.using(settings.DATABASE).filter(group_id=self.id).delete()
+
+    def save(self):
+        """Store the member ids so ``GroupResult.restore(id)`` can find them."""
+        from .models import TaskGroup
+
+        TaskGroup.objects.using(settings.DATABASE).update_or_create(
+            group_id=self.id, defaults={"results": _members_to_data(self.results)})
+        return self
+
+    def delete(self):
+        from .models import TaskGroup
+
+        TaskGroup.objects.using(settings.DATABASE).filter(group_id=self.id).delete()
+
+    @classmethod
+    def restore(cls, id):
+        """The saved group (or chord header) with this id, or None."""
+        from .models import TaskGroup
+
+        row = TaskGroup.objects.using(settings.DATABASE).filter(group_id=id).first()
+        if row is None:
+            return None
+        return cls(row.group_id, _members_from_data(row.results))
+
+
+def _members_to_data(results):
+    return [{"group_id": r.id, "results": _members_to_data(r.results)}
+            if isinstance(r, GroupResult) else r.id for r in results]
+
+
+def _members_from_data(data):
+    return [GroupResult(item["group_id"], _members_from_data(item["results"]))
+            if isinstance(item, dict) else AsyncResult(item) for item in data]

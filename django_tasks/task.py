@@ -97,8 +97,8 @@ class Task:
             ignore_result=ignore_result, headers=headers, serializer=serializer,
             time_limit=time_limit, soft_time_limit=soft_time_limit)
         if settings.EAGER:
-            from .worker.execution import run_eagerly
-            return run_eagerly(self, message)
+            from .canvas import apply_eagerly
+            return apply_eagerly(self, message)
         enqueue([message])
         return AsyncResult(message.task_id, task_name=self.name)
 
@@ -138,6 +138,32 @@ class Task:
             available_at=compute_available_at(now, countdown, eta),
             expires=compute_expires(now, expires), content_type=serializer,
             body=body, headers=message_headers, created_at=now)
+
+    # -- signatures (see canvas.py) -----------------------------------
+
+    def signature(self, args=None, kwargs=None, immutable=False, **options):
+        from .canvas import Signature
+        return Signature(self, args, kwargs, options, immutable=immutable)
+
+    subtask = signature
+
+    def s(self, *args, **kwargs):
+        return self.signature(args, kwargs)
+
+    def si(self, *args, **kwargs):
+        return self.signature(args, kwargs, immutable=True)
+
+    def map(self, it):
+        from .canvas import xmap
+        return xmap(self.s(), it)
+
+    def starmap(self, it):
+        from .canvas import xstarmap
+        return xstarmap(self.s(), it)
+
+    def chunks(self, it, n):
+        from .canvas import chunks
+        return chunks(self.s(), it, n)
 
     # -- retrying -------------------------------------------------------
 
@@ -180,8 +206,8 @@ def _current_parent():
 
 
 def _signature_list(value):
-    items = value if isinstance(value, (list, tuple)) else [value]
-    return [dict(item) for item in items]
+    from .canvas import signatures_to_header
+    return signatures_to_header(value)
 
 
 def task(*args, **options):

@@ -1,0 +1,668 @@
+"""Signatures and the canvas: chain, group, chord, map, starmap, chunks.
+
+A ``Signature`` is a dict (task name, args, kwargs, options, subtask_type,
+immutable), as in Celery, so it is stored as plain data in a message's
+headers and rebuilt with ``Signature.from_dict``.
+
+Two ways to run a canvas, with the same results:
+
+- ``apply_async()``: freeze (give every task its id up front, so the caller
+  gets its results at once), plan (the messages to write, and for a chord
+  its ``TaskGroup`` row), then write the plan in one transaction. What
+  comes next travels in the messages' headers (``chain``, ``chord``,
+  ``link``, ``link_error``) and is planned and written by
+  ``workflow.advance_workflows`` in the transaction that stores the result
+  of the step before.
+- ``apply()``: run it all here and now (``EAGER`` mode).
+"""
+
+import copy
+import itertools
+import json
+
+from django.db import transaction
+
+from . import serialization
+from .conf import settings
+from .messages import new_task_id
+from .registry import tasks as registry
+
+# Options that become arguments of Task.build_message.
+MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id", "link",
+                   "link_error", "ignore_result", "serializer", "time_limit", "soft_time_limit")
+# Options that say where a task stands in a workflow; they travel as headers.
+WORKFLOW_OPTIONS = ("chord", "group_id")
+
+_TYPES = {}
+
+
+def _register_type(cls):
+    _TYPES[cls.subtask_type_name] = cls
+    return cls
+
+
+# -- storing signatures in headers ----------------------------------------
+
+def to_header(sig):
+    """A signature as plain JSON data, with datetimes, tuples… tagged."""
+    return json.loads(serialization.dumps(dict(sig), "json", what=f"signature {sig!r}"))
+
+
+def from_header(data):
+    return Signature.from_dict(serialization.loads(json.dumps(data), "json", ["json"]))
+
+
+def signatures_to_header(value):
+    """``link=``/``link_error=`` (one signature or a list) as header data."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    return [to_header(maybe_signature(item)) for item in items]
+
+
+def maybe_signature(value):
+    if value is None or isinstance(value, Signature):
+        return value
+    if isinstance(value, dict):
+        return Signature.from_dict(value)
+    raise TypeError(f"expected a signature, got {type(value).__name__}: {value!r}")
+
+
+class Plan:
+    """What applying a canvas writes: messages, and chord rows, in one go."""
+
+    def __init__(self):
+        self.messages = []
+        self.chords = []  # unsaved TaskGroup rows
+
+    def write(self, queue):
+        """Write inside the caller's transaction: chord rows, then ONE enqueue."""
+        from .models import TaskGroup
+
+        if self.chords:
+            TaskGroup.objects.using(queue.alias).bulk_create(self.chords)
+        queue.enqueue(self.messages)
+
+    def launch(self):
+        from .queue import get_backend
+
+        queue = get_backend()
+        with transaction.atomic(using=queue.alias):
+            self.write(queue)
+
+
+# -- Signature --------------------------------------------------------------
+
+class Signature(dict):
+    """A task call that can be passed around, stored, completed and applied."""
+
+    subtask_type_name = None
+
+    def __init__(self, task=None, args=None, kwargs=None, options=None, immutable=False,
+                 subtask_type=None, **extra_options):
+        name = task if isinstance(task, str) or task is None else task.name
+        super().__init__(task=name, args=list(args or ()), kwargs=dict(kwargs or {}),
+                         options={**(options or {}), **extra_options},
+                         subtask_type=subtask_type, immutable=bool(immutable))
+
+    @classmethod
+    def from_dict(cls, data):
+        kind = data.get("subtask_type")
+        if kind:
+            return _TYPES[kind].from_dict(data)
+        return Signature(data["task"], data.get("args"), data.get("kwargs"),
+                         copy.deepcopy(data.get("options") or {}),
+                         immutable=data.get("immutable", False))
+
+    # -- parts --------------------------------------------------------
+
+    name = property(lambda self: self["task"])
+    task = name
+    args = property(lambda self: tuple(self["args"]))
+    kwargs = property(lambda self: self["kwargs"])
+    options = property(lambda self: self["options"])
+    immutable = property(lambda self: self["immutable"])
+    subtask_type = property(lambda self: self["subtask_type"])
+
+    @property
+    def id(self):
+        return self.options.get("task_id")
+
+    @property
+    def type(self):
+        return registry.lookup(self.name)
+
+    def __repr__(self):
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.name}({', '.join(parts)})"
+
+    # -- building -----------------------------------------------------
+
+    def clone(self, args=None, kwargs=None, **options):
+        """A copy with partial arguments (prepended, as in Celery) and options merged."""
+        clone = Signature.from_dict(copy.deepcopy(dict(self)))
+        if not self.immutable:
+            clone["args"] = [*(args or ()), *clone["args"]]
+            clone["kwargs"] = {**clone["kwargs"], **(kwargs or {})}
+        clone.options.update(options)
+        return clone
+
+    partial = clone
+
+    def set(self, immutable=None, **options):
+        if immutable is not None:
+            self["immutable"] = bool(immutable)
+        self.options.update(options)
+        return self
+
+    def set_immutable(self, immutable):
+        self["immutable"] = bool(immutable)
+
+    def link(self, callback):
+        self.options.setdefault("link", []).append(callback)
+        return callback
+
+    def link_error(self, errback):
+        self.options.setdefault("link_error", []).append(errback)
+        return errback
+
+    def on_error(self, errback):
+        self.link_error(errback)
+        return self
+
+    def __or__(self, other):
+        if isinstance(other, _chain):
+            return _chain(self, *other.tasks, **other.options)
+        if isinstance(other, Signature):
+            return _chain(self, other)
+        return NotImplemented
+
+    # -- freezing and planning -------------------------------------------
+
+    def freeze(self):
+        """Give the call its task id (once) and return its result."""
+        from .result import AsyncResult
+
+        task_id = self.options.setdefault("task_id", new_task_id())
+        return AsyncResult(task_id, task_name=self.name)
+
+    def finals(self):
+        """The calls whose results are this canvas's result (here: itself)."""
+        return [self]
+
+    def with_continuation(self, rest):
+        """This call followed by the chain ``rest`` (signatures, frozen)."""
+        if rest:
+            self.options["chain"] = [*self.options.get("chain", []), *rest]
+        return self
+
+    def plan(self, plan, args=(), kwargs=None, context=None):
+        """Add the message(s) that start this canvas to ``plan``."""
+        if self.immutable:
+            args, kwargs = self.args, self.kwargs
+        else:
+            args, kwargs = (*args, *self.args), {**self.kwargs, **(kwargs or {})}
+        options = self.options
+        headers = dict(options.get("headers") or {})
+        headers.update({key: options[key] for key in WORKFLOW_OPTIONS if options.get(key)})
+        if options.get("chain"):
+            headers["chain"] = [to_header(step) for step in options["chain"]]
+        headers.update({key: value for key, value in (context or {}).items() if value})
+        message_options = {key: options[key] for key in MESSAGE_OPTIONS if key in options}
+        plan.messages.append(self.type.build_message(args, kwargs, headers=headers,
+                                                     **message_options))
+
+    # -- applying -----------------------------------------------------
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        sig = self.clone(**options)
+        if settings.EAGER:
+            return sig.apply(args, kwargs)
+        result = sig.freeze()
+        plan = Plan()
+        sig.plan(plan, tuple(args or ()), kwargs)
+        plan.launch()
+        return result
+
+    def delay(self, *args, **kwargs):
+        return self.apply_async(args, kwargs)
+
+    def apply(self, args=None, kwargs=None, **options):
+        """Run here and now (EAGER); returns an EagerResult."""
+        sig = self.clone(**options)
+        plan = Plan()
+        sig.plan(plan, tuple(args or ()), kwargs)
+        (message,) = plan.messages
+        return apply_eagerly(sig.type, message)
+
+    def __call__(self, *args, **kwargs):
+        """Call the task body inline, as Celery does for a signature."""
+        merged = (*args, *self.args) if not self.immutable else self.args
+        merged_kwargs = {**self.kwargs, **kwargs} if not self.immutable else self.kwargs
+        return self.type(*merged, **merged_kwargs)
+
+
+# -- chain ------------------------------------------------------------------
+
+@_register_type
+class _chain(Signature):
+    subtask_type_name = "chain"
+
+    def __init__(self, *tasks, **options):
+        if len(tasks) == 1 and not isinstance(tasks[0], dict):
+            tasks = tuple(tasks[0])
+        steps = []
+        for step in map(maybe_signature, tasks):
+            # A chain inside a chain is the same chain.
+            steps.extend(step.tasks if isinstance(step, _chain) and not step.options
+                         else [step])
+        super().__init__("django_tasks.chain", (), {"tasks": steps}, options,
+                         subtask_type="chain")
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(*data["kwargs"]["tasks"], **copy.deepcopy(data.get("options") or {}))
+
+    @property
+    def tasks(self):
+        return self["kwargs"]["tasks"]
+
+    def __repr__(self):
+        return " | ".join(repr(step) for step in self.tasks) or "chain()"
+
+    def __or__(self, other):
+        if isinstance(other, _chain):
+            return _chain(*self.tasks, *other.tasks, **self.options)
+        if isinstance(other, Signature):
+            return _chain(*self.tasks, other, **self.options)
+        return NotImplemented
+
+    def __call__(self, *args, **kwargs):
+        return self.apply_async(args, kwargs)
+
+    def clone(self, args=None, kwargs=None, **options):
+        clone = Signature.from_dict(copy.deepcopy(dict(self)))
+        clone.options.update(options)
+        if (args or kwargs) and clone.tasks:
+            clone.tasks[0] = clone.tasks[0].clone(args, kwargs)
+        return clone
+
+    def _steps(self):
+        """The steps, with ``group, next`` made into ``chord(group, next)`` (Celery)."""
+        steps = list(self.tasks)
+        normalized = []
+        while steps:
+            step = steps.pop(0)
+            if isinstance(step, group) and steps:
+                step = chord(step, steps.pop(0))
+            normalized.append(step)
+        return normalized
+
+    def freeze(self):
+        steps = self["kwargs"]["tasks"] = self._steps()
+        if not steps:
+            raise ValueError("an empty chain has nothing to run")
+        for callback in self.options.pop("link", []):
+            steps[-1].link(callback)
+        for errback in self.options.pop("link_error", []):
+            for step in steps:
+                step.link_error(errback)
+        previous = None
+        for step in steps:
+            result = step.freeze()
+            if previous is not None:
+                _oldest(result)._parent = previous
+            previous = result
+        return previous
+
+    def finals(self):
+        return self.tasks[-1].finals()
+
+    def with_continuation(self, rest):
+        return _chain(*self.tasks, *rest, **self.options)
+
+    def _first_and_rest(self):
+        steps = self.tasks
+        inherited = {k: v for k, v in self.options.items() if k in MESSAGE_OPTIONS
+                     and k != "task_id"}
+        first = steps[0].clone(**inherited)
+        return first.with_continuation(steps[1:]), steps[1:]
+
+    def plan(self, plan, args=(), kwargs=None, context=None):
+        self.freeze()
+        first, _ = self._first_and_rest()
+        first.plan(plan, args, kwargs, context)
+
+    def apply(self, args=None, kwargs=None, **options):
+        sig = self.clone(**options)
+        sig.freeze()
+        previous = None
+        for step in sig.tasks:
+            if previous is None:
+                result = step.apply(args, kwargs)
+            elif previous.successful():
+                result = step.apply((previous.get(),))
+            else:
+                result = fail_eagerly(step, previous.result)
+            if previous is not None:
+                _oldest(result)._parent = previous
+            previous = result
+        return previous
+
+
+def _oldest(result):
+    """The first result of a step (a chord's header), where its parent belongs."""
+    while getattr(result, "_parent", None) is not None:
+        result = result._parent
+    return result
+
+
+# -- group ------------------------------------------------------------------
+
+@_register_type
+class group(Signature):  # noqa: N801 (Celery's name)
+    subtask_type_name = "group"
+
+    def __init__(self, *tasks, **options):
+        if len(tasks) == 1 and not isinstance(tasks[0], dict):
+            tasks = tuple(tasks[0])
+        super().__init__("django_tasks.group", (), {"tasks": [maybe_signature(t) for t in tasks]},
+                         options, subtask_type="group")
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(*data["kwargs"]["tasks"], **copy.deepcopy(data.get("options") or {}))
+
+    @property
+    def tasks(self):
+        return self["kwargs"]["tasks"]
+
+    def __repr__(self):
+        return f"group([{', '.join(repr(t) for t in self.tasks)}])"
+
+    def __or__(self, other):
+        if isinstance(other, Signature) and not isinstance(other, _chain):
+            return chord(self, other)
+        return super().__or__(other)
+
+    def __call__(self, *args, **kwargs):
+        return self.apply_async(args, kwargs)
+
+    def __len__(self):
+        return len(self.tasks)
+
+    def freeze(self):
+        from .result import GroupResult
+
+        group_id = self.options.setdefault("task_id", new_task_id())
+        results = []
+        for member in self.tasks:
+            results.append(member.freeze())
+            for final in member.finals():
+                final.options.setdefault("group_id", group_id)
+        return GroupResult(group_id, results)
+
+    def finals(self):
+        return [final for member in self.tasks for final in member.finals()]
+
+    def with_continuation(self, rest):
+        if not rest:
+            return self
+        body = rest[0].with_continuation(rest[1:])
+        return chord(self, body)
+
+    def link(self, callback):
+        for member in self.tasks:
+            member.link(callback)
+        return callback
+
+    def link_error(self, errback):
+        for member in self.tasks:
+            member.link_error(errback)
+        return errback
+
+    def _inherited(self):
+        return {k: v for k, v in self.options.items() if k in MESSAGE_OPTIONS and k != "task_id"}
+
+    def plan(self, plan, args=(), kwargs=None, context=None):
+        self.freeze()
+        inherited = self._inherited()
+        for member in self.tasks:
+            member.clone(**inherited).plan(plan, args, kwargs, context)
+
+    def apply(self, args=None, kwargs=None, **options):
+        from .result import GroupResult
+
+        sig = self.clone(**options)
+        sig.freeze()
+        inherited = sig._inherited()
+        return GroupResult(sig.id, [m.clone(**inherited).apply(args, kwargs) for m in sig.tasks])
+
+
+# -- chord ------------------------------------------------------------------
+
+@_register_type
+class _chord(Signature):
+    subtask_type_name = "chord"
+
+    def __init__(self, header, body=None, **options):
+        header = header if isinstance(header, group) else group(header)
+        super().__init__("django_tasks.chord", (),
+                         {"header": header, "body": maybe_signature(body)}, options,
+                         subtask_type="chord")
+
+    @classmethod
+    def from_dict(cls, data):
+        kwargs = data["kwargs"]
+        return cls(maybe_signature(kwargs["header"]), maybe_signature(kwargs["body"]),
+                   **copy.deepcopy(data.get("options") or {}))
+
+    header = property(lambda self: self["kwargs"]["header"])
+    body = property(lambda self: self["kwargs"]["body"])
+
+    def __repr__(self):
+        return f"chord({self.header!r}, {self.body!r})"
+
+    def __call__(self, body=None, **options):
+        if body is not None:
+            self["kwargs"]["body"] = maybe_signature(body)
+        return self.apply_async((), {}, **options)
+
+    def __len__(self):
+        return len(self.header.finals())
+
+    def freeze(self):
+        if self.body is None:
+            raise ValueError("a chord needs a body: chord(header, body) or chord(header)(body)")
+        header_result = self.header.freeze()
+        for final in self.header.finals():
+            final.options["chord"] = header_result.id
+        body_result = self.body.freeze()
+        _oldest(body_result)._parent = header_result
+        return body_result
+
+    def finals(self):
+        return self.body.finals()
+
+    def with_continuation(self, rest):
+        self["kwargs"]["body"] = self.body.with_continuation(rest)
+        return self
+
+    def link(self, callback):
+        return self.body.link(callback)
+
+    def link_error(self, errback):
+        return self.body.link_error(errback)
+
+    def plan(self, plan, args=(), kwargs=None, context=None):
+        from .models import TaskGroup
+
+        self.freeze()
+        header_result = self.header.freeze()
+        members = [final.id for final in self.header.finals()]
+        if not members:
+            # Nothing to wait for: the body runs at once with no results (Celery).
+            self.body.plan(plan, ([],), {}, context)
+            return
+        plan.chords.append(TaskGroup(group_id=header_result.id, results=members,
+                                     chord_body=to_header(self.body), remaining=len(members)))
+        self.header.plan(plan, args, kwargs, context)
+
+    def apply(self, args=None, kwargs=None, **options):
+        sig = self.clone(**options)
+        sig.freeze()
+        header_result = sig.header.apply(args, kwargs)
+        leaves = list(header_result.leaves())
+        failed = next((r for r in leaves if not r.successful()), None)
+        if failed is None:
+            body_result = sig.body.apply(([r.get() for r in leaves],))
+        else:
+            error = chord_error(failed.id, failed.result)
+            body_result = fail_eagerly(sig.body, error, errbacks=True)
+        _oldest(body_result)._parent = header_result
+        return body_result
+
+
+def chord_error(member_id, exc):
+    from .exceptions import ChordError
+
+    return ChordError(f"Dependency {member_id} raised {exc!r}")
+
+
+# -- map, starmap, chunks ------------------------------------------------------
+
+@_register_type
+class xmap(Signature):  # noqa: N801 (Celery's name)
+    """``task.map(it)``: one task that calls ``task(item)`` for each item."""
+
+    subtask_type_name = "xmap"
+    builtin = "django_tasks.map"
+
+    def __init__(self, task, it, **options):
+        super().__init__(self.builtin, (), {"task": maybe_signature(task), "it": list(it)},
+                         options, subtask_type=self.subtask_type_name, immutable=True)
+
+    @classmethod
+    def from_dict(cls, data):
+        kwargs = data["kwargs"]
+        return cls(kwargs["task"], kwargs["it"], **copy.deepcopy(data.get("options") or {}))
+
+    def __repr__(self):
+        task = self.kwargs["task"]
+        return f"[{task.name}(x) for x in {self.kwargs['it']!r}]"
+
+
+@_register_type
+class xstarmap(xmap):  # noqa: N801 (Celery's name)
+    """``task.starmap(it)``: one task that calls ``task(*item)`` for each item."""
+
+    subtask_type_name = "xstarmap"
+    builtin = "django_tasks.starmap"
+
+    def __repr__(self):
+        task = self.kwargs["task"]
+        return f"[{task.name}(*x) for x in {self.kwargs['it']!r}]"
+
+
+@_register_type
+class chunks(Signature):  # noqa: N801 (Celery's name)
+    """``task.chunks(it, n)``: a group of starmap tasks of ``n`` items each."""
+
+    subtask_type_name = "chunks"
+
+    def __init__(self, task, it, n, **options):
+        super().__init__("django_tasks.chunks", (),
+                         {"task": maybe_signature(task), "it": list(it), "n": int(n)},
+                         options, subtask_type="chunks")
+
+    @classmethod
+    def from_dict(cls, data):
+        kwargs = data["kwargs"]
+        return cls(kwargs["task"], kwargs["it"], kwargs["n"],
+                   **copy.deepcopy(data.get("options") or {}))
+
+    def __repr__(self):
+        return f"chunks({self.kwargs['task']!r}, {self.kwargs['n']})"
+
+    def __call__(self, **options):
+        return self.apply_async(**options)
+
+    def group(self):
+        task, items, size = self.kwargs["task"], iter(self.kwargs["it"]), self.kwargs["n"]
+        parts = iter(lambda: list(itertools.islice(items, size)), [])
+        return group((xstarmap(task, part) for part in parts), **self.options)
+
+    def freeze(self):
+        raise TypeError("chunks are applied as a group: use chunks.group() inside a canvas")
+
+    def apply_async(self, args=None, kwargs=None, **options):
+        return self.group().apply_async(args, kwargs, **options)
+
+    def apply(self, args=None, kwargs=None, **options):
+        return self.group().apply(args, kwargs, **options)
+
+
+# -- public factories -----------------------------------------------------
+
+def signature(varies, *args, **kwargs):
+    """``signature("proj.tasks.add", args=(2, 2))``, or a dict back into a Signature."""
+    if isinstance(varies, dict) and not args and not kwargs:
+        return maybe_signature(varies)
+    return Signature(varies, *args, **kwargs)
+
+
+def chain(*tasks, **options):
+    return _chain(*tasks, **options)
+
+
+def chord(header, body=None, **options):
+    return _chord(header, body, **options)
+
+
+# -- eager mode -------------------------------------------------------------
+
+def apply_eagerly(task, message):
+    """Run one message here and now, then its ``link``/``link_error`` callbacks."""
+    from .worker.execution import run_eagerly
+
+    result = run_eagerly(task, message)
+    if result.successful():
+        for callback in message.headers.get("link", []):
+            from_header(callback).apply((result.get(),))
+    elif result.failed():
+        for errback in message.headers.get("link_error", []):
+            from_header(errback).apply((result.id,))
+    return result
+
+
+def fail_eagerly(sig, exc, errbacks=False):
+    """The results of a canvas that cannot run because ``exc`` came first."""
+    from . import states
+    from .result import EagerResult, GroupResult
+    from .worker.outcome import Outcome, exception_text
+
+    if isinstance(sig, group):
+        sig.freeze()
+        return GroupResult(sig.id, [fail_eagerly(m, exc) for m in sig.tasks])
+    if isinstance(sig, _chord):
+        sig.freeze()
+        header = fail_eagerly(sig.header, exc)
+        body = fail_eagerly(sig.body, exc, errbacks)
+        _oldest(body)._parent = header
+        return body
+    if isinstance(sig, _chain):
+        sig.freeze()
+        previous = None
+        for step in sig.tasks:
+            result = fail_eagerly(step, exc)
+            if previous is not None:
+                _oldest(result)._parent = previous
+            previous = result
+        return previous
+    plan = Plan()
+    sig.plan(plan)
+    (message,) = plan.messages
+    result = EagerResult(Outcome(message=message, state=states.FAILURE, value=exc,
+                                 result_text=exception_text(exc)))
+    if errbacks:
+        for errback in message.headers.get("link_error", []):
+            from_header(errback).apply((result.id,))
+    return result

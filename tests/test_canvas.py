@@ -1,0 +1,205 @@
+"""The canvas examples of the README, run by real worker processes."""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature, states
+from django_tasks.exceptions import ChordError
+from django_tasks.models import QueuedMessage, TaskGroup
+from testproject.tasks import add, mul, xsum
+from tests.canvas_tasks import fail_with_value_error, note_error, note_value, sum_and_record
+from tests.models import Execution, Note
+from tests.workers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_signature_parts_and_repr():
+    sig = add.s(2, 2)
+    assert repr(sig) == "testproject.tasks.add(2, 2)"
+    assert sig.args == (2, 2) and sig.kwargs == {} and not sig.immutable
+    assert add.si(2, 2).immutable
+    assert add.s(2).clone((8,)).args == (8, 2)
+    assert add.si(2, 2).clone((8,)).args == (2, 2)
+    assert add.signature((2, 2), countdown=10).options == {"countdown": 10}
+    assert add.s(2).set(queue="q").options == {"queue": "q"}
+    # A plain dict, and back: it can be stored with a message.
+    copy = signature(dict(add.s(1, y=2).set(priority=3)))
+    assert copy == add.s(1, y=2).set(priority=3) and repr(copy) == "testproject.tasks.add(1, y=2)"
+    assert signature("testproject.tasks.add", args=(1, 1)).type is add
+    assert repr(add.s(4, 4) | mul.s(8)) == "testproject.tasks.add(4, 4) | testproject.tasks.mul(8)"
+
+
+def test_partial_signature_and_countdown(start_worker):
+    start_worker()
+    assert add.s(2).delay(8).get(timeout=10) == 10
+    later = add.signature((2, 2), countdown=600).apply_async()
+    row = QueuedMessage.objects.get(task_id=later.id)
+    assert (row.available_at - timezone.now()).total_seconds() > 500
+    assert later.state == states.PENDING
+
+
+def test_group_results_in_call_order(start_worker):
+    start_worker()
+    result = group(add.s(i, i) for i in range(5))()
+    assert isinstance(result, GroupResult)
+    assert result.get(timeout=20) == [0, 2, 4, 6, 8]
+    assert result.ready() and result.successful() and not result.failed()
+    assert result.completed_count() == 5
+    assert [r.id for r in result.results] == [r.id for r in result]
+    assert group(add.s(i) for i in range(10))(10).get(timeout=20) == list(range(10, 20))
+
+
+def test_group_enqueues_all_members_in_one_statement():
+    table = QueuedMessage._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        result = group(add.s(i, i) for i in range(50)).apply_async()
+    inserts = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("INSERT",
+               "WITH")) and table in q["sql"]]
+    assert len(inserts) == 1, inserts
+    assert QueuedMessage.objects.filter(task_id__in=[r.id for r in result]).count() == 50
+
+
+def test_chains_and_parent(start_worker):
+    start_worker()
+    assert chain(add.s(4, 4) | mul.s(8))().get(timeout=10) == 64
+    assert chain(add.s(4) | mul.s(8))(4).get(timeout=10) == 64
+    result = (add.s(4, 4) | mul.s(8))()
+    assert result.get(timeout=10) == 64
+    assert result.parent.get(timeout=10) == 8
+    # The parent link is stored too, for results looked up by id later.
+    assert AsyncResult(result.id).parent.id == result.parent.id
+    assert AsyncResult(result.id).parent.get(timeout=10) == 8
+
+
+def test_chords(start_worker):
+    start_worker()
+    result = chord((add.s(i, i) for i in range(10)), xsum.s())()
+    assert result.get(timeout=20) == 90
+    assert result.parent.get(timeout=10) == [2 * i for i in range(10)]
+    assert (group(add.s(i, i) for i in range(10)) | xsum.s())().get(timeout=20) == 90
+    assert chord([], xsum.s())().get(timeout=10) == 0
+
+
+def test_map_starmap_chunks(start_worker):
+    start_worker()
+    assert add.starmap([(2, 2), (4, 4)]).delay().get(timeout=10) == [4, 8]
+    assert xsum.map([[1, 2], [3]]).delay().get(timeout=10) == [3, 3]
+    a, b = range(10), range(10, 20)
+    result = add.chunks(zip(a, b, strict=True), 4)()
+    assert result.get(timeout=20) == [[10, 12, 14, 16], [18, 20, 22, 24], [26, 28]]
+
+
+def test_group_in_the_middle_of_a_chain(start_worker):
+    start_worker()
+    result = chain(add.s(1, 1), group(add.s(1), add.s(2)), xsum.s(), mul.s(10))()
+    assert result.get(timeout=20) == 70
+
+
+def test_nested_canvases(start_worker):
+    start_worker()
+    chains = group(chain(add.s(i, i), mul.s(10)) for i in range(3))()
+    assert chains.get(timeout=20) == [0, 20, 40]
+    body_is_chain = chord([add.s(1, 1), chain(add.s(2, 2), mul.s(2))], xsum.s() | mul.s(3))()
+    assert body_is_chain.get(timeout=20) == (2 + 8) * 3
+    nested_groups = group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3))()
+    assert nested_groups.get(timeout=20) == [[2, 4], 6]
+    chord_in_chord = chord([chord([add.s(1, 1), add.s(2, 2)], xsum.s()), add.s(5, 5)], xsum.s())()
+    assert chord_in_chord.get(timeout=20) == 16
+    ends_in_group = chain(add.s(1, 1), group(add.s(1), add.s(2)))()
+    assert isinstance(ends_in_group, GroupResult)
+    assert ends_in_group.get(timeout=20) == [3, 4]
+    assert ends_in_group.parent.get(timeout=10) == 2
+
+
+def test_chord_body_runs_once_with_two_workers(start_worker):
+    start_worker()
+    start_worker()
+    key = str(uuid.uuid4())
+    result = chord((add.s(i, i) for i in range(40)), sum_and_record.s(key))()
+    assert result.get(timeout=60) == sum(2 * i for i in range(40))
+    wait_until(lambda: not QueuedMessage.objects.exists(), message="an empty queue")
+    assert Execution.objects.filter(key=key).count() == 1
+    assert TaskGroup.objects.get(group_id=result.parent.id).remaining == 0
+
+
+@pytest.mark.parametrize("repeat", range(3))
+def test_chord_of_1000_members_on_two_workers_finishes_body_exactly_once(
+        postgres_only, start_worker, repeat):
+    start_worker("--prefetch-multiplier=10")
+    start_worker("--prefetch-multiplier=10")
+    key = str(uuid.uuid4())
+    result = chord((add.s(i, i) for i in range(1000)), sum_and_record.s(key))()
+    assert result.get(timeout=300) == sum(2 * i for i in range(1000))
+    wait_until(lambda: not QueuedMessage.objects.exists(), message="an empty queue")
+    assert Execution.objects.filter(key=key).count() == 1
+    assert TaskGroup.objects.get(group_id=result.parent.id).remaining == 0
+
+
+def test_failing_chord_member_fails_body_with_chord_error(start_worker):
+    start_worker()
+    key = str(uuid.uuid4())
+    body = sum_and_record.s(key)
+    body.link_error(note_error.s("chord"))
+    result = chord([add.s(1, 1), fail_with_value_error.s(7), add.s(2, 2)], body)()
+    failed_member = result.parent.results[1]
+    with pytest.raises(ChordError, match=f"Dependency {failed_member.id} raised ValueError"):
+        result.get(timeout=20)
+    assert result.state == states.FAILURE
+    assert result.parent.failed() and result.parent.completed_count() == 2
+    assert not Execution.objects.filter(key=key).exists()
+    wait_until(lambda: Note.objects.filter(text=f"chord:{result.id}").exists(),
+               message="the body's errback")
+
+
+def test_failing_chain_step_fails_the_rest(start_worker):
+    start_worker()
+    result = chain(add.s(1, 1), fail_with_value_error.s(), mul.s(2), add.s(1))()
+    with pytest.raises(ValueError, match=r"failed on \(2,\)"):
+        result.get(timeout=20)
+    assert result.parent.parent.state == states.FAILURE
+    assert result.parent.parent.parent.get(timeout=10) == 2
+
+
+def test_failing_chain_member_of_a_chord(start_worker):
+    start_worker()
+    result = chord([chain(add.s(1, 1), fail_with_value_error.s(), mul.s(2)), add.s(1, 1)],
+                   xsum.s())()
+    with pytest.raises(ChordError):
+        result.get(timeout=20)
+
+
+def test_link_and_link_error(start_worker):
+    start_worker()
+    ok = add.apply_async((2, 3), link=note_value.s("ok"))
+    fail = fail_with_value_error.apply_async((1,), link_error=[note_error.s("err")])
+    assert ok.get(timeout=10) == 5
+    with pytest.raises(ValueError):
+        fail.get(timeout=10)
+    wait_until(lambda: Note.objects.count() == 2, message="both callbacks")
+    assert sorted(Note.objects.values_list("text", flat=True)) == [f"err:{fail.id}", "ok:5"]
+
+
+def test_group_result_save_restore_and_revoke():
+    result = group(add.s(i, i) for i in range(3)).apply_async()
+    result.save()
+    restored = GroupResult.restore(result.id)
+    assert [r.id for r in restored.results] == [r.id for r in result.results]
+    assert GroupResult.restore(uuid.uuid4()) is None
+    assert not restored.ready() and restored.completed_count() == 0
+    assert restored.revoke() == 3
+    assert [r.state for r in restored.results] == [states.REVOKED] * 3
+    assert restored.ready() and restored.failed() is False and not restored.successful()
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "prefork"])
+def test_workflows_advance_in_every_pool(start_worker, pool):
+    start_worker("-P", pool, "-c", "1" if pool == "solo" else "2")
+    assert (add.s(4, 4) | mul.s(8))().get(timeout=20) == 64
+    assert (group(add.s(i, i) for i in range(10)) | xsum.s())().get(timeout=20) == 90
+    with pytest.raises(ChordError):
+        chord([fail_with_value_error.s(1)], xsum.s())().get(timeout=20)
