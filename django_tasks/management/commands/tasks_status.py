@@ -1,0 +1,44 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from django_tasks import monitoring
+
+
+class Command(BaseCommand):
+    help = "Show queues (depth, oldest waiting), live workers and recent throughput."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--minutes", type=int, default=5,
+                            help="Throughput window in minutes (default 5).")
+
+    def handle(self, *args, minutes=5, **options):
+        if not 1 <= minutes <= 24 * 60:
+            raise CommandError("--minutes must be between 1 and 1440")
+        now = timezone.now()
+        write = self.stdout.write
+        write("Queues")
+        queues = monitoring.queue_figures(now)
+        if not queues:
+            write("  (no queued or running tasks)")
+        for q in queues:
+            age = "-" if q.oldest_waiting_seconds is None else f"{q.oldest_waiting_seconds:.1f}s"
+            write(f"  {q.name:<20} waiting {q.waiting:>7}  running {q.running:>5}  "
+                  f"oldest waiting {age}")
+        write("Workers")
+        workers = monitoring.live_workers(now)
+        if not workers:
+            write("  (no live worker)")
+        for w in workers:
+            beat = (now - w.last_heartbeat).total_seconds()
+            write(f"  {w.hostname} pid {w.pid} {w.pool}x{w.concurrency} "
+                  f"queues {','.join(w.queues)} processed {w.processed} failed {w.failed} "
+                  f"heartbeat {beat:.1f}s ago")
+            for message in w.current:
+                write(f"    running {message.task_name}[{message.task_id}]")
+        rows = monitoring.throughput(minutes, now)
+        total = sum(done for _, done, _ in rows)
+        failed = sum(f for _, _, f in rows)
+        write(f"Throughput, last {minutes} min: {total} done ({total / (minutes * 60):.1f}/s), "
+              f"{failed} failed")
+        for minute, done, fail in rows:
+            write(f"  {timezone.localtime(minute):%H:%M}  {done:>8} done  {fail:>6} failed")
