@@ -4,7 +4,8 @@ This module only re-exports; the code lives in modules named after what they hol
 """
 
 from . import states
+from .beat.schedules import crontab
 from .result import AsyncResult, EagerResult
 from .task import Task, shared_task, task
 
-__all__ = ["AsyncResult", "EagerResult", "Task", "shared_task", "states", "task"]
+__all__ = ["AsyncResult", "EagerResult", "Task", "crontab", "shared_task", "states", "task"]

@@ -116,3 +116,7 @@ class Worker(models.Model):
 
     def __str__(self):
         return f"{self.hostname} (pid {self.pid})"
+
+
+# Beat's tables live with beat; importing them here makes them this app's models.
+from .beat.models import PeriodicTask, PeriodicTick  # noqa: E402, F401

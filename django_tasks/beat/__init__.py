@@ -1,0 +1,7 @@
+"""Beat: periodic tasks sent exactly once per tick by any number of schedulers.
+
+``schedules`` (crontab, intervals), ``models`` (PeriodicTask, PeriodicTick),
+``sync`` (settings schedules into the table), ``sending`` (one message per
+run), ``scheduler`` (one pass: claim due rows, send, advance), ``service``
+(the loop, as a thread inside ``runworker --beat`` or in ``runbeat``).
+"""
