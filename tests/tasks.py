@@ -50,3 +50,11 @@ def return_unserializable():
 def who_am_i(self):
     return {"id": self.request.id, "retries": self.request.retries,
             "queue": self.request.queue, "hostname": self.request.hostname}
+
+
+@task(bind=True)
+def record_tick(self):
+    """Record which periodic tick sent this run (one row per execution)."""
+    tick = self.request.headers.get("periodic_tick", "")
+    Execution.objects.create(key=tick, task_id=self.request.id, pid=os.getpid())
+    return tick

@@ -119,28 +119,33 @@ class PeriodicTask(models.Model):
 
     def clean(self):
         errors = {}
+
+        def add(field, message):
+            errors.setdefault(field, []).append(message)
+
         chosen = [name for name, value in (("crontab", self.crontab), ("interval", self.interval),
                                            ("run_at", self.run_at))
                   if value not in (None, "")]
         if len(chosen) != 1:
             message = ("Give exactly one of a cron expression, an interval or a one-off "
                        "run-at time" + (f" (got {', '.join(chosen)})." if chosen else "."))
-            errors["crontab" if "crontab" in chosen or not chosen else chosen[0]] = message
+            add("crontab" if "crontab" in chosen or not chosen else chosen[0], message)
         if self.crontab:
             try:
                 crontab.from_string(self.crontab)
             except ValueError as exc:
-                errors["crontab"] = str(exc)
+                add("crontab", str(exc))
         if self.interval is not None and self.interval <= timedelta(0):
-            errors["interval"] = "The interval must be longer than zero."
+            add("interval", "The interval must be longer than zero.")
         if self.expire_seconds is not None and self.expire_seconds <= 0:
-            errors["expire_seconds"] = "Must be a positive number of seconds."
+            add("expire_seconds", "Must be a positive number of seconds.")
         args, kwargs, argument_errors = parse_json_arguments(self.args, self.kwargs)
-        errors.update(argument_errors)
+        for field, message in argument_errors.items():
+            add(field, message)
         if self.task and not argument_errors:
             problems = call_errors(self.task, args, kwargs)
-            if problems:
-                errors["task" if problems[0].startswith("No task") else "args"] = problems
+            for message in problems:
+                add("task" if message.startswith("No task") else "args", message)
         if errors:
             raise ValidationError(errors)
 
