@@ -31,8 +31,8 @@ def worker_env(extra=None):
 
 
 class WorkerProcess:
-    def __init__(self, *args, env=None):
-        command = [sys.executable, str(ROOT / "manage.py"), "runworker", *args]
+    def __init__(self, *args, env=None, command="runworker"):
+        command = [sys.executable, str(ROOT / "manage.py"), command, *args]
         self.proc = subprocess.Popen(
             command, cwd=ROOT, env=worker_env(env), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1)
