@@ -166,3 +166,11 @@ def test_beat_schedule_entries_are_checked_at_start_up():
     for text in expected:
         assert any(text in error for error in errors), (text, errors)
     assert len(errors) == len(expected), errors
+
+
+def test_a_beat_schedule_naming_an_unknown_task_is_warned_about():
+    schedule = {"typo": {"task": "tests.tasks.ad", "schedule": 5}}
+    with override_settings(DJANGO_TASKS={"BEAT_SCHEDULE": schedule}):
+        warnings = [e.msg for e in check_settings() if e.id == "django_tasks.W019"]
+    assert warnings == ["BEAT_SCHEDULE['typo']['task'] is 'tests.tasks.ad', which no installed "
+                        "app registers; workers will fail every run with NotRegistered."]

@@ -159,3 +159,12 @@ def beat_schedule_errors(schedule):
     for name, entry in schedule.items():
         errors += settings_entry_errors(name, entry)
     return errors
+
+
+def unregistered_task_warnings(schedule):
+    """Entries naming a task this process does not know (a typo fails every tick)."""
+    return [f"BEAT_SCHEDULE[{name!r}]['task'] is {entry['task']!r}, which no installed "
+            "app registers; workers will fail every run with NotRegistered."
+            for name, entry in schedule.items()
+            if isinstance(entry, dict) and isinstance(entry.get("task"), str)
+            and entry["task"] and entry["task"] not in registry]
