@@ -4,9 +4,10 @@ This module only re-exports; the code lives in modules named after what they hol
 """
 
 from . import states
+from .beat.schedules import crontab
 from .canvas import Signature, chain, chord, group, signature
 from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task, shared_task, task
 
 __all__ = ["AsyncResult", "EagerResult", "GroupResult", "Signature", "Task", "chain", "chord",
-           "group", "shared_task", "signature", "states", "task"]
+           "crontab", "group", "shared_task", "signature", "states", "task"]

@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.conf import settings as django_settings
 from django.core import checks
 
+from .beat.validation import beat_schedule_errors, unregistered_task_warnings
 from .conf import DEFAULTS, settings
 from .serialization import SERIALIZERS
 
@@ -68,6 +69,10 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(_error(18, "DJANGO_TASKS['LISTEN_NOTIFY'] must be True or False."))
     if not isinstance(settings.BEAT_SCHEDULE, dict):
         errors.append(_error(19, "DJANGO_TASKS['BEAT_SCHEDULE'] must be a dict."))
+    else:
+        errors += [_error(19, message) for message in beat_schedule_errors(settings.BEAT_SCHEDULE)]
+        errors += [checks.Warning(message, obj="settings.DJANGO_TASKS", id="django_tasks.W019")
+                   for message in unregistered_task_warnings(settings.BEAT_SCHEDULE)]
     return errors
 
 

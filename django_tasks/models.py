@@ -159,3 +159,7 @@ class TaskGroup(models.Model):
     def __str__(self):
         kind = "chord" if self.chord_body is not None else "group"
         return f"{kind} {self.group_id}"
+
+
+# Beat's tables live with beat; importing them here makes them this app's models.
+from .beat.models import PeriodicTask, PeriodicTick  # noqa: E402, F401

@@ -37,3 +37,13 @@ DJANGO_TASKS = {
     "HEARTBEAT_INTERVAL": 0.5,
     "WORKER_LOST_TIMEOUT": 3.0,
 }
+
+# A BEAT_SCHEDULE for the worker processes a test starts: JSON
+# {"name": {"task": ..., "seconds": n, "args": [...], "catch_up": ...}}.
+if os.environ.get("TESTS_BEAT_SCHEDULE"):
+    from datetime import timedelta
+
+    DJANGO_TASKS["BEAT_SCHEDULE"] = {
+        name: {**{k: v for k, v in entry.items() if k != "seconds"},
+               "schedule": timedelta(seconds=entry["seconds"])}
+        for name, entry in json.loads(os.environ["TESTS_BEAT_SCHEDULE"]).items()}

@@ -119,4 +119,12 @@ def spin_record(self, key, seconds):
     return key
 
 
+@task(bind=True)
+def record_tick(self):
+    """Record which periodic tick sent this run (one row per execution)."""
+    tick = self.request.headers.get("periodic_tick", "")
+    Execution.objects.create(key=tick, task_id=self.request.id, pid=os.getpid())
+    return tick
+
+
 from .canvas_tasks import *  # noqa: E402, F403  (workers import tests.tasks only)

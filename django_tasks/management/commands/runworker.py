@@ -5,6 +5,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_tasks.beat.service import Beat
 from django_tasks.conf import settings
 from django_tasks.registry import tasks as registry
 from django_tasks.worker import banner
@@ -36,6 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("-f", "--logfile", default=None, help="Log to this file.")
         parser.add_argument("--pidfile", default=None, help="Write the process id here.")
         parser.add_argument("--no-banner", action="store_true", help="Skip the start-up banner.")
+        parser.add_argument("-B", "--beat", action="store_true",
+                            help="Also send periodic tasks (any number of workers may).")
 
     def handle(self, *args, **options):
         level = options["loglevel"].upper()
@@ -68,9 +71,12 @@ class Command(BaseCommand):
                                            concurrency, options["pool"], registry.keys(),
                                            consumer.backend.wakes_up))
             sys.stdout.flush()
+        beat = Beat.started() if options["beat"] else None
         try:
             code = consumer.run()
         finally:
+            if beat is not None:
+                beat.stop()
             if options["pidfile"] and os.path.exists(options["pidfile"]):
                 os.unlink(options["pidfile"])
         sys.exit(code)
