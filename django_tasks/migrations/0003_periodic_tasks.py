@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('django_tasks', '0001_initial'),
+        ('django_tasks', '0002_canvas'),
     ]
 
     operations = [
