@@ -65,8 +65,9 @@ def check_settings(app_configs=None, **kwargs):
         value = getattr(settings, key)
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             errors.append(_error(number, f"DJANGO_TASKS[{key!r}] must be a whole number >= 1."))
-    if not isinstance(settings.LISTEN_NOTIFY, bool):
-        errors.append(_error(18, "DJANGO_TASKS['LISTEN_NOTIFY'] must be True or False."))
+    for key in ("LISTEN_NOTIFY", "SYNCHRONOUS_ACKS"):
+        if not isinstance(getattr(settings, key), bool):
+            errors.append(_error(18, f"DJANGO_TASKS[{key!r}] must be True or False."))
     if not isinstance(settings.BEAT_SCHEDULE, dict):
         errors.append(_error(19, "DJANGO_TASKS['BEAT_SCHEDULE'] must be a dict."))
     else:

@@ -35,6 +35,10 @@ DEFAULTS = {
     # Use LISTEN/NOTIFY on PostgreSQL (turn off behind PgBouncer in
     # transaction mode, where LISTEN does not work).
     "LISTEN_NOTIFY": True,
+    # Commit the worker's own claims/acknowledgements with a WAL flush each
+    # (PostgreSQL synchronous_commit). Off by default: faster, and a server
+    # crash only makes the last instant's tasks run again.
+    "SYNCHRONOUS_ACKS": False,
     # Rows deleted per statement when purging expired results.
     "PURGE_BATCH_SIZE": 5000,
 }

@@ -26,6 +26,7 @@ class Message:
     id: int | None = None
     deliveries: int = 0
     created_at: datetime | None = None
+    started: bool = False  # marked started by the claim itself
 
     @property
     def retries(self):

@@ -45,7 +45,7 @@ def run_queued_tasks(queues=None, limit=10_000, hostname="testing"):
                       .values_list("queue", flat=True).distinct())
     outcomes = []
     while len(outcomes) < limit:
-        batch = backend.claim(TEST_WORKER_ID, queues, 1) if queues else []
+        batch = backend.claim(TEST_WORKER_ID, queues, 1, start=1) if queues else []
         if not batch:
             return outcomes
         outcome = execute(batch[0], hostname=hostname)

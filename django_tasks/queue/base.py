@@ -59,8 +59,9 @@ class BaseQueue:
 
     # -- consumer side ------------------------------------------------
 
-    def claim(self, worker_id, queues, limit):
-        """Atomically take up to ``limit`` due messages for ``worker_id``."""
+    def claim(self, worker_id, queues, limit, start=0):
+        """Atomically take up to ``limit`` due messages for ``worker_id``, the
+        first ``start`` of them (in run order) marked started as well."""
         raise NotImplementedError
 
     def mark_started(self, message_ids, when=None):
@@ -194,6 +195,9 @@ class BaseQueue:
     def drain_queue_notifications(self):
         """Consume pending queue wake-ups after the socket turned readable."""
 
+    def tune_worker_session(self, connection):
+        """Settings for the worker's own bookkeeping connection (none by default)."""
+
     def close_listener(self):
         """Drop any connection kept for waiting (before fork, at shutdown)."""
 
@@ -248,17 +252,18 @@ class BaseQueue:
     @staticmethod
     def message_from_row(row, parse_datetime, parse_uuid, parse_json):
         (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
-         body, headers, deliveries, created_at) = row
+         body, headers, deliveries, created_at, started_at) = row
         return Message(
             id=pk, task_id=str(parse_uuid(task_id)), task_name=task_name, queue=queue,
             priority=priority, available_at=parse_datetime(available_at),
             expires=parse_datetime(expires) if expires is not None else None,
             content_type=content_type, body=body, headers=parse_json(headers) or {},
-            deliveries=deliveries, created_at=parse_datetime(created_at))
+            deliveries=deliveries, created_at=parse_datetime(created_at),
+            started=started_at is not None)
 
 
 CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "
-                 "content_type, body, headers, deliveries, created_at")
+                 "content_type, body, headers, deliveries, created_at, started_at")
 
 
 def sort_claimed(messages):

@@ -35,16 +35,27 @@ WITH inserted AS (
 SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
 """
 
+# Per queue, the claim index hands over rows already in run order, so a
+# claim reads only the rows it takes, however deep the queue.
 CLAIM_SQL = f"""
-WITH picked AS (
-    SELECT id FROM {TABLE}
-    WHERE claimed_by IS NULL AND queue = ANY(%s) AND available_at <= statement_timestamp()
-    ORDER BY priority DESC, available_at, id
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
+WITH due AS (
+    SELECT d.id, d.priority, d.available_at
+    FROM unnest(%s::varchar[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, available_at FROM {TABLE}
+        WHERE claimed_by IS NULL AND queue = q.name
+          AND available_at <= statement_timestamp()
+        ORDER BY priority DESC, available_at, id
+        LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    ) AS d
+), picked AS (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS position
+    FROM due ORDER BY priority DESC, available_at, id LIMIT %s
 )
 UPDATE {TABLE} AS m
-SET claimed_by = %s, claimed_at = now(), deliveries = m.deliveries + 1
+SET claimed_by = %s, claimed_at = now(), deliveries = m.deliveries + 1,
+    started_at = CASE WHEN picked.position <= %s THEN now() END
 FROM picked WHERE m.id = picked.id
 RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
 """
@@ -82,9 +93,9 @@ class PostgreSQLQueue(BaseQueue):
             cursor.execute(ENQUEUE_SQL, columns)
         self.remember_uncommitted([m.task_id for m in messages])
 
-    def claim(self, worker_id, queues, limit):
+    def claim(self, worker_id, queues, limit, start=0):
         with self.connection.cursor() as cursor:
-            cursor.execute(CLAIM_SQL, [list(queues), limit, str(worker_id)])
+            cursor.execute(CLAIM_SQL, [list(queues), limit, limit, str(worker_id), start])
             rows = cursor.fetchall()
         return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
 
@@ -151,6 +162,16 @@ class PostgreSQLQueue(BaseQueue):
 
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)
+
+    def tune_worker_session(self, connection):
+        # Claims, acknowledgements and results need not wait for the WAL
+        # flush: a server crash can only lose the last fraction of a second
+        # of them together, and those tasks then run again (at-least-once).
+        # Task code never uses this connection (children and threads have
+        # their own); atomic=True tasks commit synchronously.
+        if not settings.SYNCHRONOUS_ACKS:
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO off")
 
     def close_listener(self):
         for channel in (QUEUE_CHANNEL, RESULT_CHANNEL):

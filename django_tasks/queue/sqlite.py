@@ -20,14 +20,17 @@ TABLE = QueuedMessage._meta.db_table
 
 CLAIM_SQL = f"""
 UPDATE {TABLE}
-SET claimed_by = %s, claimed_at = %s, deliveries = deliveries + 1
-WHERE id IN (
-    SELECT id FROM {TABLE}
+SET claimed_by = %s, claimed_at = %s, deliveries = deliveries + 1,
+    started_at = CASE WHEN picked.position <= %s THEN %s END
+FROM (
+    SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS position
+    FROM {TABLE}
     WHERE claimed_by IS NULL AND queue IN ({{placeholders}}) AND available_at <= %s
     ORDER BY priority DESC, available_at, id
     LIMIT %s
-)
-RETURNING {CLAIM_COLUMNS}
+) AS picked
+WHERE {TABLE}.id = picked.id
+RETURNING {', '.join(TABLE + '.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
 """
 
 
@@ -60,13 +63,12 @@ class SQLiteQueue(BaseQueue):
             for m in messages])
         self.remember_uncommitted([m.task_id for m in messages])
 
-    def claim(self, worker_id, queues, limit):
+    def claim(self, worker_id, queues, limit, start=0):
         connection = self.connection
         ops = connection.ops
-        now = timezone.now()
+        now = ops.adapt_datetimefield_value(timezone.now())
         sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
-        params = [uuid.UUID(str(worker_id)).hex, ops.adapt_datetimefield_value(now),
-                  *queues, ops.adapt_datetimefield_value(now), limit]
+        params = [uuid.UUID(str(worker_id)).hex, now, start, now, *queues, now, limit]
         connection.ensure_connection()
         if connection.in_atomic_block:
             # The caller's transaction already makes this atomic (tests, helpers).

@@ -14,9 +14,11 @@ import collections
 import logging
 import os
 import select
+import threading
 import time
 
 from django.db import InterfaceError, OperationalError, connections
+from django.db.backends.signals import connection_created
 
 from .. import signals, states
 from ..conf import settings
@@ -51,6 +53,7 @@ class Consumer:
         self.shutdown = ShutdownState()
         self.install_signals = install_signals
         self.worker_id = None
+        self.pid = os.getpid()
         self.pool = None
         self.buffer = collections.deque()  # (claimed_at monotonic, message)
         self.unstored = []  # outcomes not yet stored (kept across DB outages)
@@ -60,6 +63,9 @@ class Consumer:
     # -- life cycle -------------------------------------------------------
 
     def start(self):
+        if self.pool_name != "solo":  # solo runs task code on this connection too
+            connection_created.connect(self._tune_connection, weak=False)
+            connections[self.backend.alias].close()  # reopen with the tuning
         row = self.backend.register_worker(
             hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool=self.pool_name,
             concurrency=self.concurrency)
@@ -68,6 +74,7 @@ class Consumer:
                                 backend=self.backend, worker_id=self.worker_id,
                                 max_tasks_per_child=self.max_tasks_per_child)
         self.pool.start()
+        self.housekeeper = housekeeping.Housekeeper(self.backend)
         if self.install_signals:
             self.shutdown.install()
         self.heartbeat = Heartbeat(self.backend, self.worker_id, settings.HEARTBEAT_INTERVAL,
@@ -120,11 +127,17 @@ class Consumer:
         logger.info("%s stopped (%d processed, %d failed).", self.hostname,
                     self.processed, self.failed)
 
+    def _tune_connection(self, sender, connection, **kwargs):
+        # Only this process's main thread: not prefork children, not pool threads.
+        if (connection.alias == self.backend.alias and os.getpid() == self.pid
+                and threading.current_thread() is threading.main_thread()):
+            self.backend.tune_worker_session(connection)
+
     # -- the loop ---------------------------------------------------------
 
     def step(self):
         self._collect_and_store()
-        self._with_reconnect(lambda: housekeeping.run_due(self.backend))
+        self._with_reconnect(self.housekeeper.run_due)
         self._return_stale_prefetch()
         if self.pool.free_slots and not self.buffer:
             self.buffer.extend((time.monotonic(), m) for m in self._with_reconnect(self._claim))
@@ -134,8 +147,8 @@ class Consumer:
         self._wait_for_work()
 
     def _claim(self):
-        limit = self.pool.free_slots + self.prefetch
-        return self.backend.claim(self.worker_id, self.queues, limit)
+        free = self.pool.free_slots
+        return self.backend.claim(self.worker_id, self.queues, free + self.prefetch, start=free)
 
     def _dispatch(self):
         batch = []
@@ -143,7 +156,7 @@ class Consumer:
             batch.append(self.buffer.popleft()[1])
         for message in batch:
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
-        tracked = [m.id for m in batch if _tracks_started(m)]
+        tracked = [m.id for m in batch if not m.started and _tracks_started(m)]
         if tracked:
             self._with_reconnect(lambda: self.backend.mark_started(tracked))
         for message in batch:
