@@ -5,6 +5,7 @@ import time
 import uuid
 
 from django.db import connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ..messages import Message
@@ -68,27 +69,34 @@ class BaseQueue:
         QueuedMessage.objects.using(self.alias).filter(id__in=message_ids).update(
             started_at=when or timezone.now())
 
-    def finish(self, outcomes, worker_id):
-        """Store results and acknowledge messages, all in one transaction."""
+    def finish(self, outcomes, worker_id, started_ids=()):
+        """Store results and acknowledge messages, all in one transaction
+        (and record the start of prefetched messages still running)."""
         with transaction.atomic(using=self.alias):
-            self.finish_in_transaction(outcomes, worker_id)
+            self.finish_in_transaction(outcomes, worker_id, started_ids)
 
-    def finish_in_transaction(self, outcomes, worker_id):
-        results = [o.result_row() for o in outcomes if o.stores_result]
-        if results:
-            TaskResult.objects.using(self.alias).bulk_create(
-                results, update_conflicts=True, unique_fields=["task_id"],
-                update_fields=RESULT_FIELDS)
-        done = [o.message.id for o in outcomes if o.retry_at is None]
-        if done:
-            QueuedMessage.objects.using(self.alias).filter(id__in=done)._raw_delete(self.alias)
+    def finish_in_transaction(self, outcomes, worker_id, started_ids=()):
+        if started_ids:
+            self.mark_started(started_ids)
+        self.store_and_acknowledge(
+            _latest_per_task([o for o in outcomes if o.stores_result]),
+            [o.message.id for o in outcomes if o.retry_at is None])
         for outcome in outcomes:
             if outcome.retry_at is not None:
                 self._reschedule(outcome.message, outcome.retry_at, outcome.new_body)
-        finished_ids = [o.message.task_id for o in outcomes]
         for hook in FINISH_HOOKS:
             hook(outcomes, self)
-        self.notify_results(finished_ids)
+        self.notify_results([o.message.task_id for o in outcomes])
+
+    def store_and_acknowledge(self, stored, done_ids):
+        """Upsert the result rows of ``stored`` outcomes; delete ``done_ids`` messages."""
+        if stored:
+            TaskResult.objects.using(self.alias).bulk_create(
+                [o.result_row() for o in stored], update_conflicts=True,
+                unique_fields=["task_id"], update_fields=RESULT_FIELDS)
+        if done_ids:
+            QueuedMessage.objects.using(self.alias).filter(id__in=done_ids)._raw_delete(
+                self.alias)
 
     def _reschedule(self, message, when, new_body=None):
         headers = dict(message.headers, retries=message.retries + 1)
@@ -142,9 +150,14 @@ class BaseQueue:
         return Worker.objects.using(self.alias).filter(
             stopped_at__isnull=True, last_heartbeat__lt=cutoff).update(stopped_at=timezone.now())
 
-    def release_messages(self, message_ids):
+    def release_messages(self, message_ids, undeliver=False):
+        """Put messages back in the queue; ``undeliver`` for ones never started
+        (prefetched), so the claim does not count as a delivery."""
+        update = {"claimed_by": None, "claimed_at": None, "started_at": None}
+        if undeliver:
+            update["deliveries"] = F("deliveries") - 1
         count = QueuedMessage.objects.using(self.alias).filter(id__in=message_ids).update(
-            claimed_by=None, claimed_at=None, started_at=None)
+            **update)
         if count:
             self.notify_queue()
         return count
@@ -260,6 +273,11 @@ class BaseQueue:
             content_type=content_type, body=body, headers=parse_json(headers) or {},
             deliveries=deliveries, created_at=parse_datetime(created_at),
             started=started_at is not None)
+
+
+def _latest_per_task(outcomes):
+    """One outcome per task id (the last), as one upsert cannot touch a row twice."""
+    return list({o.message.task_id: o for o in outcomes}.values())
 
 
 CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "

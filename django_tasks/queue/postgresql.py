@@ -11,7 +11,8 @@ import psycopg
 from django.db import connections
 
 from ..conf import settings
-from ..models import QueuedMessage
+from ..models import QueuedMessage, TaskResult
+from ..worker.outcome import RESULT_COLUMNS
 from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
 
 logger = logging.getLogger("django_tasks.queue")
@@ -62,6 +63,24 @@ RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
+RESULTS = TaskResult._meta.db_table
+RESULT_TYPES = ("uuid", "varchar", "varchar", "varchar", "text", "text", "text", "text",
+                "varchar", "varchar", "int", "int", "uuid", "uuid", "uuid", "timestamptz",
+                "timestamptz", "timestamptz")
+# Results upserted and messages deleted in one statement (one round trip).
+STORE_AND_ACK_SQL = f"""
+WITH stored AS (
+    INSERT INTO {RESULTS} ({', '.join(RESULT_COLUMNS)})
+    SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in RESULT_TYPES)})
+    ON CONFLICT (task_id) DO UPDATE SET
+    {', '.join(f'{c} = EXCLUDED.{c}' for c in RESULT_COLUMNS[1:])}
+    RETURNING 1
+), acknowledged AS (
+    DELETE FROM {TABLE} WHERE id = ANY(%s::bigint[]) RETURNING 1
+)
+SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM acknowledged)
+"""
+
 
 def _identity(value):
     return value
@@ -98,6 +117,18 @@ class PostgreSQLQueue(BaseQueue):
             cursor.execute(CLAIM_SQL, [list(queues), limit, limit, str(worker_id), start])
             rows = cursor.fetchall()
         return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
+
+    def store_and_acknowledge(self, stored, done_ids):
+        if not stored and not done_ids:
+            return
+        values = [o.result_values() for o in stored]
+        columns = [list(column) for column in zip(*values, strict=True)] if values \
+            else [[] for _ in RESULT_COLUMNS]
+        self.connection.ensure_connection()
+        # psycopg's own cursor binds the arrays server-side: much cheaper than
+        # rendering thousands of values into the SQL text.
+        with self.connection.connection.cursor() as cursor:
+            cursor.execute(STORE_AND_ACK_SQL, [*columns, list(done_ids)])
 
     def notify_queue(self):
         with self.connection.cursor() as cursor:

@@ -24,9 +24,9 @@ from .. import signals, states
 from ..conf import settings
 from ..exceptions import TimeLimitExceeded
 from ..queue import get_backend
-from ..registry import tasks as registry
 from . import housekeeping
 from .execution import interrupted_outcome
+from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
 from .shutdown import ColdShutdown, ShutdownState
@@ -38,6 +38,7 @@ MAX_BACKOFF = 30.0
 # A prefetched message waiting longer than this for a free slot goes back to
 # the queue, where another worker may be idle.
 PREFETCH_PATIENCE = 1.0
+
 
 
 class Consumer:
@@ -56,7 +57,7 @@ class Consumer:
         self.pid = os.getpid()
         self.pool = None
         self.buffer = collections.deque()  # (claimed_at monotonic, message)
-        self.unstored = []  # outcomes not yet stored (kept across DB outages)
+        self.flusher = None
         self.processed = 0
         self.failed = 0
 
@@ -74,6 +75,8 @@ class Consumer:
                                 backend=self.backend, worker_id=self.worker_id,
                                 max_tasks_per_child=self.max_tasks_per_child)
         self.pool.start()
+        self.flusher = Flusher(self.backend, self.worker_id)
+        self.flusher.start()
         self.housekeeper = housekeeping.Housekeeper(self.backend)
         if self.install_signals:
             self.shutdown.install()
@@ -102,7 +105,8 @@ class Consumer:
         if self.buffer:
             ids = [m.id for _, m in self.buffer]
             self.buffer.clear()
-            count = self._with_reconnect(lambda: self.backend.release_messages(ids))
+            count = self._with_reconnect(
+                lambda: self.backend.release_messages(ids, undeliver=True))
             logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
         if self.pool.jobs:
             logger.info("Warm shutdown: waiting for %d running task(s)", len(self.pool.jobs))
@@ -114,8 +118,9 @@ class Consumer:
 
     def stop(self):
         self.heartbeat.stop()
-        if self.unstored:
-            self._with_reconnect(self._store, attempts=5)
+        # Everything finished is stored before anything still claimed is
+        # handed back, so no finished task runs again.
+        self.flusher.stop()
         released = self._with_reconnect(lambda: self.backend.release(self.worker_id),
                                         attempts=5)
         if released:
@@ -128,9 +133,10 @@ class Consumer:
                     self.processed, self.failed)
 
     def _tune_connection(self, sender, connection, **kwargs):
-        # Only this process's main thread: not prefork children, not pool threads.
+        # Only this process's own threads: not prefork children, not pool threads.
         if (connection.alias == self.backend.alias and os.getpid() == self.pid
-                and threading.current_thread() is threading.main_thread()):
+                and (threading.current_thread() is threading.main_thread()
+                     or threading.current_thread() is self.flusher)):
             self.backend.tune_worker_session(connection)
 
     # -- the loop ---------------------------------------------------------
@@ -147,19 +153,15 @@ class Consumer:
         self._wait_for_work()
 
     def _claim(self):
-        free = self.pool.free_slots
-        return self.backend.claim(self.worker_id, self.queues, free + self.prefetch, start=free)
+        # Prefetched messages are marked started too: they start within
+        # moments, or go back to the queue (unstarted) after PREFETCH_PATIENCE.
+        limit = self.pool.free_slots + self.prefetch
+        return self.backend.claim(self.worker_id, self.queues, limit, start=limit)
 
     def _dispatch(self):
-        batch = []
-        while len(batch) < self.pool.free_slots and self.buffer:
-            batch.append(self.buffer.popleft()[1])
-        for message in batch:
+        while self.pool.free_slots and self.buffer:
+            _, message = self.buffer.popleft()
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
-        tracked = [m.id for m in batch if not m.started and _tracks_started(m)]
-        if tracked:
-            self._with_reconnect(lambda: self.backend.mark_started(tracked))
-        for message in batch:
             self.pool.submit(message)
 
     def _wait_for_work(self):
@@ -197,7 +199,7 @@ class Consumer:
         stale = [m.id for claimed, m in self.buffer if claimed < limit]
         if stale:
             self.buffer = collections.deque((c, m) for c, m in self.buffer if m.id not in stale)
-            self._with_reconnect(lambda: self.backend.release_messages(stale))
+            self._with_reconnect(lambda: self.backend.release_messages(stale, undeliver=True))
 
     # -- outcomes ---------------------------------------------------------
 
@@ -211,13 +213,7 @@ class Consumer:
         outcomes = [o for o in outcomes if not (o.redeliver and self._deliver_again(o))]
         for outcome in outcomes:
             self._count_and_log(outcome)
-        self.unstored.extend(o for o in outcomes if not o.stored)
-        if self.unstored:
-            self._with_reconnect(self._store)
-
-    def _store(self):
-        self.backend.finish(self.unstored, self.worker_id)
-        self.unstored = []
+        self.flusher.store([o for o in outcomes if not o.stored])
 
     def _outcome_of_lost(self, lost):
         message = lost.job.message
@@ -283,8 +279,3 @@ class Consumer:
                 self.backend.close_listener()
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
-
-
-def _tracks_started(message):
-    task = registry.get(message.task_name)
-    return task is None or task.track_started

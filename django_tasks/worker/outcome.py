@@ -7,6 +7,10 @@ from datetime import datetime
 from .. import serialization, states
 from ..messages import Message
 
+RESULT_COLUMNS = ("task_id", "task_name", "state", "content_type", "result", "traceback",
+                  "args", "kwargs", "queue", "worker", "retries", "deliveries", "parent_id",
+                  "root_id", "group_id", "date_created", "date_started", "date_done")
+
 
 @dataclass
 class Outcome:
@@ -53,6 +57,15 @@ class Outcome:
     @property
     def retries(self):
         return self.message.retries
+
+    def result_values(self):
+        """The result row as values in ``RESULT_COLUMNS`` order (bulk SQL)."""
+        headers = self.message.headers
+        return (self.message.task_id, self.message.task_name, self.state, self.content_type,
+                self.result_text, self.traceback, self.args_text, self.kwargs_text,
+                self.message.queue, self.hostname, self.retries, self.message.deliveries,
+                headers.get("parent_id"), headers.get("root_id"), headers.get("group_id"),
+                self.message.created_at, self.started_at, self.done_at)
 
     def result_row(self):
         from ..models import TaskResult

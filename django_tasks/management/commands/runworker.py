@@ -32,8 +32,9 @@ class Command(BaseCommand):
                             help="Replace a prefork child after it ran this many tasks.")
         parser.add_argument("-n", "--hostname", default=None,
                             help="Node name (default worker@<host>).")
-        parser.add_argument("--prefetch-multiplier", type=int, default=1,
-                            help="Messages claimed per free slot (default 1).")
+        parser.add_argument("--prefetch-multiplier", type=int, default=4,
+                            help="Messages claimed per slot; extras wait in a buffer "
+                                 "all slots share (default 4).")
         parser.add_argument("-f", "--logfile", default=None, help="Log to this file.")
         parser.add_argument("--pidfile", default=None, help="Write the process id here.")
         parser.add_argument("--no-banner", action="store_true", help="Skip the start-up banner.")

@@ -1,0 +1,84 @@
+"""Storing outcomes on a thread of its own, so the consumer never waits for it.
+
+Outcomes that arrive while a flush is under way are stored together by the
+next one: under load the batches grow by themselves, and an idle worker's
+single result is stored at once. On a database outage the thread keeps its
+outcomes and retries with backoff until they are stored.
+"""
+
+import logging
+import queue
+import threading
+import time
+
+from django.db import InterfaceError, OperationalError, connections
+
+logger = logging.getLogger("django_tasks.worker")
+
+BATCH = 1000
+MAX_BACKOFF = 30.0
+
+
+class Flusher(threading.Thread):
+    def __init__(self, backend, worker_id):
+        super().__init__(name="django_tasks-flusher", daemon=True)
+        self.backend = backend
+        self.worker_id = worker_id
+        self._inbox = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._pending = 0
+        self._lock = threading.Lock()
+
+    def store(self, outcomes):
+        if not outcomes:
+            return
+        with self._lock:
+            self._pending += len(outcomes)
+            self._idle.clear()
+        for outcome in outcomes:
+            self._inbox.put(outcome)
+
+    def run(self):
+        try:
+            while not (self._stopping.is_set() and self._inbox.empty()):
+                try:
+                    first = self._inbox.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                batch = [first]
+                while len(batch) < BATCH:
+                    try:
+                        batch.append(self._inbox.get_nowait())
+                    except queue.Empty:
+                        break
+                self._flush(batch)
+        finally:
+            connections.close_all()
+
+    def _flush(self, batch):
+        delay = 0.5
+        while True:
+            try:
+                self.backend.finish(batch, self.worker_id)
+                break
+            except (OperationalError, InterfaceError) as exc:
+                logger.error("Database unavailable (%s); storing %d outcome(s) again in %.1fs",
+                             str(exc).strip() or type(exc).__name__, len(batch), delay)
+                connections[self.backend.alias].close()
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+        with self._lock:
+            self._pending -= len(batch)
+            if not self._pending:
+                self._idle.set()
+
+    def wait_idle(self, timeout=None):
+        """Block until everything handed over so far is stored."""
+        return self._idle.wait(timeout)
+
+    def stop(self):
+        """Store what is left, then end the thread."""
+        self._stopping.set()
+        self.join()
