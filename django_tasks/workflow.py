@@ -33,6 +33,12 @@ from .worker.outcome import Outcome, exception_text
 logger = logging.getLogger("django_tasks.workflow")
 
 
+def has_workflow_steps(outcomes):
+    """True if finishing these outcomes advances a workflow (cheap: headers only)."""
+    return any(o.state in states.READY_STATES and _in_workflow(o.message.headers)
+               for o in outcomes)
+
+
 def advance_workflows(outcomes, queue):
     finished = [o for o in outcomes if o.state in states.READY_STATES]
     if not any(_in_workflow(o.message.headers) for o in finished):
@@ -174,3 +180,7 @@ def _store(outcomes, queue):
             [o.result_row() for o in outcomes], update_conflicts=True,
             unique_fields=["task_id"], update_fields=RESULT_FIELDS)
         queue.notify_results([o.message.task_id for o in outcomes])
+
+
+# Lets the queue skip the surrounding transaction when there is nothing to advance.
+advance_workflows.wants = has_workflow_steps

@@ -61,9 +61,12 @@ def test_worker_rides_out_a_postgresql_restart(postgres_only, own_server):
                    timeout=120, message="some tasks to run before the restart")
         pgserver.pg_ctl(["-w", "-m", "fast", "restart"], pgdata=data_dir,
                         user=server.system_user)
-        wait_until(lambda: _count(database,
-                                  "select count(*) from django_tasks_queuedmessage") == 0,
-                   timeout=180, interval=0.5, message="the queue to drain after the restart")
+        try:
+            wait_until(lambda: _count(database,
+                                      "select count(*) from django_tasks_queuedmessage") == 0,
+                       timeout=180, interval=0.5, message="the queue to drain after the restart")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nworker output:\n{worker.output[-6000:]}") from None
         worker.wait_for("Database unavailable")
         assert _count(database, "select count(*) from django_tasks_taskresult "
                                 "where state = 'SUCCESS'") == TASKS

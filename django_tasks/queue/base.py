@@ -30,6 +30,8 @@ class BaseQueue:
 
     #: True where waiting is woken by the database (LISTEN/NOTIFY).
     wakes_up = False
+    #: True where store_and_acknowledge() also notifies, in one statement.
+    single_statement_finish = False
 
     def __init__(self, alias):
         self.alias = alias
@@ -72,8 +74,25 @@ class BaseQueue:
     def finish(self, outcomes, worker_id, started_ids=()):
         """Store results and acknowledge messages, all in one transaction
         (and record the start of prefetched messages still running)."""
+        if not started_ids and self.finishes_in_one_statement(outcomes):
+            # Nothing else to do in the transaction: the single statement is
+            # atomic by itself, and saves the BEGIN and COMMIT round trips.
+            self.store_and_acknowledge(
+                _latest_per_task([o for o in outcomes if o.stores_result]),
+                [o.message.id for o in outcomes],
+                notify_ids=[o.message.task_id for o in outcomes])
+            return
         with transaction.atomic(using=self.alias):
             self.finish_in_transaction(outcomes, worker_id, started_ids)
+
+    def finishes_in_one_statement(self, outcomes):
+        """No retries to reschedule and no hook with work to do."""
+        if not self.single_statement_finish:
+            return False
+        if any(o.retry_at is not None for o in outcomes):
+            return False
+        return not any(getattr(hook, "wants", lambda outcomes: True)(outcomes)
+                       for hook in FINISH_HOOKS)
 
     def finish_in_transaction(self, outcomes, worker_id, started_ids=()):
         if started_ids:
@@ -88,8 +107,9 @@ class BaseQueue:
             hook(outcomes, self)
         self.notify_results([o.message.task_id for o in outcomes])
 
-    def store_and_acknowledge(self, stored, done_ids):
-        """Upsert the result rows of ``stored`` outcomes; delete ``done_ids`` messages."""
+    def store_and_acknowledge(self, stored, done_ids, notify_ids=()):
+        """Upsert the result rows of ``stored`` outcomes; delete ``done_ids`` messages;
+        wake the waiters of ``notify_ids``."""
         if stored:
             TaskResult.objects.using(self.alias).bulk_create(
                 [o.result_row() for o in stored], update_conflicts=True,
@@ -97,6 +117,7 @@ class BaseQueue:
         if done_ids:
             QueuedMessage.objects.using(self.alias).filter(id__in=done_ids)._raw_delete(
                 self.alias)
+        self.notify_results(list(notify_ids))
 
     def _reschedule(self, message, when, new_body=None):
         headers = dict(message.headers, retries=message.retries + 1)

@@ -78,8 +78,14 @@ WITH stored AS (
 ), acknowledged AS (
     DELETE FROM {TABLE} WHERE id = ANY(%s::bigint[]) RETURNING 1
 )
-SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM acknowledged)
+SELECT pg_notify('{RESULT_CHANNEL}', payload) FROM unnest(%s::text[]) AS payload
 """
+
+
+def _notify_payloads(task_ids):
+    task_ids = [str(t) for t in task_ids]
+    return [",".join(task_ids[start:start + IDS_PER_NOTIFY])
+            for start in range(0, len(task_ids), IDS_PER_NOTIFY)]
 
 
 def _identity(value):
@@ -118,8 +124,10 @@ class PostgreSQLQueue(BaseQueue):
             rows = cursor.fetchall()
         return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
 
-    def store_and_acknowledge(self, stored, done_ids):
-        if not stored and not done_ids:
+    single_statement_finish = True
+
+    def store_and_acknowledge(self, stored, done_ids, notify_ids=()):
+        if not stored and not done_ids and not notify_ids:
             return
         values = [o.result_values() for o in stored]
         columns = [list(column) for column in zip(*values, strict=True)] if values \
@@ -127,8 +135,10 @@ class PostgreSQLQueue(BaseQueue):
         self.connection.ensure_connection()
         # psycopg's own cursor binds the arrays server-side: much cheaper than
         # rendering thousands of values into the SQL text.
-        with self.connection.connection.cursor() as cursor:
-            cursor.execute(STORE_AND_ACK_SQL, [*columns, list(done_ids)])
+        # wrap_database_errors: psycopg's errors become Django's, as callers expect.
+        with self.connection.wrap_database_errors, self.connection.connection.cursor() as cursor:
+            cursor.execute(STORE_AND_ACK_SQL, [*columns, list(done_ids),
+                                               _notify_payloads(notify_ids)])
 
     def notify_queue(self):
         with self.connection.cursor() as cursor:
@@ -138,8 +148,7 @@ class PostgreSQLQueue(BaseQueue):
         if not task_ids:
             return
         with self.connection.cursor() as cursor:
-            for start in range(0, len(task_ids), IDS_PER_NOTIFY):
-                payload = ",".join(str(t) for t in task_ids[start:start + IDS_PER_NOTIFY])
+            for payload in _notify_payloads(task_ids):
                 cursor.execute(NOTIFY_SQL, [RESULT_CHANNEL, payload])
 
     # -- waiting: one dedicated autocommit connection per thread and channel --

@@ -142,6 +142,10 @@ class Consumer:
     # -- the loop ---------------------------------------------------------
 
     def step(self):
+        if not self.flusher.is_alive():
+            # Without it nothing finished would ever be stored: stop, and let
+            # the supervisor restart the worker (claimed work is redelivered).
+            raise RuntimeError("the thread storing results died; see the error above")
         self._collect_and_store()
         self._with_reconnect(self.housekeeper.run_due)
         self._return_stale_prefetch()
