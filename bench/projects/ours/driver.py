@@ -1,0 +1,91 @@
+"""Client side of the bench for django_tasks (run by bench/run.py in the main env).
+
+Prints one JSON object on stdout.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench_ours_settings")
+import django  # noqa: E402
+
+django.setup()
+
+from bench_ours import tasks  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+
+import django_tasks  # noqa: E402
+from django_tasks import group  # noqa: E402
+from django_tasks.queue import enqueue  # noqa: E402
+
+WARMUP = 10
+
+
+def _warm_up(task):
+    connection.ensure_connection()
+    for _ in range(WARMUP):
+        task.apply_async(queue="bench_warmup")
+
+
+def cmd_enqueue(args):
+    task = getattr(tasks, args.task)
+    _warm_up(task)
+    n = args.n
+    if args.mode == "single":
+        t0 = time.perf_counter()
+        for _ in range(n):
+            task.delay()
+        seconds = time.perf_counter() - t0
+    elif args.mode == "bulk":
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            enqueue([task.build_message() for _ in range(n)])
+        seconds = time.perf_counter() - t0
+    elif args.mode == "group":
+        t0 = time.perf_counter()
+        group(task.s() for _ in range(n)).apply_async()
+        seconds = time.perf_counter() - t0
+    else:
+        raise SystemExit(f"unknown mode {args.mode}")
+    return {"n": n, "seconds": seconds}
+
+
+def cmd_latency(args):
+    task = tasks.stamp
+    start, result = [], []
+    for i in range(args.warmup + args.n):
+        time.sleep(args.gap)  # the worker is idle again
+        t0 = time.time()
+        r = task.delay()
+        started = r.get(timeout=args.timeout)
+        t2 = time.time()
+        if i >= args.warmup:
+            start.append(started - t0)
+            result.append(t2 - t0)
+    return {"start": start, "result": result}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("enqueue")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--mode", default="single", choices=["single", "bulk", "group"])
+    p.add_argument("--task", default="noop")
+    p = sub.add_parser("latency")
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--gap", type=float, default=0.02)
+    p.add_argument("--timeout", type=float, default=30.0)
+    args = parser.parse_args()
+    out = {"cmd_enqueue": cmd_enqueue, "cmd_latency": cmd_latency}[f"cmd_{args.cmd}"](args)
+    out["module"] = django_tasks.__file__
+    out["python"] = sys.version.split()[0]
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,807 @@
+#!/usr/bin/env python
+"""Benchmark django_tasks against Celery 5 + Redis and django-tasks-db, in one run.
+
+    python bench/run.py            # default sizes (~5-10 minutes)
+    python bench/run.py --quick    # smoke run with small counts (~2 minutes)
+
+Every system runs the same workloads one after the other in this run, on this
+machine, so the ratios are what to read (the machine is shared and noisy).
+Celery and django-tasks-db live in virtualenvs this script creates under
+bench/.venvs/ (the main environment stays clean). See bench/README.rst.
+"""
+
+import argparse
+import atexit
+import datetime
+import glob
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PROJECTS = HERE / "projects"
+VENVS = HERE / ".venvs"
+RESULTS_FILE = HERE / "last_results.txt"
+LOG_DIR = HERE / ".logs"
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+OURS_DB = "bench_ours"
+DTDB_DB = "bench_dtdb"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+BROKER_DB, RESULT_DB = 12, 13  # Redis databases of the bench only (FLUSHDB'd per run)
+
+CELERY_REQS = ["celery[redis]>=5.4,<6"]
+DTDB_REQS = ["django>=6.0,<6.1", "psycopg[binary]>=3.1", "django-tasks-db==0.13.0"]
+
+OURS_TABLES = ["django_tasks_queuedmessage", "django_tasks_taskresult", "django_tasks_taskgroup"]
+DTDB_TABLE = "django_tasks_database_dbtaskresult"
+
+SIZES = {
+    "default": {"enqueue": 20_000, "sleep": 2_000, "latency": 200, "latency_dtdb": 50},
+    "quick": {"enqueue": 4_000, "sleep": 500, "latency": 50, "latency_dtdb": 20},
+}
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- processes: every worker in its own process group, all killed on exit ----
+
+class Processes:
+    def __init__(self):
+        self.running = []  # (Popen, log file)
+
+    def start(self, cmd, env, cwd, name):
+        LOG_DIR.mkdir(exist_ok=True)
+        logfile = open(LOG_DIR / f"{name}.log", "ab")
+        logfile.write(f"\n=== {time.ctime()} {' '.join(map(str, cmd))}\n".encode())
+        logfile.flush()
+        proc = subprocess.Popen([str(c) for c in cmd], env=env, cwd=cwd, stdout=logfile,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        self.running.append((proc, logfile))
+        return proc
+
+    def stop(self, procs, grace=15.0):
+        """SIGTERM each group (warm shutdown), then SIGKILL whatever is left."""
+        tree = set()
+        for proc in procs:
+            tree |= _tree_pids(proc.pid)
+            _killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log(f"pid {proc.pid} ignored SIGTERM for {grace}s: SIGKILL")
+        for proc in procs:
+            _killpg(proc.pid, signal.SIGKILL)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in tree:  # children that left the group
+            try:
+                psutil.Process(pid).kill()
+            except psutil.Error:
+                pass
+        for proc, logfile in list(self.running):
+            if proc in procs:
+                logfile.close()
+                self.running.remove((proc, logfile))
+
+    def stop_all(self):
+        if self.running:
+            self.stop([p for p, _ in self.running], grace=5.0)
+
+
+def _killpg(pid, sig):
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tree_pids(pid):
+    try:
+        parent = psutil.Process(pid)
+        return {pid, *(c.pid for c in parent.children(recursive=True))}
+    except psutil.Error:
+        return set()
+
+
+PROCS = Processes()
+
+
+def _on_signal(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_json(cmd, env, cwd, timeout):
+    """Run a driver; it prints one JSON object."""
+    proc = subprocess.Popen([str(c) for c in cmd], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(f"timed out after {timeout}s: {' '.join(map(str, cmd))}")
+    except BaseException:
+        _killpg(proc.pid, signal.SIGKILL)
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+# -- Redis without redis-py (the main env stays clean) ----------------------
+
+class Redis:
+    def __init__(self, db):
+        self.sock = socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=10)
+        self.buf = b""
+        self.call("SELECT", db)
+
+    def call(self, *args):
+        parts = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            a = str(a).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(parts))
+        return self._reply()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(f"redis: {rest.decode()}")
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            while len(self.buf) < size + 2:
+                self.buf += self.sock.recv(65536)
+            data, self.buf = self.buf[:size], self.buf[size + 2:]
+            return data.decode()
+        if kind == b"*":
+            return [self._reply() for _ in range(int(rest))]
+        raise RuntimeError(f"redis: unexpected reply {line!r}")
+
+    def close(self):
+        self.sock.close()
+
+
+def ensure_redis():
+    try:
+        Redis(0).close()
+        return
+    except OSError:
+        pass
+    log("Redis is not running: starting it")
+    Path("/var/lib/redis").mkdir(parents=True, exist_ok=True)
+    Path("/var/log/redis").mkdir(parents=True, exist_ok=True)
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
+                    "--port", str(REDIS_PORT), "--save", "", "--appendonly", "no",
+                    "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"], check=True)
+    for _ in range(50):
+        try:
+            Redis(0).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("Redis did not come up on 127.0.0.1:6379")
+
+
+def flush_redis():
+    for db in (BROKER_DB, RESULT_DB):
+        r = Redis(db)
+        r.call("FLUSHDB")
+        r.close()
+
+
+# -- PostgreSQL ---------------------------------------------------------------
+
+def pg(dbname="postgres"):
+    return psycopg.connect(f"{PG_URL}/{dbname}", autocommit=True)
+
+
+def recreate_db(name):
+    with pg() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def scalar(dbname, sql):
+    with pg(dbname) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+# -- environments -------------------------------------------------------------
+
+def find_python312():
+    for name in ("python3.13", "python3.12"):
+        path = shutil.which(name)
+        if path and _runs(path):
+            return path
+    roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
+    for root in roots:
+        for pattern in ("3.13*", "3.12*"):
+            for path in sorted(glob.glob(f"{root}/versions/{pattern}/bin/python"), reverse=True):
+                if _runs(path):
+                    return path
+    raise RuntimeError("django-tasks-db needs Django 6, which needs Python >= 3.12: none found "
+                       "(pass --dtdb-python)")
+
+
+def _runs(path):
+    try:
+        return subprocess.run([path, "-c", "import sys; assert sys.version_info >= (3, 12)"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def ensure_venv(name, python, requirements, check_import):
+    venv = VENVS / name
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([py, "-c", check_import],
+                                      capture_output=True).returncode == 0:
+        return py
+    log(f"creating {venv} ({' '.join(requirements)})")
+    if venv.exists():
+        shutil.rmtree(venv)
+    subprocess.run([python, "-m", "venv", venv], check=True, timeout=300)
+    subprocess.run([py, "-m", "pip", "install", "-q", *requirements], check=True, timeout=900)
+    return py
+
+
+class System:
+    """What run.py needs to drive one system."""
+
+    key = name = ""
+
+    def __init__(self, python, cwd, env):
+        self.python, self.cwd, self.env = python, cwd, env
+
+    def driver(self, *args, timeout=600):
+        return run_json([self.python, self.cwd / "driver.py", *args], self.env, self.cwd, timeout)
+
+
+class Ours(System):
+    key, name = "ours", "django_tasks"
+
+    def __init__(self):
+        env = dict(os.environ)
+        env.update(DJANGO_SETTINGS_MODULE="bench_ours_settings",
+                   DATABASE_URL=f"{PG_URL}/{OURS_DB}",
+                   PYTHONPATH=os.pathsep.join([str(ROOT), str(PROJECTS / "ours")]))
+        super().__init__(sys.executable, PROJECTS / "ours", env)
+
+    def reset(self):
+        recreate_db(OURS_DB)
+        subprocess.run([self.python, ROOT / "manage.py", "migrate", "-v0"], env=self.env,
+                       cwd=ROOT, check=True, timeout=300)
+
+    def truncate(self):
+        with pg(OURS_DB) as conn:
+            conn.execute(f"TRUNCATE {', '.join(OURS_TABLES)}")
+
+    def analyze(self):
+        with pg(OURS_DB) as conn:
+            conn.execute("ANALYZE django_tasks_queuedmessage")
+
+    def start_workers(self, tag, ready_dir, pool, concurrency, prefetch=1):
+        env = dict(self.env, BENCH_READY_FILE=str(ready_dir / "ready-0"))
+        cmd = [self.python, ROOT / "manage.py", "runworker", "-P", pool, "-c", concurrency,
+               "--prefetch-multiplier", prefetch, "-l", "WARNING", "--no-banner",
+               "-n", f"bench-{tag}@localhost"]
+        return [PROCS.start(cmd, env, ROOT, f"ours-{tag}")]
+
+    def done(self):
+        return scalar(OURS_DB, "SELECT count(*) FROM django_tasks_taskresult WHERE state='SUCCESS'")
+
+    def last_done(self):
+        return scalar(OURS_DB, "SELECT extract(epoch FROM max(date_done))::float8 "
+                               "FROM django_tasks_taskresult WHERE state='SUCCESS'")
+
+
+class CeleryRedis(System):
+    key, name = "celery", "celery+redis"
+
+    def __init__(self, python):
+        env = dict(os.environ)
+        env.pop("DJANGO_SETTINGS_MODULE", None)
+        env.update(PYTHONPATH=str(PROJECTS / "celery"), BENCH_BROKER_DB=str(BROKER_DB),
+                   BENCH_RESULT_DB=str(RESULT_DB),
+                   BENCH_REDIS=f"redis://{REDIS_HOST}:{REDIS_PORT}")
+        super().__init__(python, PROJECTS / "celery", env)
+        self.results = None
+
+    def reset(self):
+        flush_redis()
+
+    truncate = reset
+
+    def analyze(self):
+        pass
+
+    def start_workers(self, tag, ready_dir, pool, concurrency, prefetch=None):
+        env = dict(self.env, BENCH_READY_FILE=str(ready_dir / "ready-0"))
+        cmd = [self.python, "-m", "celery", "-A", "bench_celery", "worker", "-P", pool,
+               "-c", concurrency, "-l", "WARNING", "-n", f"bench-{tag}@localhost"]
+        if prefetch is not None:
+            cmd += ["--prefetch-multiplier", prefetch]
+        return [PROCS.start(cmd, env, self.cwd, f"celery-{tag}")]
+
+    def done(self):
+        if self.results is None:
+            self.results = Redis(RESULT_DB)
+        return self.results.call("DBSIZE")
+
+    def last_done(self):
+        return self.driver("lastdone", timeout=120)["t_end"]
+
+
+class DjangoTasksDB(System):
+    key, name = "dtdb", "django-tasks-db"
+
+    def __init__(self, python):
+        env = dict(os.environ)
+        env.update(DJANGO_SETTINGS_MODULE="bench_dtdb.settings",
+                   DATABASE_URL=f"{PG_URL}/{DTDB_DB}", PYTHONPATH=str(PROJECTS / "dtdb"))
+        super().__init__(python, PROJECTS / "dtdb", env)
+
+    def reset(self):
+        recreate_db(DTDB_DB)
+        subprocess.run([self.python, self.cwd / "manage.py", "migrate", "-v0"], env=self.env,
+                       cwd=self.cwd, check=True, timeout=300)
+
+    def truncate(self):
+        with pg(DTDB_DB) as conn:
+            conn.execute(f"TRUNCATE {DTDB_TABLE}")
+
+    def analyze(self):
+        with pg(DTDB_DB) as conn:
+            conn.execute(f"ANALYZE {DTDB_TABLE}")
+
+    def start_workers(self, tag, ready_dir, pool, concurrency, prefetch=None):
+        """db_worker runs one task at a time: one process per slot."""
+        procs = []
+        for i in range(concurrency):
+            env = dict(self.env, BENCH_READY_FILE=str(ready_dir / f"ready-{i}"))
+            cmd = [self.python, self.cwd / "manage.py", "bench_db_worker", "--verbosity", "0",
+                   "--no-startup-delay", "--worker-id", f"bench-{tag}-{i}"]
+            procs.append(PROCS.start(cmd, env, self.cwd, f"dtdb-{tag}"))
+        return procs
+
+    def done(self):
+        return scalar(DTDB_DB, f"SELECT count(*) FROM {DTDB_TABLE} WHERE status='SUCCESSFUL'")
+
+    def last_done(self):
+        return scalar(DTDB_DB, f"SELECT extract(epoch FROM max(finished_at))::float8 "
+                               f"FROM {DTDB_TABLE} WHERE status='SUCCESSFUL'")
+
+
+# -- measurements -------------------------------------------------------------
+
+def wait_ready(procs, ready_dir, count, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        files = [ready_dir / f"ready-{i}" for i in range(count)]
+        if all(f.exists() and f.read_text().strip() for f in files):
+            return max(float(f.read_text()) for f in files)
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker pid {proc.pid} exited with {proc.returncode} before "
+                                   f"it was ready (see {LOG_DIR})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"workers not ready after {timeout}s (see {LOG_DIR})")
+        time.sleep(0.02)
+
+
+def tree_memory(procs):
+    """RSS and PSS (MB) of the worker process trees: parents plus children."""
+    rss = pss = 0
+    for proc in procs:
+        for pid in _tree_pids(proc.pid):
+            try:
+                info = psutil.Process(pid).memory_full_info()
+            except psutil.Error:
+                continue
+            rss += info.rss
+            pss += getattr(info, "pss", info.rss)
+    return rss / 2**20, pss / 2**20
+
+
+def drain(system, tag, expected, pool, concurrency, prefetch=None, timeout=None):
+    """Start workers on a full queue; time from ready to the last result stored."""
+    system.analyze()
+    ready_dir = Path(tempfile.mkdtemp(prefix="bench-ready-"))
+    kwargs = {} if prefetch is None else {"prefetch": prefetch}
+    procs = system.start_workers(tag, ready_dir, pool, concurrency, **kwargs)
+    try:
+        t_ready = wait_ready(procs, ready_dir, len(procs))
+        rss_peak = pss_peak = 0.0
+        timeout = timeout or max(120.0, expected / 40)
+        deadline = time.monotonic() + timeout
+        done = 0
+        while True:
+            rss, pss = tree_memory(procs)
+            rss_peak, pss_peak = max(rss_peak, rss), max(pss_peak, pss)
+            done = system.done()
+            if done >= expected:
+                break
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{system.name} worker exited ({proc.returncode}) "
+                                       f"after {done}/{expected} tasks")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system.name}: only {done}/{expected} tasks done after "
+                                   f"{timeout:.0f}s")
+            time.sleep(0.2)
+        t_end = system.last_done() or time.time()
+    finally:
+        PROCS.stop(procs)
+        shutil.rmtree(ready_dir, ignore_errors=True)
+    seconds = t_end - t_ready
+    return {"rate": expected / seconds, "seconds": seconds, "rss": rss_peak, "pss": pss_peak}
+
+
+def latency(system, n, pool, concurrency):
+    ready_dir = Path(tempfile.mkdtemp(prefix="bench-ready-"))
+    procs = system.start_workers("latency", ready_dir, pool, concurrency)
+    try:
+        wait_ready(procs, ready_dir, len(procs))
+        time.sleep(0.5)  # let it settle: idle, waiting for work
+        out = system.driver("latency", "--n", n, timeout=60 + n * 3)
+    finally:
+        PROCS.stop(procs)
+        shutil.rmtree(ready_dir, ignore_errors=True)
+    return {"start_p50": pct(out["start"], 50), "start_p99": pct(out["start"], 99),
+            "result_p50": pct(out["result"], 50), "result_p99": pct(out["result"], 99)}
+
+
+def pct(values, p):
+    values = sorted(values)
+    if len(values) == 1:
+        return values[0] * 1000
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] * 1000
+
+
+def enqueue(system, n, mode="single", task="noop"):
+    out = system.driver("enqueue", "--n", n, "--mode", mode, "--task", task, timeout=600)
+    return {"rate": out["n"] / out["seconds"], "seconds": out["seconds"], "info": out}
+
+
+# -- the run ------------------------------------------------------------------
+
+class Results:
+    def __init__(self):
+        self.values = {}   # (row, system key) -> number or text
+        self.errors = []
+
+    def set(self, row, key, value):
+        self.values[(row, key)] = value
+
+    def attempt(self, what, row_keys, function):
+        """Run one measurement; a failure is reported in its cells, the run goes on."""
+        log(what)
+        t0 = time.monotonic()
+        try:
+            result = function()
+            log(f"  ... {time.monotonic() - t0:.1f}s")
+            return result
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            self.errors.append(f"{what}: {exc}")
+            log(f"  FAILED: {exc}")
+            for row, key in row_keys:
+                self.values[(row, key)] = "failed"
+            return None
+
+
+def run_system_workloads(system, sizes, res, rows):
+    n, n_sleep, n_lat = sizes["enqueue"], sizes["sleep"], sizes["latency"]  # noqa: F841
+    key = system.key
+    system.reset()
+
+    # 1 + 2: enqueue one by one, then drain those with 2 slots.
+    r = res.attempt(f"{system.name}: enqueue {n} one by one", [(rows["enq"], key)],
+                    lambda: enqueue(system, n))
+    if r:
+        res.set(rows["enq"], key, r["rate"])
+        d = res.attempt(f"{system.name}: drain {n} no-op tasks, prefork/2 slots",
+                        [(rows["drain"], key), (rows["rss"], key), (rows["pss"], key)],
+                        lambda: drain(system, "drain", n, "prefork", 2))
+        if d:
+            res.set(rows["drain"], key, d["rate"])
+            res.set(rows["rss"], key, d["rss"])
+            res.set(rows["pss"], key, d["pss"])
+
+    if key == "ours":
+        # The bulk paths: group() (the canvas API), and one enqueue() of
+        # build_message()s; the latter's tasks are drained with prefetch 4.
+        system.truncate()
+        r = res.attempt(f"{system.name}: group of {n} apply_async()", [(rows["group"], key)],
+                        lambda: enqueue(system, n, "group"))
+        if r:
+            res.set(rows["group"], key, r["rate"])
+        system.truncate()
+        r = res.attempt(f"{system.name}: enqueue() of {n} messages in one statement",
+                        [(rows["bulk"], key)], lambda: enqueue(system, n, "bulk"))
+        if r:
+            res.set(rows["bulk"], key, r["rate"])
+            d = res.attempt(f"{system.name}: drain {n} no-op tasks, prefork/2, prefetch 4",
+                            [(rows["drain4"], key)],
+                            lambda: drain(system, "drain4", n, "prefork", 2, prefetch=4))
+            if d:
+                res.set(rows["drain4"], key, d["rate"])
+
+    # 3: sleeping tasks on 8 threads.
+    system.truncate()
+    mode = "bulk" if key == "ours" else "single"
+    r = res.attempt(f"{system.name}: enqueue {n_sleep} sleep10 tasks", [(rows["sleep"], key)],
+                    lambda: enqueue(system, n_sleep, mode, "sleep10"))
+    if r:
+        d = res.attempt(f"{system.name}: drain {n_sleep} sleep10 tasks, 8 threads",
+                        [(rows["sleep"], key)],
+                        lambda: drain(system, "threads", n_sleep, "threads", 8))
+        if d:
+            res.set(rows["sleep"], key, d["rate"])
+
+    # 4: latency, one task at a time to an idle worker. db_worker polls once a
+    # second, so each of its tasks takes ~1 s: fewer of them keep the run short.
+    if key == "dtdb":
+        n_lat = min(n_lat, sizes["latency_dtdb"])
+    system.truncate()
+    lat = res.attempt(f"{system.name}: latency of {n_lat} single tasks",
+                      [(rows[k], key) for k in ("s50", "s99", "r50", "r99")],
+                      lambda: latency(system, n_lat, "prefork", 2))
+    if lat:
+        for k, v in (("s50", "start_p50"), ("s99", "start_p99"), ("r50", "result_p50"),
+                     ("r99", "result_p99")):
+            res.set(rows[k], key, lat[v])
+    system.truncate()
+
+
+def machine_info(celery_py, dtdb_py):
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    pg_version = scalar("postgres", "SHOW server_version")
+    r = Redis(0)
+    info = r.call("INFO", "server")
+    r.close()
+    redis_version = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                          if line.startswith("redis_version:")), "unknown")
+
+    def version(py, code):
+        if py is None:
+            return "n/a"
+        return subprocess.run([py, "-c", code], capture_output=True, text=True).stdout.strip()
+
+    return {
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": cpu, "cores": os.cpu_count(), "ram": ram,
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "python_celery": version(celery_py, "import platform, celery, kombu, redis; print("
+                                 "platform.python_version(), 'celery', celery.__version__, "
+                                 "'kombu', kombu.__version__, 'redis-py', redis.__version__)"),
+        "python_dtdb": version(dtdb_py, "import platform, django; from importlib.metadata import "
+                               "version; print(platform.python_version(), 'Django', "
+                               "django.__version__, 'django-tasks-db', "
+                               "version('django-tasks-db'))"),
+        "django_main": version(sys.executable, "import django; print(django.__version__)"),
+        "postgresql": pg_version, "redis": redis_version,
+        "git": subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                              capture_output=True, text=True).stdout.strip() or "unknown",
+        "tree": source_fingerprint(),
+    }
+
+
+def source_fingerprint():
+    """A hash of django_tasks/**/*.py as run (the working tree may be uncommitted)."""
+    import hashlib
+    digest = hashlib.sha1()
+    for path in sorted((ROOT / "django_tasks").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def fmt(value, digits):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a, b):
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b:
+        return f"{a / b:.2f}x"
+    return "-"
+
+
+def render(res, rows, order, info, sizes, elapsed, quick):
+    header = ["workload", "ours", "celery+redis", "django-tasks-db", "ours/celery", "ours/dtdb"]
+    table = []
+    for key in order:
+        label, digits = rows[key]
+        ours = res.values.get((label, "ours"))
+        cel = res.values.get((label, "celery"))
+        dt = res.values.get((label, "dtdb"))
+        table.append([label, fmt(ours, digits), fmt(cel, digits), fmt(dt, digits),
+                      ratio(ours, cel), ratio(ours, dt)])
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+
+    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in table]
+    n, n_sleep, n_lat = sizes["enqueue"], sizes["sleep"], sizes["latency"]  # noqa: F841
+    notes = f"""
+Run: {info['date']}{' (--quick)' if quick else ''}, {elapsed:.0f} s in all
+Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM,
+  load average at start {info['load']}
+ours: Python {info['python']}, Django {info['django_main']},
+  django_tasks from {ROOT} at {info['git']}
+  (sources sha1 {info['tree']})
+celery: Python {info['python_celery']}
+django-tasks-db: Python {info['python_dtdb']}
+PostgreSQL {info['postgresql']}, Redis {info['redis']} (loopback)
+
+Ratios are ours/other: above 1x is better for ours in tasks/s rows, worse in ms and MB rows.
+Enqueue: {n:,} calls in one client process, each its own transaction/round trip
+  (ours .delay(), celery .delay(), dtdb .enqueue()); bulk rows: ours only, one transaction.
+Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready signal to the
+  last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 1 unless said);
+  celery `worker -P prefork -c 2` (its default prefetch multiplier, 4); django-tasks-db:
+  db_worker runs one task at a time, so 2 db_worker processes (8 for the threads row).
+Sleep: {n_sleep:,} tasks sleeping 10 ms, ours/celery `-P threads -c 8` (ideal: 800/s).
+Latency: {n_lat} tasks ({sizes['latency_dtdb']} for django-tasks-db, whose worker polls every
+  second) one at a time, 20 ms apart, to an idle 2-slot worker; start = time.time() in the
+  task minus time.time() just before .delay(); result = when get() returned (ours:
+  LISTEN/NOTIFY, celery: Redis pub/sub; django.tasks has no blocking get, so the client
+  polls every 2 ms; db_worker polls for work every --interval, default 1 s).
+Memory: peak sum over the worker process trees (parent + children) during the no-op drain;
+  RSS counts pages shared by forked children once per process, PSS splits them.
+"""
+    text = "\n".join(out) + "\n" + notes
+    if res.errors:
+        text += "\nFailures:\n" + "\n".join(f"  - {e}" for e in res.errors) + "\n"
+    return text
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small counts (~2 minutes)")
+    parser.add_argument("--systems", default="ours,celery,dtdb",
+                        help="comma-separated subset of ours,celery,dtdb")
+    parser.add_argument("--dtdb-python", default=None,
+                        help="Python >= 3.12 for the django-tasks-db venv (default: found)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(PROCS.stop_all)
+    started = time.monotonic()
+    sizes = SIZES["quick" if args.quick else "default"]
+    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    n, n_sleep, n_lat = sizes["enqueue"], sizes["sleep"], sizes["latency"]  # noqa: F841
+
+    ensure_redis()
+    celery_py = dtdb_py = None
+    if "celery" in wanted:
+        celery_py = ensure_venv("celery", sys.executable, CELERY_REQS,
+                                "import celery, redis")
+    if "dtdb" in wanted:
+        dtdb_py = ensure_venv("dtdb", args.dtdb_python or find_python312(), DTDB_REQS,
+                              "import django, django_tasks_db; "
+                              "assert django.VERSION[:2] == (6, 0)")
+    info = machine_info(celery_py, dtdb_py)
+
+    rows = {
+        "enq": (f"enqueue {n:,} one by one (tasks/s)", 0),
+        "bulk": (f"enqueue {n:,} bulk: one enqueue() (tasks/s)", 0),
+        "group": (f"enqueue {n:,} bulk: group().apply_async() (tasks/s)", 0),
+        "drain": (f"drain {n:,} no-op, 2 slots (tasks/s)", 0),
+        "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 4 (tasks/s; others as above)", 0),
+        "sleep": (f"{n_sleep:,} x sleep 10 ms, 8 threads (tasks/s)", 0),
+        "s50": ("latency enqueue->start p50 (ms)", 1),
+        "s99": ("latency enqueue->start p99 (ms)", 1),
+        "r50": ("latency enqueue->result p50 (ms)", 1),
+        "r99": ("latency enqueue->result p99 (ms)", 1),
+        "rss": ("worker RSS peak, no-op drain (MB)", 0),
+        "pss": ("worker PSS peak, no-op drain (MB)", 0),
+    }
+    order = ["enq", "bulk", "group", "drain", "drain4", "sleep", "s50", "s99", "r50", "r99",
+             "rss", "pss"]
+    row_labels = {k: v[0] for k, v in rows.items()}
+    table_rows = dict(rows)
+    table_rows["drain4"] = (rows["drain4"][0], 0, None)
+
+    res = Results()
+    systems = []
+    if "ours" in wanted:
+        systems.append(Ours())
+    if "celery" in wanted:
+        systems.append(CeleryRedis(celery_py))
+    if "dtdb" in wanted:
+        systems.append(DjangoTasksDB(dtdb_py))
+    try:
+        for system in systems:
+            try:
+                run_system_workloads(system, sizes, res, row_labels)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # set-up of a whole system failed
+                res.errors.append(f"{system.name}: {exc}")
+                log(f"{system.name} FAILED: {exc}")
+        # The others' drain row is the comparison for ours at prefetch 4.
+        for key in ("celery", "dtdb"):
+            if (row_labels["drain"], key) in res.values:
+                res.values[(row_labels["drain4"], key)] = res.values[(row_labels["drain"], key)]
+    finally:
+        PROCS.stop_all()
+    text = render(res, rows, order, info, sizes, time.monotonic() - started, args.quick)
+    print(text)
+    RESULTS_FILE.write_text(text)
+    log(f"saved to {RESULTS_FILE}")
+    return 1 if res.errors else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        PROCS.stop_all()
+        log("interrupted; all workers stopped")
+        sys.exit(130)
