@@ -319,7 +319,7 @@ class Ours(System):
         with pg(OURS_DB) as conn:
             conn.execute("ANALYZE django_tasks_queuedmessage")
 
-    def start_workers(self, tag, ready_dir, pool, concurrency, prefetch=1):
+    def start_workers(self, tag, ready_dir, pool, concurrency, prefetch=4):
         env = dict(self.env, BENCH_READY_FILE=str(ready_dir / "ready-0"))
         cmd = [self.python, ROOT / "manage.py", "runworker", "-P", pool, "-c", concurrency,
                "--prefetch-multiplier", prefetch, "-l", "WARNING", "--no-banner",
@@ -550,7 +550,7 @@ def run_system_workloads(system, sizes, res, rows):
 
     if key == "ours":
         # The bulk paths: group() (the canvas API), and one enqueue() of
-        # build_message()s; the latter's tasks are drained with prefetch 4.
+        # build_message()s; the latter's tasks are drained with prefetch 1.
         system.truncate()
         r = res.attempt(f"{system.name}: group of {n} apply_async()", [(rows["group"], key)],
                         lambda: enqueue(system, n, "group"))
@@ -561,9 +561,9 @@ def run_system_workloads(system, sizes, res, rows):
                         [(rows["bulk"], key)], lambda: enqueue(system, n, "bulk"))
         if r:
             res.set(rows["bulk"], key, r["rate"])
-            d = res.attempt(f"{system.name}: drain {n} no-op tasks, prefork/2, prefetch 4",
+            d = res.attempt(f"{system.name}: drain {n} no-op tasks, prefork/2, prefetch 1",
                             [(rows["drain4"], key)],
-                            lambda: drain(system, "drain4", n, "prefork", 2, prefetch=4))
+                            lambda: drain(system, "drain4", n, "prefork", 2, prefetch=1))
             if d:
                 res.set(rows["drain4"], key, d["rate"])
 
@@ -702,7 +702,7 @@ Ratios are ours/other: above 1x is better for ours in tasks/s rows, worse in ms 
 Enqueue: {n:,} calls in one client process, each its own transaction/round trip
   (ours .delay(), celery .delay(), dtdb .enqueue()); bulk rows: ours only, one transaction.
 Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready signal to the
-  last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 1 unless said);
+  last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 4 unless said);
   celery `worker -P prefork -c 2` (its default prefetch multiplier, 4); django-tasks-db:
   db_worker runs one task at a time, so 2 db_worker processes (8 for the threads row).
 Sleep: {n_sleep:,} tasks sleeping 10 ms, ours/celery `-P threads -c 8` (ideal: 800/s).
@@ -753,7 +753,7 @@ def main():
         "bulk": (f"enqueue {n:,} bulk: one enqueue() (tasks/s)", 0),
         "group": (f"enqueue {n:,} bulk: group().apply_async() (tasks/s)", 0),
         "drain": (f"drain {n:,} no-op, 2 slots (tasks/s)", 0),
-        "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 4 (tasks/s; others as above)", 0),
+        "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 1 (tasks/s; others as above)", 0),
         "sleep": (f"{n_sleep:,} x sleep 10 ms, 8 threads (tasks/s)", 0),
         "s50": ("latency enqueue->start p50 (ms)", 1),
         "s99": ("latency enqueue->start p99 (ms)", 1),
@@ -785,7 +785,7 @@ def main():
             except Exception as exc:  # set-up of a whole system failed
                 res.errors.append(f"{system.name}: {exc}")
                 log(f"{system.name} FAILED: {exc}")
-        # The others' drain row is the comparison for ours at prefetch 4.
+        # The others' drain row is the comparison for ours at prefetch 1.
         for key in ("celery", "dtdb"):
             if (row_labels["drain"], key) in res.values:
                 res.values[(row_labels["drain4"], key)] = res.values[(row_labels["drain"], key)]
