@@ -6,6 +6,7 @@ Every PostgreSQL-specific statement of the app is in this module.
 import json
 import logging
 import threading
+import time
 
 import psycopg
 from django.db import connections
@@ -114,9 +115,25 @@ class PostgreSQLQueue(BaseQueue):
                    [m.content_type for m in messages], [m.body for m in messages],
                    [json.dumps(m.headers) for m in messages], [0] * len(messages),
                    [m.created_at for m in messages])
-        with self.connection.cursor() as cursor:
-            cursor.execute(ENQUEUE_SQL, columns)
+        self._execute_raw(ENQUEUE_SQL, columns)
         self.remember_uncommitted([m.task_id for m in messages])
+
+    def _execute_raw(self, sql, params):
+        """Run ``sql`` on psycopg's own cursor over Django's connection (same
+        transaction).
+
+        It binds parameters server-side, which for arrays of thousands of
+        values is far cheaper than Django's client-side quoting; psycopg's
+        errors still come out as Django's, and DEBUG's query log still sees it.
+        """
+        connection = self.connection
+        connection.ensure_connection()
+        started = time.monotonic()
+        with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        if connection.queries_logged:
+            connection.queries_log.append(
+                {"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
     def claim(self, worker_id, queues, limit, start=0):
         with self.connection.cursor() as cursor:
@@ -132,13 +149,8 @@ class PostgreSQLQueue(BaseQueue):
         values = [o.result_values() for o in stored]
         columns = [list(column) for column in zip(*values, strict=True)] if values \
             else [[] for _ in RESULT_COLUMNS]
-        self.connection.ensure_connection()
-        # psycopg's own cursor binds the arrays server-side: much cheaper than
-        # rendering thousands of values into the SQL text.
-        # wrap_database_errors: psycopg's errors become Django's, as callers expect.
-        with self.connection.wrap_database_errors, self.connection.connection.cursor() as cursor:
-            cursor.execute(STORE_AND_ACK_SQL, [*columns, list(done_ids),
-                                               _notify_payloads(notify_ids)])
+        self._execute_raw(STORE_AND_ACK_SQL,
+                          [*columns, list(done_ids), _notify_payloads(notify_ids)])
 
     def notify_queue(self):
         with self.connection.cursor() as cursor:
