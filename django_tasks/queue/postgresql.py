@@ -29,9 +29,9 @@ ENQUEUE_SQL = f"""
 WITH inserted AS (
     INSERT INTO {TABLE} (task_id, task_name, queue, priority, available_at, expires,
                          content_type, body, headers, deliveries, created_at)
-    SELECT * FROM unnest(%s::uuid[], %s::varchar[], %s::varchar[], %s::smallint[],
-                         %s::timestamptz[], %s::timestamptz[], %s::varchar[],
-                         %s::text[], %s::jsonb[], %s::int[], %s::timestamptz[])
+    SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::varchar[], %b::smallint[],
+                         %b::timestamptz[], %b::timestamptz[], %b::varchar[],
+                         %b::text[], %b::jsonb[], %b::int[], %b::timestamptz[])
     RETURNING queue
 )
 SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
@@ -72,14 +72,14 @@ RESULT_TYPES = ("uuid", "varchar", "varchar", "varchar", "text", "text", "text",
 STORE_AND_ACK_SQL = f"""
 WITH stored AS (
     INSERT INTO {RESULTS} ({', '.join(RESULT_COLUMNS)})
-    SELECT * FROM unnest({', '.join(f'%s::{t}[]' for t in RESULT_TYPES)})
+    SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in RESULT_TYPES)})
     ON CONFLICT (task_id) DO UPDATE SET
     {', '.join(f'{c} = EXCLUDED.{c}' for c in RESULT_COLUMNS[1:])}
     RETURNING 1
 ), acknowledged AS (
-    DELETE FROM {TABLE} WHERE id = ANY(%s::bigint[]) RETURNING 1
+    DELETE FROM {TABLE} WHERE id = ANY(%b::bigint[]) RETURNING 1
 )
-SELECT pg_notify('{RESULT_CHANNEL}', payload) FROM unnest(%s::text[]) AS payload
+SELECT pg_notify('{RESULT_CHANNEL}', payload) FROM unnest(%b::text[]) AS payload
 """
 
 
