@@ -1,6 +1,7 @@
 """The message: what ``apply_async`` writes and what a worker claims."""
 
 import inspect
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -67,13 +68,25 @@ def compute_expires(now, expires):
     return to_aware(expires, "expires")
 
 
+_PLAIN = (int, float, str, bool, type(None))
+
+
 def encode_body(task, args, kwargs, serializer):
     """Serialize the call's arguments, naming the culprit on failure."""
     body = {"args": list(args), "kwargs": dict(kwargs)}
+    if serializer == "json" and _plain(args, kwargs):
+        # The common case (ids, numbers, strings) needs no type tags: skip the walk.
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     try:
         return serialization.dumps(body, serializer, what="arguments")
     except EncodeError:
         raise _explain_encode_error(task, args, kwargs, serializer) from None
+
+
+def _plain(args, kwargs):
+    return (all(type(value) in _PLAIN for value in args)
+            and all(type(value) in _PLAIN for value in kwargs.values())
+            and serialization.TYPE_KEY not in kwargs)
 
 
 def _explain_encode_error(task, args, kwargs, serializer):

@@ -129,7 +129,9 @@ class PostgreSQLQueue(BaseQueue):
         connection = self.connection
         connection.ensure_connection()
         started = time.monotonic()
-        with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+        # psycopg.Cursor explicitly: Django's connections default to a
+        # client-side binding cursor class.
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params)
         if connection.queries_logged:
             connection.queries_log.append(
