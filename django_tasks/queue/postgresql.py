@@ -56,7 +56,7 @@ WITH due AS (
     FROM due ORDER BY priority DESC, available_at, id LIMIT %s
 )
 UPDATE {TABLE} AS m
-SET claimed_by = %s, claimed_at = now(), deliveries = m.deliveries + 1,
+SET claimed_by = %s::uuid, claimed_at = now(), deliveries = m.deliveries + 1,
     started_at = CASE WHEN picked.position <= %s THEN now() END
 FROM picked WHERE m.id = picked.id
 RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
@@ -118,7 +118,7 @@ class PostgreSQLQueue(BaseQueue):
         self._execute_raw(ENQUEUE_SQL, columns)
         self.remember_uncommitted([m.task_id for m in messages])
 
-    def _execute_raw(self, sql, params):
+    def _execute_raw(self, sql, params, fetch=False):
         """Run ``sql`` on psycopg's own cursor over Django's connection (same
         transaction).
 
@@ -133,14 +133,15 @@ class PostgreSQLQueue(BaseQueue):
         # client-side binding cursor class.
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             cursor.execute(sql, params)
+            rows = cursor.fetchall() if fetch else None
         if connection.queries_logged:
             connection.queries_log.append(
                 {"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+        return rows
 
     def claim(self, worker_id, queues, limit, start=0):
-        with self.connection.cursor() as cursor:
-            cursor.execute(CLAIM_SQL, [list(queues), limit, limit, str(worker_id), start])
-            rows = cursor.fetchall()
+        rows = self._execute_raw(CLAIM_SQL, [list(queues), limit, limit, str(worker_id), start],
+                                 fetch=True)
         return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
 
     single_statement_finish = True
