@@ -197,6 +197,9 @@ class BaseQueue:
         _, created = runs.get_or_create(name=job, defaults={"next_run": now + interval})
         return created
 
+    def vacuum_queue(self):
+        """Reclaim the queue table's dead rows (no-op where not needed)."""
+
     def delete_stopped_workers(self, before):
         return Worker.objects.using(self.alias).filter(stopped_at__lt=before).delete()[0]
 

@@ -218,6 +218,16 @@ class PostgreSQLQueue(BaseQueue):
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)
 
+    def vacuum_queue(self):
+        # Every claimed and every acknowledged message leaves a dead row; the
+        # claim index scan must step over them until they are vacuumed. Do not
+        # rely on autovacuum's pace (or on it being on): the live table is
+        # small, so this is cheap. VACUUM cannot run inside a transaction.
+        if self.connection.in_atomic_block:
+            return
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"VACUUM {TABLE}")
+
     def tune_worker_session(self, connection):
         # Claims, acknowledgements and results need not wait for the WAL
         # flush: a server crash can only lose the last fraction of a second

@@ -79,6 +79,7 @@ def revoke_expired_messages(backend):
 
 JOBS = [
     # (name, interval, function)
+    ("vacuum_queue", lambda: timedelta(seconds=5), lambda backend: backend.vacuum_queue()),
     ("recover_lost_workers", lambda: timedelta(seconds=settings.HEARTBEAT_INTERVAL),
      recover_lost_workers),
     ("revoke_expired_messages", lambda: timedelta(seconds=max(settings.POLL_INTERVAL, 1.0)),
