@@ -41,6 +41,11 @@ class QueuedMessage(models.Model):
 
     class Meta:
         verbose_name = "queued message"
+        # Admin actions, each behind its own permission.
+        permissions = [
+            ("revoke_queuedmessage", "Can revoke queued or running tasks"),
+            ("run_now_queuedmessage", "Can run a queued task now"),
+        ]
         indexes = [
             # The claim query: unclaimed rows of a queue in priority order.
             models.Index(
@@ -85,6 +90,11 @@ class TaskResult(models.Model):
 
     class Meta:
         verbose_name = "task result"
+        # Admin actions, each behind its own permission.
+        permissions = [
+            ("retry_taskresult", "Can retry failed tasks"),
+            ("purge_taskresult", "Can purge expired results"),
+        ]
         indexes = [
             # Purging results older than RESULT_EXPIRES.
             models.Index(fields=["date_done"], name="django_tasks_done_idx"),
@@ -120,6 +130,16 @@ class Worker(models.Model):
 
     def __str__(self):
         return f"{self.hostname} (pid {self.pid})"
+
+
+class Dashboard(Worker):
+    """The admin's live dashboard; a proxy so it has a place and a permission in the admin."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dashboard"
+        verbose_name_plural = "dashboard"
+        default_permissions = ("view",)
 
 
 class HousekeepingRun(models.Model):
