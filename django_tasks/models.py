@@ -101,6 +101,17 @@ class TaskResult(models.Model):
             # GroupResult look-ups of a group's members.
             models.Index(fields=["group_id"], condition=Q(group_id__isnull=False),
                          name="django_tasks_group_idx"),
+            # The admin's result list filtered by state, newest first
+            # (WHERE state = %s ORDER BY date_done DESC).
+            models.Index(fields=["state", "date_done"], name="django_tasks_state_done_idx"),
+            # The admin's result list filtered by task name, newest first; and
+            # the task-name filter's choices (a loose scan, distinct_values()).
+            models.Index(fields=["task_name", "date_done"], name="django_tasks_name_done_idx"),
+            # The same for queues: the queue filter and its choices.
+            models.Index(fields=["queue", "date_done"], name="django_tasks_queue_done_idx"),
+            # A result's children (parent_id = id) on its admin page.
+            models.Index(fields=["parent_id"], condition=Q(parent_id__isnull=False),
+                         name="django_tasks_parent_idx"),
         ]
 
     def __str__(self):

@@ -210,6 +210,23 @@ def _signature_list(value):
     return signatures_to_header(value)
 
 
+def task_for_sending(name):
+    """The registered task called ``name``, or a stand-in that can only be sent.
+
+    Like Celery's ``send_task``: a name this process has not imported is still
+    sent (routed by ``TASK_ROUTES``), and a worker that lacks it reports
+    ``NotRegistered``.
+    """
+    registered = registry.get(name)
+    if registered is not None:
+        return registered
+
+    def not_here(*args, **kwargs):
+        raise NotImplementedError(f"{name} is not registered in this process")
+
+    return Task(not_here, name=name)
+
+
 def task(*args, **options):
     """Decorate a function as a task: ``@task`` or ``@task(name=..., ...)``."""
     def decorate(function):

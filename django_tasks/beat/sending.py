@@ -7,13 +7,12 @@ and the worker that lacks it reports ``NotRegistered``.
 """
 
 from ..queue import enqueue
-from ..registry import tasks as registry
-from ..task import Task
+from ..task import task_for_sending
 
 
 def build_run(periodic, tick=None):
     """The message for one run of ``periodic`` (a ``PeriodicTask``)."""
-    task = registry.get(periodic.task) or _by_name(periodic.task)
+    task = task_for_sending(periodic.task)
     args, kwargs = periodic.decoded_arguments()
     headers = {"periodic_task": periodic.name}
     if tick is not None:
@@ -29,9 +28,3 @@ def send_run(periodic, tick=None):
     enqueue([message])
     return message
 
-
-def _by_name(name):
-    def not_here(*args, **kwargs):
-        raise NotImplementedError(f"{name} is not registered in this process")
-
-    return Task(not_here, name=name)

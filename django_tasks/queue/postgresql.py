@@ -247,6 +247,15 @@ class PostgreSQLQueue(BaseQueue):
         with self.connection.cursor() as cursor:
             cursor.execute(f"VACUUM {TABLE}")
 
+    def estimated_row_count(self, model):
+        # What ANALYZE (or autovacuum) last counted: free, and close enough
+        # for a paginator. -1 means never analyzed.
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                           [model._meta.db_table])
+            row = cursor.fetchone()
+        return row[0] if row and row[0] >= 0 else None
+
     def tune_worker_session(self, connection):
         # Claims, acknowledgements and results need not wait for the WAL
         # flush: a server crash can only lose the last fraction of a second
