@@ -1,1 +1,1 @@
-from . import periodic  # noqa: F401
+from . import periodic, queued, results, workers  # noqa: F401

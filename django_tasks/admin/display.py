@@ -1,0 +1,103 @@
+"""Small renderers, and the read-only base, shared by the monitor's admin pages."""
+
+import json
+import pprint
+
+from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .. import serialization, states
+
+# Colours of the state badges (text is white on all of them).
+STATE_COLOURS = {
+    states.SUCCESS: "#2e7d32",
+    states.FAILURE: "#c62828",
+    states.RETRY: "#ef6c00",
+    states.STARTED: "#1565c0",
+    states.RECEIVED: "#1565c0",
+    states.REVOKED: "#757575",
+    states.PENDING: "#9e9e9e",
+}
+BADGE_STYLE = ("display:inline-block;padding:1px 7px;border-radius:8px;color:#fff;"
+               "font-size:11px;font-weight:bold;background:{}")
+
+
+def badge(text, colour):
+    return format_html('<span class="django-tasks-badge" style="{}">{}</span>',
+                       BADGE_STYLE.format(colour), text)
+
+
+def state_badge(state):
+    return badge(state, STATE_COLOURS.get(state, "#9e9e9e"))
+
+
+def human_duration(delta):
+    """``timedelta`` as "850 ms", "4.2 s", "3 min 5 s", "2 h 10 min", "3 d 4 h"."""
+    if delta is None:
+        return "-"
+    seconds = delta.total_seconds()
+    if seconds < 0:
+        return "-" + human_duration(-delta)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def between(start, end):
+    return human_duration(end - start) if start and end else "-"
+
+
+def pretty_text(text, content_type="json"):
+    """Stored arguments or a result, for reading.
+
+    JSON is decoded with the app's serializer: plain JSON comes out indented;
+    values with types JSON lacks (datetimes, tuples, ...) come out as their
+    Python repr, so the type shows. Anything else (pickle, text that does not
+    parse) is shown raw: the admin never unpickles.
+    """
+    if text is None:
+        return None
+    if content_type != "json":
+        return text
+    try:
+        value = serialization.loads(text, "json", ["json"])
+    except serialization.DecodeError:
+        return text
+    if serialization.TYPE_KEY in text:
+        return pprint.pformat(value, width=100, sort_dicts=False)
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def pre(text):
+    if text is None:
+        return "-"
+    return format_html('<pre style="font-family:monospace;white-space:pre-wrap;margin:0;'
+                       'max-height:40em;overflow:auto">{}</pre>', text)
+
+
+def result_link(task_id, label=None):
+    url = reverse("admin:django_tasks_taskresult_change", args=[task_id])
+    return format_html('<a href="{}">{}</a>', url, label or task_id)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written by workers, not by people: viewed here, changed only by actions."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

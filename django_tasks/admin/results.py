@@ -1,0 +1,349 @@
+"""Task results in the admin: the monitor's list of what ran, and how.
+
+Results are records: nothing is added or edited here. Superusers may delete
+a result (as ``AsyncResult.forget()`` does); everyone else relies on expiry
+(``RESULT_EXPIRES``, purged by the workers or the *Purge expired results*
+button). Retry and purge each need their own permission.
+
+Built for a million rows: counts come from ``EstimatedCountPaginator``,
+every filter and the default ordering has an index (migration 0005), the
+filters' choices come from loose index scans, and text search is bounded
+(see ``get_search_results``).
+"""
+
+import uuid
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from .. import serialization, states
+from ..conf import settings
+from ..maintenance import purge_expired_results
+from ..models import TaskGroup, TaskResult
+from ..queue import enqueue, get_backend
+from ..registry import tasks as registry
+from ..task import task_for_sending
+from .actions import confirmation_page, confirmed
+from .display import (
+    ReadOnlyAdmin,
+    between,
+    human_duration,
+    pre,
+    pretty_text,
+    result_link,
+    state_badge,
+)
+from .pagination import CAP, EstimatedCountPaginator
+
+#: Text search looks at this many of the newest matching results only.
+SEARCH_WINDOW = 10_000
+#: Choices listed by the task-name and queue filters.
+FILTER_CHOICES = 200
+#: Results one retry action re-enqueues at most.
+RETRY_LIMIT = 1_000
+#: Children and group members listed on a result's page.
+RELATED_LISTED = 50
+
+RETRIABLE = (states.FAILURE, states.REVOKED)
+GAPS = {("created", "started"): "waited", ("started", "done"): "ran"}
+
+
+def parse_uuid(text):
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        return None
+
+
+class IndexedValuesFilter(admin.SimpleListFilter):
+    """Choices read with a loose index scan, not ``SELECT DISTINCT`` over the table."""
+
+    column = None
+
+    def lookups(self, request, model_admin):
+        values = get_backend().distinct_values(TaskResult, self.column, FILTER_CHOICES)
+        return [(value, value or "(none)") for value in values]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(**{self.column: value}) if value is not None else queryset
+
+
+class TaskNameFilter(IndexedValuesFilter):
+    title = "task name"
+    parameter_name = column = "task_name"
+
+
+class QueueFilter(IndexedValuesFilter):
+    title = "queue"
+    parameter_name = column = "queue"
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(ReadOnlyAdmin):
+    list_display = ["task_id", "task_name", "state_badge", "queue", "worker", "retries",
+                    "date_created", "date_started", "date_done", "runtime"]
+    list_filter = ["state", TaskNameFilter, QueueFilter, "date_done"]
+    search_fields = ["task_id", "task_name", "args", "kwargs"]
+    search_help_text = ("A task or group id finds it among all results; other text is "
+                        f"searched in the task name and arguments of the newest "
+                        f"{SEARCH_WINDOW:,} results (of the current filters).")
+    ordering = ["-date_done"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    list_per_page = 100
+    actions = ["retry"]
+    change_list_template = "django_tasks/admin/taskresult_change_list.html"
+    fieldsets = [
+        (None, {"fields": ["task_id", "task_name", "state_badge", "queue", "worker",
+                           "retries", "deliveries"]}),
+        ("Timeline", {"fields": ["timeline"]}),
+        ("Call", {"fields": ["args_pretty", "kwargs_pretty"]}),
+        ("Outcome", {"fields": ["result_pretty", "traceback_pre"]}),
+        ("Workflow", {"fields": ["family", "group"]}),
+    ]
+    readonly_fields = ["state_badge", "timeline", "args_pretty", "kwargs_pretty",
+                       "result_pretty", "traceback_pre", "family", "group"]
+
+    # -- read-only records ------------------------------------------------
+
+    def has_delete_permission(self, request, obj=None):
+        # Superusers only, with the ordinary delete permission (as forget() does).
+        return (request.user.is_superuser
+                and admin.ModelAdmin.has_delete_permission(self, request, obj))
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("django_tasks.retry_taskresult")
+
+    def has_purge_permission(self, request):
+        return request.user.has_perm("django_tasks.purge_taskresult")
+
+    # -- list columns -------------------------------------------------
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj):
+        return state_badge(obj.state)
+
+    @admin.display(description="runtime")
+    def runtime(self, obj):
+        return between(obj.date_started, obj.date_done)
+
+    def get_search_results(self, request, queryset, search_term):
+        """An id is an exact primary-key (or group index) look-up over all rows.
+
+        Other text is ``icontains`` on the task name and arguments, which no
+        index serves: it is confined to the newest ``SEARCH_WINDOW`` results
+        (an index range on ``date_done``) so it reads at most that many rows.
+        """
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        task_id = parse_uuid(term)
+        if task_id is not None:
+            return queryset.filter(task_id=task_id) | queryset.filter(group_id=task_id), False
+        window = queryset.order_by("-date_done").values("pk")[:SEARCH_WINDOW]
+        matches = (queryset.filter(task_name__icontains=term)
+                   | queryset.filter(args__icontains=term)
+                   | queryset.filter(kwargs__icontains=term))
+        return matches.filter(pk__in=window), False
+
+    # -- detail page --------------------------------------------------
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        steps = [("created", obj.date_created), ("started", obj.date_started),
+                 ("done", obj.date_done)]
+        known = [(label, when) for label, when in steps if when is not None]
+        parts = []
+        for index, (label, when) in enumerate(known):
+            if index:
+                gap = between(known[index - 1][1], when)
+                verb = GAPS.get((known[index - 1][0], label), "took")
+                parts.append(format_html(" → <em>{} {}</em> → ", verb, gap))
+            moment = timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            parts.append(format_html("<strong>{}</strong> {}", label, moment))
+        if len(known) > 1:
+            parts.append(format_html(" (total {})", between(known[0][1], known[-1][1])))
+        return format_html_join("", "{}", ((part,) for part in parts)) or "-"
+
+    @admin.display(description="args")
+    def args_pretty(self, obj):
+        return pre(pretty_text(obj.args))
+
+    @admin.display(description="kwargs")
+    def kwargs_pretty(self, obj):
+        return pre(pretty_text(obj.kwargs))
+
+    @admin.display(description="result")
+    def result_pretty(self, obj):
+        if obj.result is None:
+            return "-"
+        if obj.state in states.EXCEPTION_STATES:
+            text = pretty_text(obj.result)
+            try:
+                error = serialization.loads(obj.result, "json", ["json"])
+            except serialization.DecodeError:
+                return pre(text)
+            if isinstance(error, dict) and error.get("exc_type"):
+                return format_html("<strong>{}: {}</strong>{}", error["exc_type"],
+                                   error.get("exc_message", ""), pre(text))
+            return pre(text)
+        return pre(pretty_text(obj.result, obj.content_type))
+
+    @admin.display(description="traceback")
+    def traceback_pre(self, obj):
+        return pre(obj.traceback) if obj.traceback else "-"
+
+    @admin.display(description="parent, root and children")
+    def family(self, obj):
+        rows = []
+        for label, task_id in (("parent", obj.parent_id), ("root", obj.root_id)):
+            if task_id is not None and task_id != obj.task_id:
+                rows.append(format_html("<div>{}: {}</div>", label, self._link_if_stored(task_id)))
+        children = list(TaskResult.objects.using(settings.DATABASE)
+                        .filter(parent_id=obj.task_id).order_by("date_done")
+                        .only("task_id", "task_name", "state")[:RELATED_LISTED + 1])
+        if children:
+            rows.append(format_html("<div>children: {}</div>", self._listing(children)))
+        return format_html_join("", "{}", ((row,) for row in rows)) or "-"
+
+    @admin.display(description="group / chord")
+    def group(self, obj):
+        if obj.group_id is None:
+            return "-"
+        saved = TaskGroup.objects.using(settings.DATABASE).filter(group_id=obj.group_id).first()
+        members = list(TaskResult.objects.using(settings.DATABASE)
+                       .filter(group_id=obj.group_id).order_by("date_created", "task_id")
+                       .only("task_id", "task_name", "state")[:RELATED_LISTED + 1])
+        if saved is None:
+            kind = "group (not saved)"
+        elif saved.chord_body is not None:
+            body = saved.chord_body.get("task", "?") if isinstance(saved.chord_body, dict) \
+                else "?"
+            kind = f"chord, {len(saved.results)} member(s), body {body}, " \
+                   f"{saved.remaining if saved.remaining is not None else '?'} unfinished"
+        else:
+            kind = f"group, {len(saved.results)} member(s)"
+        return format_html("<div>{} {}</div><div>members with results: {}</div>",
+                           kind, obj.group_id, self._listing(members, current=obj.task_id))
+
+    def _listing(self, rows, current=None):
+        shown = format_html_join(
+            ", ", "{} {} {}",
+            ((result_link(r.task_id, str(r.task_id)[:8]) if r.task_id != current
+              else format_html("<strong>{} (this)</strong>", str(r.task_id)[:8]),
+              r.task_name, state_badge(r.state)) for r in rows[:RELATED_LISTED]))
+        if len(rows) > RELATED_LISTED:
+            return format_html("{}, and more", shown)
+        return shown
+
+    @staticmethod
+    def _link_if_stored(task_id):
+        if TaskResult.objects.using(settings.DATABASE).filter(task_id=task_id).exists():
+            return result_link(task_id)
+        return format_html("{} (no result stored)", task_id)
+
+    # -- retry ----------------------------------------------------------
+
+    @admin.action(description="Retry selected failed tasks", permissions=["retry"])
+    def retry(self, request, queryset):
+        rows = list(queryset.order_by("date_done")[:RETRY_LIMIT + 1])
+        if len(rows) > RETRY_LIMIT:
+            self.message_user(request, f"Select at most {RETRY_LIMIT:,} results to retry at "
+                                       "once (narrow the filters).", messages.ERROR)
+            return None
+        retriable = [r for r in rows if r.state in RETRIABLE]
+        skipped = len(rows) - len(retriable)
+        if not confirmed(request):
+            notes = [f"{skipped} selected result(s) are neither FAILURE nor REVOKED and will be "
+                     "skipped."] if skipped else []
+            unknown = sorted({r.task_name for r in retriable} - set(registry))
+            if unknown:
+                notes.append("Not registered in this process, sent by name (a worker that "
+                             f"lacks them records NotRegistered): {', '.join(unknown)}.")
+            return confirmation_page(
+                self, request, title="Retry tasks", queryset=queryset, action="retry",
+                question=f"Enqueue {len(retriable)} task(s) again, with the same arguments, "
+                         "under new task ids?",
+                items=[f"{r.task_name} [{r.task_id}] {r.state}" for r in retriable],
+                notes=notes)
+        sent, undecodable = [], []
+        with transaction.atomic(using=settings.DATABASE):
+            outgoing = []
+            for row in retriable:
+                try:
+                    args, kwargs = stored_arguments(row)
+                except serialization.DecodeError:
+                    undecodable.append(f"{row.task_name} [{row.task_id}]")
+                    continue
+                message = task_for_sending(row.task_name).build_message(
+                    args, kwargs, queue=row.queue or None,
+                    headers={"retry_of": str(row.task_id), "parent_id": str(row.task_id),
+                             "root_id": str(row.root_id or row.task_id)})
+                outgoing.append(message)
+                sent.append(f"{row.task_name} [{row.task_id} → {message.task_id}]")
+            enqueue(outgoing)
+        if sent:
+            self.message_user(request, f"Retried {len(sent)} task(s): {'; '.join(sent)}.",
+                              messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {skipped} result(s) that are neither FAILURE "
+                                       "nor REVOKED.", messages.WARNING)
+        if undecodable:
+            self.message_user(request, "Not retried, their arguments were not stored as JSON: "
+                                       f"{'; '.join(undecodable)}.", messages.ERROR)
+        return None
+
+    # -- purge (a button, not per selection) -----------------------------
+
+    def get_urls(self):
+        return [path("purge/", self.admin_site.admin_view(self.purge_view),
+                     name="django_tasks_taskresult_purge"), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}),
+                         "can_purge": self.has_purge_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def purge_view(self, request):
+        if not self.has_purge_permission(request):
+            raise PermissionDenied
+        changelist = reverse("admin:django_tasks_taskresult_changelist")
+        expires = settings.RESULT_EXPIRES
+        if expires is None:
+            self.message_user(request, "RESULT_EXPIRES is None: results are kept forever, "
+                                       "nothing is expired.", messages.WARNING)
+            return HttpResponseRedirect(changelist)
+        if request.method == "POST" and confirmed(request):
+            count = purge_expired_results()
+            self.message_user(request, f"Purged {count:,} expired result(s) (done more than "
+                                       f"{human_duration(expires)} ago).", messages.SUCCESS)
+            return HttpResponseRedirect(changelist)
+        cutoff = timezone.now() - expires
+        expired = (TaskResult.objects.using(settings.DATABASE)
+                   .filter(date_done__lt=cutoff)[:CAP].count())
+        how_many = f"at least {CAP:,}" if expired >= CAP else f"{expired:,}"
+        return confirmation_page(
+            self, request, title="Purge expired results",
+            question=f"Delete the results done more than {human_duration(expires)} ago "
+                     f"(before {timezone.localtime(cutoff):%Y-%m-%d %H:%M:%S})? "
+                     f"That is {how_many} result(s).",
+            notes=["This is the purge the workers run every 5 minutes and "
+                   "`manage.py purge_results` runs by hand, in batches of "
+                   f"{settings.PURGE_BATCH_SIZE:,}."])
+
+
+def stored_arguments(row):
+    """The call's ``(args, kwargs)`` as the worker stored them (JSON)."""
+    if row.args is None:
+        raise serialization.DecodeError("no arguments stored")
+    args = serialization.loads(row.args, "json", ["json"])
+    kwargs = serialization.loads(row.kwargs, "json", ["json"]) if row.kwargs else {}
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise serialization.DecodeError("stored arguments are not a list and a dict")
+    return args, kwargs
