@@ -294,3 +294,17 @@ def test_list_counts_are_capped_not_full_counts(admin_client, monkeypatch):
         failure()
     cl = admin_client.get(RESULTS, {"state__exact": "FAILURE"}).context["cl"]
     assert cl.result_count == 3 and cl.full_result_count is None
+
+
+def test_text_search_reads_only_the_newest_results(admin_client, monkeypatch):
+    from django_tasks.admin import results
+
+    monkeypatch.setattr(results, "SEARCH_WINDOW", 2)
+    old = result(args=["needle"], done=timezone.now() - timedelta(hours=1))
+    new = [result(args=["needle"]), result(args=["hay"])]
+
+    def found(term):
+        return {r.pk for r in admin_client.get(RESULTS, {"q": term}).context["cl"].result_list}
+
+    assert found("needle") == {new[0].pk}
+    assert found(str(old.pk)) == {old.pk}  # an id is found however old

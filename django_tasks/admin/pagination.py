@@ -24,7 +24,8 @@ class EstimatedCountPaginator(Paginator):
             estimate = get_backend().estimated_row_count(queryset.model)
             if estimate is not None and estimate > CAP:
                 return estimate
-        return queryset[:CAP].count()
+        # Unordered: any CAP matching rows will do, so no sort to count them.
+        return queryset.order_by()[:CAP].count()
 
     @cached_property
     def num_pages(self):

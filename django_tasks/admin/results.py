@@ -138,7 +138,10 @@ class TaskResultAdmin(ReadOnlyAdmin):
 
         Other text is ``icontains`` on the task name and arguments, which no
         index serves: it is confined to the newest ``SEARCH_WINDOW`` results
-        (an index range on ``date_done``) so it reads at most that many rows.
+        of the current filters. The window's oldest ``date_done`` is found
+        first (an index scan of that many entries), so the search itself is a
+        ``date_done`` range the filters' indexes serve: at most that many
+        rows are read, however large the table.
         """
         term = search_term.strip()
         if not term:
@@ -146,11 +149,15 @@ class TaskResultAdmin(ReadOnlyAdmin):
         task_id = parse_uuid(term)
         if task_id is not None:
             return queryset.filter(task_id=task_id) | queryset.filter(group_id=task_id), False
-        window = queryset.order_by("-date_done").values("pk")[:SEARCH_WINDOW]
+        edge = (queryset.order_by("-date_done")
+                .values_list("date_done", flat=True)[SEARCH_WINDOW - 1:SEARCH_WINDOW])
+        edge = list(edge)
+        if edge:
+            queryset = queryset.filter(date_done__gte=edge[0])
         matches = (queryset.filter(task_name__icontains=term)
                    | queryset.filter(args__icontains=term)
                    | queryset.filter(kwargs__icontains=term))
-        return matches.filter(pk__in=window), False
+        return matches, False
 
     # -- detail page --------------------------------------------------
 
