@@ -308,3 +308,12 @@ def test_text_search_reads_only_the_newest_results(admin_client, monkeypatch):
 
     assert found("needle") == {new[0].pk}
     assert found(str(old.pk)) == {old.pk}  # an id is found however old
+
+
+def test_actions_on_all_matching_rows_keep_the_selection_through_the_confirmation(admin_client):
+    failures = [failure() for _ in range(3)]
+    data = {"action": "retry", "select_across": "1", "_selected_action": [str(failures[0].pk)]}
+    page = admin_client.post(RESULTS, {**data, "index": 0})
+    assert "Enqueue 3 task(s) again" in page.content.decode()
+    admin_client.post(RESULTS, {**data, "post": "yes"})
+    assert QueuedMessage.objects.count() == 3
