@@ -128,3 +128,11 @@ def record_tick(self):
 
 
 from .canvas_tasks import *  # noqa: E402, F403  (workers import tests.tasks only)
+
+
+@task
+def needs_note(text):
+    """Fails until a ``Note`` with ``text`` exists: a failure a retry can fix."""
+    if not Note.objects.filter(text=text).exists():
+        raise LookupError(f"no note {text!r} yet")
+    return f"found {text}"
