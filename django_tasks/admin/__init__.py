@@ -1,1 +1,1 @@
-from . import periodic, queued, results, workers  # noqa: F401
+from . import dashboard, periodic, queued, results, workers  # noqa: F401
