@@ -55,37 +55,39 @@ def live_workers(now=None):
     return workers
 
 
-def throughput(minutes=15, now=None):
-    """Finished tasks per minute over the last ``minutes``: [(minute, done, failed)].
+def finished_per_minute(minutes=15, now=None):
+    """Results stored per minute over the last ``minutes``, by state:
+    [(minute, {state: n})], oldest minute first, the current one last.
 
-    ``done`` counts every result stored in that minute, ``failed`` those that
-    ended FAILURE. Grouped by the database on the ``date_done`` index, so an
-    hour of a busy queue comes back as 60 rows, not as every result.
+    Grouped by the database on a range of the ``date_done`` index, so an
+    hour of a busy queue comes back as a few hundred rows, not as every
+    result; the whole table (which may hold millions) is never counted.
     """
     now = (now or timezone.now()).replace(second=0, microsecond=0) + timedelta(minutes=1)
     since = now - timedelta(minutes=minutes)
     rows = (TaskResult.objects.using(settings.DATABASE).filter(date_done__gte=since)
             .annotate(minute=TruncMinute("date_done", tzinfo=UTC))
-            .values("minute")
-            .annotate(done=Count("*"), failed=Count("task_id", filter=Q(state=states.FAILURE)))
-            .order_by())
-    buckets = {since + timedelta(minutes=i): [0, 0] for i in range(minutes)}
+            .values("minute", "state").annotate(n=Count("*")).order_by())
+    buckets = {since + timedelta(minutes=i): {} for i in range(minutes)}
     for row in rows:
         if row["minute"] in buckets:
-            buckets[row["minute"]] = [row["done"], row["failed"]]
-    return [(minute, counts[0], counts[1]) for minute, counts in sorted(buckets.items())]
+            buckets[row["minute"]][row["state"]] = row["n"]
+    return sorted(buckets.items())
 
 
-def recent_states(minutes=60, now=None):
-    """Results stored in the last ``minutes``, counted by state: {state: n}.
+def throughput(minutes=15, now=None):
+    """Finished tasks per minute over the last ``minutes``: [(minute, done, failed)].
 
-    A range scan of the ``date_done`` index; the whole table (which may hold
-    millions of results) is never counted.
+    ``done`` counts every result stored in that minute, ``failed`` those that
+    ended FAILURE.
     """
-    since = (now or timezone.now()) - timedelta(minutes=minutes)
-    rows = (TaskResult.objects.using(settings.DATABASE).filter(date_done__gte=since)
-            .values("state").annotate(n=Count("*")).order_by())
-    return {row["state"]: row["n"] for row in rows}
+    return done_and_failed(finished_per_minute(minutes, now))
+
+
+def done_and_failed(per_minute):
+    """``finished_per_minute()`` rows as [(minute, done, failed)]."""
+    return [(minute, sum(counts.values()), counts.get(states.FAILURE, 0))
+            for minute, counts in per_minute]
 
 
 def oldest_waiting(queues, now=None):
