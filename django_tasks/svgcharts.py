@@ -70,7 +70,7 @@ def frame(chart_id, title, labels, y_max, *, width, height, y_label, unit, attrs
     parts.append(f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" '
                  f'y2="{TOP + plot_h}" stroke="currentColor"/>')
     if y_label:
-        parts.append(f'<text class="y-label" x="4" y="{TOP - 6}" font-size="10" '
+        parts.append(f'<text class="y-label" x="4" y="{TOP - 10}" font-size="10" '
                      f'fill="currentColor">{escape(y_label)}</text>')
     if labels:
         every = max(1, math.ceil(len(labels) / MAX_X_LABELS))
