@@ -178,3 +178,39 @@ def test_sleep_task_shows_as_running_on_the_queue_page(start_worker, chromium, l
     assert message
     wait_until(lambda: AsyncResult(running.id).state == states.REVOKED, timeout=30,
                message="the running task to be stopped by the worker")
+
+
+def test_dashboard_charts_update_as_more_tasks_run(start_worker, chromium, live_server):
+    User.objects.create_superuser("admin", "admin@example.com", "pw")
+    worker = start_worker("-P", "solo")
+    for result in [add.delay(i, i) for i in range(3)]:
+        result.get(timeout=30)
+    page = log_in(chromium, live_server, "admin", "pw")
+    page.click(f"a[href='{DASHBOARD}']")
+    page.wait_for_url(f"**{DASHBOARD}")
+    page.goto(f"{live_server.url}{DASHBOARD}?refresh=0.5")
+    chart = page.locator("svg#throughput-chart")
+    assert chart.get_attribute("data-total") == "3"
+    assert page.locator("svg#failure-rate-chart").count() == 1
+    assert page.locator(f"#dashboard-workers tr[data-worker='{worker_id(worker)}']").count() == 1
+
+    page.evaluate("window.stillTheSamePage = true")   # a reload would drop it
+    results = [add.delay(i, 1) for i in range(4)]
+    with pytest.raises(LookupError):
+        needs_note.delay("never").get(timeout=30)
+    for result in results:
+        result.get(timeout=30)
+    # The page fetches its fragment and swaps it in: no reload.
+    page.wait_for_function(
+        "() => document.querySelector('svg#throughput-chart').dataset.total === '8'")
+    assert page.locator("svg#throughput-chart").get_attribute("data-failed") == "1"
+    assert int(page.locator("#django-tasks-dashboard").get_attribute("data-refreshes")) > 0
+    assert page.evaluate("window.stillTheSamePage === true")
+    screenshot(page, "dashboard.png")
+
+
+def worker_id(worker):
+    from django_tasks.models import Worker
+
+    return wait_until(lambda: Worker.objects.filter(pid=worker.pid).values_list(
+        "id", flat=True).first(), timeout=30, message="the worker's row")
