@@ -20,6 +20,15 @@ def start_worker(transactional_db):
 
 
 @pytest.fixture
+def admin_client(client):
+    """Django's test client, logged in as a new superuser ``admin``."""
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
+    return client
+
+
+@pytest.fixture
 def vendor():
     return connection.vendor
 

@@ -19,12 +19,6 @@ DASHBOARD_URL = reverse("admin:django_tasks_dashboard_changelist")
 FRAGMENT_URL = reverse("admin:django_tasks_dashboard_fragment")
 
 
-@pytest.fixture
-def admin_client(client):
-    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
-    return client
-
-
 def result(state, minutes_ago, **fields):
     return TaskResult.objects.create(
         task_id=uuid.uuid4(), task_name="tests.tasks.add", state=state,

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import override_settings
 from django.urls import reverse
 
@@ -14,12 +13,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 ADD_URL = reverse("admin:django_tasks_periodictask_add")
 LIST_URL = reverse("admin:django_tasks_periodictask_changelist")
-
-
-@pytest.fixture
-def admin_client(client):
-    client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
-    return client
 
 
 def form(**fields):
