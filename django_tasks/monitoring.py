@@ -38,10 +38,15 @@ def queue_figures(now=None):
             for row in rows]
 
 
+def lost_cutoff(now=None):
+    """Heartbeats older than this are stale: their worker is lost."""
+    return (now or timezone.now()) - timedelta(seconds=settings.WORKER_LOST_TIMEOUT)
+
+
 def live_workers(now=None):
     """Workers whose heartbeat is fresh, each with the tasks it holds."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.WORKER_LOST_TIMEOUT)
+    cutoff = lost_cutoff(now)
     workers = list(Worker.objects.using(settings.DATABASE)
                    .filter(stopped_at__isnull=True, last_heartbeat__gte=cutoff)
                    .order_by("hostname", "started_at"))

@@ -168,6 +168,35 @@ def test_queued_and_worker_pages_show_state_worker_and_current_tasks(admin_clien
     assert running.id in page.content.decode()
 
 
+def test_worker_marked_lost_by_housekeeping_stays_lost_and_a_stopped_one_stopped(
+        admin_client):
+    from django_tasks.queue import get_backend
+    from django_tasks.worker.housekeeping import recover_lost_workers
+
+    def worker(hostname, heartbeat_age):
+        return Worker.objects.create(hostname=hostname, pid=1, queues=["default"],
+                                     pool="solo", concurrency=1,
+                                     last_heartbeat=timezone.now() - heartbeat_age)
+
+    silent = worker("silent@host", timedelta(minutes=5))
+    stopping = worker("stopping@host", timedelta(seconds=0))
+    recover_lost_workers(get_backend())        # sets the silent one's stopped_at
+    get_backend().stop_worker(stopping.pk, processed=0, failed=0)
+    silent.refresh_from_db()
+    assert silent.stopped_at is not None
+
+    def listed(**query):
+        rows = admin_client.get(WORKERS, query).context["cl"].result_list
+        return {w.hostname for w in rows}
+
+    assert listed(status="lost") == {"silent@host"}
+    assert listed(status="stopped") == {"stopping@host"}
+    assert listed(status="alive") == set()
+    content = admin_client.get(reverse("admin:django_tasks_worker_change",
+                                       args=[silent.pk])).content.decode()
+    assert ">lost<" in content
+
+
 # -- permissions --------------------------------------------------------------
 
 @pytest.mark.parametrize("url, name, permission", [

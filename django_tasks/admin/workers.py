@@ -7,7 +7,7 @@ deleted by housekeeping a week after a worker stopped.
 from datetime import timedelta
 
 from django.contrib import admin
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -15,21 +15,20 @@ from django.utils.html import format_html_join
 
 from ..conf import settings
 from ..models import QueuedMessage, Worker
+from ..monitoring import lost_cutoff
 from .display import ReadOnlyAdmin, badge, human_duration
 
 STATUS_COLOURS = {"alive": "#2e7d32", "lost": "#c62828", "stopped": "#757575"}
 CURRENT_LISTED = 50
 
 
-def lost_cutoff(now):
-    return now - timedelta(seconds=settings.WORKER_LOST_TIMEOUT)
-
-
 def worker_status(worker, now):
     """alive (fresh heartbeat), stopped (said so), or lost (went silent)."""
-    if worker.stopped_at is not None:
-        return "stopped"
-    return "alive" if worker.last_heartbeat >= lost_cutoff(now) else "lost"
+    if worker.stopped_at is None:
+        return "alive" if worker.last_heartbeat >= lost_cutoff(now) else "lost"
+    # Housekeeping marks a lost worker stopped too and leaves its stale
+    # heartbeat; a worker that stops itself beats as it stops.
+    return "lost" if worker.last_heartbeat < lost_cutoff(worker.stopped_at) else "stopped"
 
 
 class WorkerStatusFilter(admin.SimpleListFilter):
@@ -41,12 +40,16 @@ class WorkerStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         cutoff = lost_cutoff(timezone.now())
+        marked_lost = Q(stopped_at__isnull=False,
+                        last_heartbeat__lt=F("stopped_at")
+                        - timedelta(seconds=settings.WORKER_LOST_TIMEOUT))
         if self.value() == "alive":
             return queryset.filter(stopped_at__isnull=True, last_heartbeat__gte=cutoff)
         if self.value() == "lost":
-            return queryset.filter(stopped_at__isnull=True, last_heartbeat__lt=cutoff)
+            return queryset.filter(Q(stopped_at__isnull=True, last_heartbeat__lt=cutoff)
+                                   | marked_lost)
         if self.value() == "stopped":
-            return queryset.filter(stopped_at__isnull=False)
+            return queryset.filter(stopped_at__isnull=False).exclude(marked_lost)
         return queryset
 
 

@@ -15,6 +15,7 @@ from .. import states
 from ..conf import settings
 from ..exceptions import TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
+from ..monitoring import lost_cutoff
 from .outcome import Outcome, exception_text
 
 logger = logging.getLogger("django_tasks.worker")
@@ -40,7 +41,7 @@ def lost_or_failed(message, reason, max_deliveries):
 
 def recover_lost_workers(backend):
     """Deliver again the messages of workers whose heartbeat went stale."""
-    cutoff = timezone.now() - timedelta(seconds=settings.WORKER_LOST_TIMEOUT)
+    cutoff = lost_cutoff()
     lost = backend.mark_lost_workers(cutoff)
     if lost:
         logger.warning("%d worker(s) lost (no heartbeat for %ss)", lost,
