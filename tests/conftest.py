@@ -3,10 +3,23 @@ from django.db import connection
 
 from tests.workers import WorkerProcess
 
+CALL_REPORT = pytest.StashKey()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
+
 
 @pytest.fixture
-def start_worker(transactional_db):
-    """Start real ``runworker`` processes on the test database; stopped after the test."""
+def start_worker(transactional_db, request):
+    """Start real ``runworker`` processes on the test database; stopped after the test.
+
+    When the test fails, the end of each worker's log is printed with it.
+    """
     started = []
 
     def start(*args, env=None, ready=True):
@@ -17,6 +30,13 @@ def start_worker(transactional_db):
     yield start
     for worker in started:
         worker.stop()
+    report = request.node.stash.get(CALL_REPORT, None)
+    if report is not None and report.failed:
+        for worker in started:
+            problems = [line for line in worker.lines if "ERROR" in line or "WARNING" in line]
+            print(f"--- worker pid {worker.pid} (exit code {worker.proc.returncode}): "
+                  f"last lines ---", *worker.lines[-80:],
+                  "--- its warnings and errors ---", *problems[-80:], sep="\n")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The three pools run tasks; prefork replaces dead and retired children."""
 
+import json
 import os
 import signal
 from collections import Counter
@@ -98,3 +99,23 @@ def test_ctrl_c_to_the_process_group_does_not_kill_children_mid_task(start_worke
     os.killpg(worker.pid, signal.SIGINT)
     assert worker.wait_exit(60) == 0
     assert result.get(timeout=5) == 1.5
+
+
+def test_children_forked_while_the_worker_threads_write_can_write(start_worker):
+    # A child per task: every fork lands while the results flusher, the
+    # heartbeat and beat are busy with the database. On SQLite a fork in the
+    # middle of one of their transactions left the child unable to write.
+    total = 150
+    enqueue([record.build_message((f"fork{i}",)) for i in range(total)])
+    schedule = {"tick": {"task": "tests.tasks.record_tick", "seconds": 1}}
+    start_worker("--pool", "prefork", "-c", "2", "--max-tasks-per-child", "1", "--beat",
+                 env={"TESTS_BEAT_SCHEDULE": json.dumps(schedule)})
+    wait_until(lambda: Execution.objects.filter(key__startswith="fork").count() >= total,
+               timeout=120, interval=0.5, message="every task to write its row")
+    wait_until(lambda: TaskResult.objects.filter(task_name=record.name).count() >= total,
+               timeout=60, message="every result to be stored")
+    runs = Counter(Execution.objects.filter(key__startswith="fork")
+                   .values_list("key", flat=True))
+    assert len(runs) == total and set(runs.values()) == {1}
+    rows = TaskResult.objects.filter(task_name=record.name)
+    assert set(rows.values_list("state", "deliveries")) == {(states.SUCCESS, 1)}

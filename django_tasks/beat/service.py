@@ -9,6 +9,7 @@ import threading
 
 from django.db import DatabaseError, connections
 
+from ..worker.forking import database_work
 from .scheduler import Scheduler
 
 logger = logging.getLogger("django_tasks.beat")
@@ -48,7 +49,8 @@ class Beat(threading.Thread):
         delay = 0.5
         while not self._stop_event.is_set():
             try:
-                return operation()
+                with database_work:
+                    return operation()
             except DatabaseError as exc:
                 logger.error("beat: database error (%s); retrying in %.1fs",
                              str(exc).strip() or type(exc).__name__, delay)

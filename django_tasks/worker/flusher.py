@@ -13,6 +13,8 @@ import time
 
 from django.db import InterfaceError, OperationalError, connections
 
+from .forking import database_work
+
 logger = logging.getLogger("django_tasks.worker")
 
 BATCH = 1000
@@ -61,7 +63,8 @@ class Flusher(threading.Thread):
         delay = 0.5
         while True:
             try:
-                self.backend.finish(batch, self.worker_id)
+                with database_work:
+                    self.backend.finish(batch, self.worker_id)
                 break
             except (OperationalError, InterfaceError) as exc:
                 logger.error("Database unavailable (%s); storing %d outcome(s) again in %.1fs",

@@ -5,6 +5,8 @@ import threading
 
 from django.db import DatabaseError, connections
 
+from .forking import database_work
+
 logger = logging.getLogger("django_tasks.worker")
 
 
@@ -28,6 +30,10 @@ class Heartbeat(threading.Thread):
             connections.close_all()
 
     def beat(self):
+        with database_work:
+            self._beat()
+
+    def _beat(self):
         processed, failed = self.counters()
         try:
             self.backend.heartbeat(self.worker_id, processed, failed)

@@ -17,6 +17,7 @@ import time
 from django.db import connections
 
 from ...exceptions import TaskRevokedError
+from ..forking import database_work
 from ..slot import run_message
 from ..timelimits import MainThreadTask
 from .base import Lost, Pool
@@ -85,6 +86,7 @@ class Child:
             name=f"ForkPoolWorker-{slot + 1}", daemon=True)
         self.process.start()
         child_conn.close()
+        self.completed = 0  # tasks it reported done; at max_tasks it exits by itself
 
 
 class PreforkPool(Pool):
@@ -105,8 +107,9 @@ class PreforkPool(Pool):
 
     def _spawn(self, slot):
         siblings = [child for other, child in self.children.items() if other != slot]
-        self.children[slot] = Child(slot, self.hostname, self.backend, self.worker_id,
-                                    self.max_tasks_per_child, siblings)
+        with database_work:  # see forking.py: never fork mid-transaction
+            self.children[slot] = Child(slot, self.hostname, self.backend, self.worker_id,
+                                        self.max_tasks_per_child, siblings)
 
     def _replace(self, slot):
         self._before_fork()
@@ -141,15 +144,15 @@ class PreforkPool(Pool):
     def collect(self):
         outcomes, lost = [], []
         for slot, child in list(self.children.items()):
-            while child.conn.poll():
-                try:
-                    outcome = child.conn.recv()
-                except (EOFError, OSError):
-                    break
-                self.jobs.pop(slot, None)
-                outcomes.append(outcome)
-            if not child.process.is_alive():
+            self._receive(slot, child, outcomes)
+            # A child that has done its --max-tasks-per-child is exiting: replace
+            # it now, before it is handed a task it will never read.
+            retiring = bool(self.max_tasks_per_child) and \
+                child.completed >= self.max_tasks_per_child
+            if retiring or not child.process.is_alive():
                 child.process.join()
+                # What it sent between the first look and its exit.
+                self._receive(slot, child, outcomes)
                 job = self.jobs.pop(slot, None)
                 if job is not None:
                     reason = (f"child process {child.process.pid} exited with code "
@@ -161,6 +164,16 @@ class PreforkPool(Pool):
                 child.conn.close()
                 self._replace(slot)
         return outcomes, lost
+
+    def _receive(self, slot, child, outcomes):
+        while child.conn.poll():
+            try:
+                outcome = child.conn.recv()
+            except (EOFError, OSError):
+                return
+            self.jobs.pop(slot, None)
+            outcomes.append(outcome)
+            child.completed += 1
 
     def enforce_time_limits(self):
         # The child's own alarm raises both limits inside the task; the
