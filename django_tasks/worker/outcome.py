@@ -38,9 +38,11 @@ class Outcome:
     summary: str | None = None
 
     def for_transfer(self):
-        """Make it picklable: the value (maybe an unpicklable exception) becomes text."""
+        """Make it picklable and small: the value (maybe an unpicklable exception)
+        becomes text, and the message stays behind (the pool has it)."""
         self.summary = self.describe()
         self.value = None
+        self.message = None
         return self
 
     def describe(self, limit=200):

@@ -11,6 +11,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import time
 
@@ -143,16 +144,21 @@ class PreforkPool(Pool):
 
     def collect(self):
         outcomes, lost = [], []
+        # One poll of every child's pipe and exit sentinel: a Connection.poll()
+        # and an is_alive() per child and step cost more than a no-op task.
+        readable = _readable(self.wait_fds())
         for slot, child in list(self.children.items()):
-            self._receive(slot, child, outcomes)
+            if child.conn.fileno() in readable:
+                self._receive(slot, child, outcomes)
             # A child that has done its --max-tasks-per-child is exiting: replace
             # it now, before it is handed a task it will never read.
             retiring = bool(self.max_tasks_per_child) and \
                 child.completed >= self.max_tasks_per_child
-            if retiring or not child.process.is_alive():
+            if retiring or child.process.sentinel in readable:
                 child.process.join()
                 # What it sent between the first look and its exit.
-                self._receive(slot, child, outcomes)
+                while child.conn.poll() and self._receive(slot, child, outcomes):
+                    pass
                 job = self.jobs.pop(slot, None)
                 if job is not None:
                     reason = (f"child process {child.process.pid} exited with code "
@@ -166,14 +172,22 @@ class PreforkPool(Pool):
         return outcomes, lost
 
     def _receive(self, slot, child, outcomes):
-        while child.conn.poll():
-            try:
-                outcome = child.conn.recv()
-            except (EOFError, OSError):
-                return
-            self.jobs.pop(slot, None)
-            outcomes.append(outcome)
-            child.completed += 1
+        """Take one outcome from a readable pipe; False at its end (the child exited).
+
+        A child runs one task at a time, so a readable pipe holds one outcome.
+        """
+        try:
+            outcome = child.conn.recv()
+        except (EOFError, OSError):
+            return False
+        job = self.jobs.pop(slot, None)
+        if job is None:
+            logger.error("child %d reported a task it was not given; ignored", slot + 1)
+            return True
+        outcome.message = job.message
+        outcomes.append(outcome)
+        child.completed += 1
+        return True
 
     def enforce_time_limits(self):
         # The child's own alarm raises both limits inside the task; the
@@ -220,6 +234,13 @@ class PreforkPool(Pool):
     def join(self, timeout=None):
         for child in self.children.values():
             child.process.join(timeout)
+
+
+def _readable(fds):
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return {fd for fd, _events in poller.poll(0)}
 
 
 def _signal(child, signum):
