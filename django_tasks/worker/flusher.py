@@ -1,8 +1,10 @@
 """Storing outcomes on a thread of its own, so the consumer never waits for it.
 
 Outcomes that arrive while a flush is under way are stored together by the
-next one: under load the batches grow by themselves, and an idle worker's
-single result is stored at once. On a database outage the thread keeps its
+next one, and under load (the last flush stored more than one) a flush
+lingers a moment for more: every flush is a statement the database must run,
+and at a few thousand tasks a second that cost is most of its work. An idle
+worker's single result is stored at once. On a database outage the thread keeps its
 outcomes and retries with backoff until they are stored.
 """
 
@@ -18,6 +20,8 @@ from .forking import database_work
 logger = logging.getLogger("django_tasks.worker")
 
 BATCH = 1000
+#: How long a flush under load waits for more outcomes to store with it.
+LINGER = 0.002
 MAX_BACKOFF = 30.0
 
 
@@ -32,6 +36,7 @@ class Flusher(threading.Thread):
         self._idle.set()
         self._pending = 0
         self._lock = threading.Lock()
+        self._last_batch = 0
 
     def store(self, outcomes):
         if not outcomes:
@@ -49,15 +54,29 @@ class Flusher(threading.Thread):
                     first = self._inbox.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                batch = [first]
-                while len(batch) < BATCH:
-                    try:
-                        batch.append(self._inbox.get_nowait())
-                    except queue.Empty:
-                        break
+                batch = self._gather(first)
+                self._last_batch = len(batch)
                 self._flush(batch)
         finally:
             connections.close_all()
+
+    def _gather(self, first):
+        batch = [first]
+        deadline = time.monotonic() + (LINGER if self._last_batch > 1 else 0.0)
+        while len(batch) < BATCH:
+            try:
+                batch.append(self._inbox.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
 
     def _flush(self, batch):
         delay = 0.5
