@@ -39,6 +39,10 @@ DEFAULTS = {
     # (PostgreSQL synchronous_commit). Off by default: faster, and a server
     # crash only makes the last instant's tasks run again.
     "SYNCHRONOUS_ACKS": False,
+    # Wait for the WAL flush when a .delay() outside any transaction commits
+    # (PostgreSQL synchronous_commit). False trades durability for speed: a
+    # server crash may lose the enqueues of its last fraction of a second.
+    "SYNCHRONOUS_ENQUEUE": True,
     # Rows deleted per statement when purging expired results.
     "PURGE_BATCH_SIZE": 5000,
 }

@@ -49,6 +49,15 @@ WITH inserted AS (
 SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM inserted
 """
 
+# The same, committing without waiting for the WAL flush (SYNCHRONOUS_ENQUEUE
+# off). Only ever run outside a transaction block, where the statement is its
+# own transaction: set_config(…, true) then reaches this commit and nothing
+# else, never a transaction of the caller's.
+ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
+    "WITH inserted AS (",
+    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),\ninserted AS (",
+).replace("FROM inserted", "FROM inserted, relaxed")
+
 # Per queue, the claim index hands over rows already in run order, so a
 # claim reads only the rows it takes, however deep the queue.
 CLAIM_SQL = f"""
@@ -123,7 +132,8 @@ class PostgreSQLQueue(BaseQueue):
             return
         if len(messages) == 1:
             m = messages[0]
-            self._execute_raw(ENQUEUE_ONE_SQL, (
+            relaxed = not settings.SYNCHRONOUS_ENQUEUE and self.connection.get_autocommit()
+            self._execute_raw(ENQUEUE_ONE_ASYNC_COMMIT_SQL if relaxed else ENQUEUE_ONE_SQL, (
                 m.task_id, m.task_name, m.queue, m.priority, m.available_at, m.expires,
                 m.content_type, m.body, json.dumps(m.headers), m.created_at))
             self.remember_uncommitted([m.task_id])
