@@ -83,6 +83,23 @@ FROM picked WHERE m.id = picked.id
 RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
 """
 
+# The common case, one queue and every claimed message marked started: the
+# same claim without the per-queue merge and the numbering.
+CLAIM_ONE_QUEUE_SQL = f"""
+UPDATE {TABLE} AS m
+SET claimed_by = %s::uuid, claimed_at = now(), deliveries = m.deliveries + 1,
+    started_at = now()
+FROM (
+    SELECT id FROM {TABLE}
+    WHERE claimed_by IS NULL AND queue = %s AND available_at <= statement_timestamp()
+    ORDER BY priority DESC, available_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+) AS picked
+WHERE m.id = picked.id
+RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
+"""
+
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 RESULTS = TaskResult._meta.db_table
@@ -171,8 +188,13 @@ class PostgreSQLQueue(BaseQueue):
     def claim(self, worker_id, queues, limit, start=0):
         # Binary results: psycopg's C loaders read the timestamps (Django's
         # text loader for them is Python, and was most of the claim's cost).
-        rows = self._execute_raw(CLAIM_SQL, [list(queues), limit, limit, str(worker_id), start],
-                                 fetch=True, binary=True)
+        if len(queues) == 1 and start >= limit:
+            rows = self._execute_raw(CLAIM_ONE_QUEUE_SQL, [str(worker_id), queues[0], limit],
+                                     fetch=True, binary=True)
+        else:
+            rows = self._execute_raw(CLAIM_SQL,
+                                     [list(queues), limit, limit, str(worker_id), start],
+                                     fetch=True, binary=True)
         return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
 
     single_statement_finish = True
