@@ -74,6 +74,19 @@ def test_higher_priority_runs_first(start_worker):
     assert order == ["highest", "high", "middle", "low", "lowest"]
 
 
+def test_a_worker_on_two_queues_runs_the_higher_priority_first_across_them(start_worker):
+    keys = [("a-low", "a", 0), ("a-middle", "a", 5), ("b-high", "b", 9), ("b-lowest", "b", -3),
+            ("a-highest", "a", 10)]
+    results = [record.apply_async((key,), queue=queue, priority=priority)
+               for key, queue, priority in keys]
+    # One message per claim: each claim must pick the best of both queues.
+    start_worker("--pool", "solo", "-Q", "a,b", "--prefetch-multiplier", "1")
+    for result in results:
+        result.get(timeout=20)
+    order = list(Execution.objects.order_by("id").values_list("key", flat=True))
+    assert order == ["a-highest", "b-high", "a-middle", "a-low", "b-lowest"]
+
+
 def test_given_task_id_is_used(start_worker):
     start_worker()
     task_id = uuid.uuid4()
