@@ -56,7 +56,8 @@ def vendor():
 @pytest.fixture
 def postgres_only(vendor):
     if vendor != "postgresql":
-        pytest.skip("PostgreSQL-only behaviour (LISTEN/NOTIFY, SKIP LOCKED)")
+        pytest.skip("PostgreSQL-only behaviour (LISTEN/NOTIFY, SKIP LOCKED, restarts, "
+                    "synchronous_commit)")
 
 
 @pytest.fixture(autouse=True)
