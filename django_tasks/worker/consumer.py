@@ -170,12 +170,15 @@ class Consumer:
 
     def _wait_for_work(self):
         fds = list(self.pool.wait_fds())
+        listener = None
         if self.pool.free_slots:
             listener = self._with_reconnect(self.backend.queue_listener_fileno)
             if listener is not None:
                 fds.append(listener)
-        self._wait(fds, self._poll_timeout())
-        if self.pool.free_slots:
+        readable = self._wait(fds, self._poll_timeout())
+        if listener is not None and listener in readable:
+            # Only when a wake-up came: reading the socket costs more than a
+            # no-op task, and under load the wait ends on a child instead.
             self._with_reconnect(self.backend.drain_queue_notifications)
 
     def _poll_timeout(self):
@@ -188,13 +191,16 @@ class Consumer:
         return timeout
 
     def _wait(self, fds, timeout):
+        """Wait for one of ``fds``, a signal or ``timeout``; returns the readable fds."""
         if self.shutdown.wakeup_fd is not None:
             fds = [*fds, self.shutdown.wakeup_fd]
-        if fds:
-            select.select(fds, [], [], timeout)
-        else:
+        if not fds:
             time.sleep(timeout)
-        self.shutdown.drain()
+            return set()
+        readable = set(select.select(fds, [], [], timeout)[0])
+        if self.shutdown.wakeup_fd in readable:
+            self.shutdown.drain()
+        return readable
 
     def _return_stale_prefetch(self):
         if not self.buffer or self.pool.free_slots:
