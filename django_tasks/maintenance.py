@@ -1,19 +1,30 @@
 """Housekeeping shared by the worker, the management commands and the admin."""
 
+from typing import NamedTuple
+
 from django.utils import timezone
 
 from .conf import settings
 from .queue import get_backend
 
 
+class Purged(NamedTuple):
+    results: int
+    groups: int  # saved groups and finished chords
+
+
 def purge_expired_results(now=None, expires=None, batch_size=None):
-    """Delete results older than ``RESULT_EXPIRES``; returns how many went.
+    """Delete results older than ``RESULT_EXPIRES``, and the saved groups and
+    finished chords created before then; returns how many of each went.
 
     Deletes in batches of ``PURGE_BATCH_SIZE`` so a large backlog never
     holds one long lock on the results table.
     """
     expires = settings.RESULT_EXPIRES if expires is None else expires
     if expires is None:
-        return 0
+        return Purged(0, 0)
     cutoff = (now or timezone.now()) - expires
-    return get_backend().purge_results(cutoff, batch_size or settings.PURGE_BATCH_SIZE)
+    batch_size = batch_size or settings.PURGE_BATCH_SIZE
+    backend = get_backend()
+    return Purged(backend.purge_results(cutoff, batch_size),
+                  backend.purge_groups(cutoff, batch_size))

@@ -186,6 +186,10 @@ class TaskGroup(models.Model):
 
     class Meta:
         verbose_name = "task group"
+        indexes = [
+            # purge_groups(): WHERE date_created < %s (finished ones).
+            models.Index(fields=["date_created"], name="django_tasks_group_created_idx"),
+        ]
 
     def __str__(self):
         kind = "chord" if self.chord_body is not None else "group"

@@ -327,9 +327,10 @@ class TaskResultAdmin(ReadOnlyAdmin):
                                        "nothing is expired.", messages.WARNING)
             return HttpResponseRedirect(changelist)
         if request.method == "POST" and confirmed(request):
-            count = purge_expired_results()
-            self.message_user(request, f"Purged {count:,} expired result(s) (done more than "
-                                       f"{human_duration(expires)} ago).", messages.SUCCESS)
+            purged = purge_expired_results()
+            self.message_user(request, f"Purged {purged.results:,} expired result(s) (done more "
+                                       f"than {human_duration(expires)} ago) and "
+                                       f"{purged.groups:,} group/chord row(s).", messages.SUCCESS)
             return HttpResponseRedirect(changelist)
         cutoff = timezone.now() - expires
         expired = (TaskResult.objects.using(settings.DATABASE)

@@ -5,11 +5,11 @@ import time
 import uuid
 
 from django.db import connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..messages import Message
-from ..models import HousekeepingRun, QueuedMessage, TaskResult, Worker
+from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Worker
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
 #: results, so that whatever follows a task (callbacks, the next step of a
@@ -251,14 +251,28 @@ class BaseQueue:
 
     def purge_results(self, older_than, batch_size):
         """Delete results done before ``older_than``, ``batch_size`` rows a statement."""
+        expired = TaskResult.objects.using(self.alias).filter(date_done__lt=older_than)
+        return self._delete_in_batches(expired, "date_done", batch_size)
+
+    def purge_groups(self, older_than, batch_size):
+        """Delete saved groups and finished chords created before ``older_than``.
+
+        A chord whose members are not all done keeps its row (its counter),
+        however old: deleting it would leave its body never to run.
+        """
+        finished = (TaskGroup.objects.using(self.alias).filter(date_created__lt=older_than)
+                    .filter(Q(remaining__isnull=True) | Q(remaining__lte=0)))
+        return self._delete_in_batches(finished, "date_created", batch_size)
+
+    def _delete_in_batches(self, rows, order_by, batch_size):
+        """Delete ``rows`` oldest first, ``batch_size`` a statement (short locks)."""
         total = 0
-        results = TaskResult.objects.using(self.alias)
+        table = rows.model.objects.using(self.alias)
         while True:
-            ids = list(results.filter(date_done__lt=older_than)
-                       .order_by("date_done").values_list("task_id", flat=True)[:batch_size])
-            if not ids:
+            keys = list(rows.order_by(order_by).values_list("pk", flat=True)[:batch_size])
+            if not keys:
                 return total
-            total += results.filter(task_id__in=ids)._raw_delete(self.alias)
+            total += table.filter(pk__in=keys)._raw_delete(self.alias)
 
     # -- the admin's list pages ------------------------------------------
 

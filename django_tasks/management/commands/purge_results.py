@@ -7,7 +7,8 @@ from django_tasks.maintenance import purge_expired_results
 
 
 class Command(BaseCommand):
-    help = "Delete task results older than DJANGO_TASKS['RESULT_EXPIRES'] (default one day)."
+    help = ("Delete task results older than DJANGO_TASKS['RESULT_EXPIRES'] (default one "
+            "day), and the saved groups and finished chords created before then.")
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=float, metavar="SECONDS",
@@ -24,5 +25,6 @@ class Command(BaseCommand):
         if expires is None and settings.RESULT_EXPIRES is None:
             self.stdout.write("RESULT_EXPIRES is None: results are kept; nothing purged.")
             return
-        deleted = purge_expired_results(expires=expires, batch_size=batch_size)
-        self.stdout.write(f"Purged {deleted} expired result(s).")
+        purged = purge_expired_results(expires=expires, batch_size=batch_size)
+        self.stdout.write(f"Purged {purged.results} expired result(s) and {purged.groups} "
+                          f"group/chord row(s).")
