@@ -58,6 +58,8 @@ ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
     "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),\ninserted AS (",
 ).replace("FROM inserted", "FROM inserted, relaxed")
 
+CLAIM_RETURNING = ", ".join("m." + c.strip() for c in CLAIM_COLUMNS.split(","))
+
 # Per queue, the claim index hands over rows already in run order, so a
 # claim reads only the rows it takes, however deep the queue.
 CLAIM_SQL = f"""
@@ -80,7 +82,7 @@ UPDATE {TABLE} AS m
 SET claimed_by = %s::uuid, claimed_at = now(), deliveries = m.deliveries + 1,
     started_at = CASE WHEN picked.position <= %s THEN now() END
 FROM picked WHERE m.id = picked.id
-RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
+RETURNING {CLAIM_RETURNING}
 """
 
 # The common case, one queue and every claimed message marked started: the
@@ -97,7 +99,7 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS picked
 WHERE m.id = picked.id
-RETURNING {', '.join('m.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
+RETURNING {CLAIM_RETURNING}
 """
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"

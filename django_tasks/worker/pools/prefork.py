@@ -144,9 +144,9 @@ class PreforkPool(Pool):
 
     def collect(self):
         outcomes, lost = [], []
-        # One poll of every child's pipe and exit sentinel: a Connection.poll()
+        # One look at every child's pipe and exit sentinel: a Connection.poll()
         # and an is_alive() per child and step cost more than a no-op task.
-        readable = _readable(self.wait_fds())
+        readable = set(select.select(self.wait_fds(), [], [], 0)[0])
         for slot, child in list(self.children.items()):
             if child.conn.fileno() in readable:
                 self._receive(slot, child, outcomes)
@@ -234,13 +234,6 @@ class PreforkPool(Pool):
     def join(self, timeout=None):
         for child in self.children.values():
             child.process.join(timeout)
-
-
-def _readable(fds):
-    poller = select.poll()
-    for fd in fds:
-        poller.register(fd, select.POLLIN)
-    return {fd for fd, _events in poller.poll(0)}
 
 
 def _signal(child, signum):
