@@ -23,6 +23,7 @@ from django.db import transaction
 
 from . import serialization
 from .conf import settings
+from .message_builder import MessageBuilder
 from .messages import new_task_id
 from .registry import tasks as registry
 
@@ -54,15 +55,20 @@ def copy_tree(value):
         # A signature is a dict subclass with no state of its own: rebuilt as is.
         copied = {} if kind is dict else dict.__new__(kind)
         for key, item in value.items():
-            dict.__setitem__(copied, key, copy_tree(item))
+            # Leaves are shared without a call: a group of thousands of
+            # signatures is mostly strings, numbers and None.
+            dict.__setitem__(copied, key, item if type(item) in _LEAVES else copy_tree(item))
         return copied
     if kind is list:
-        return [copy_tree(item) for item in value]
+        return [item if type(item) in _LEAVES else copy_tree(item) for item in value]
     if kind is tuple:
         return tuple(copy_tree(item) for item in value)
     if kind is set:
         return set(value)
     return value
+
+
+_LEAVES = frozenset((str, int, float, bool, type(None)))
 
 
 def to_header(sig):
@@ -94,6 +100,14 @@ class Plan:
     def __init__(self):
         self.messages = []
         self.chords = []  # unsaved TaskGroup rows
+        self._builders = {}
+
+    def builder(self, task):
+        """One MessageBuilder per task for the whole plan (see message_builder)."""
+        builder = self._builders.get(task.name)
+        if builder is None or builder.task is not task:
+            builder = self._builders[task.name] = MessageBuilder(task)
+        return builder
 
     def write(self, queue):
         """Write inside the caller's transaction: chord rows, then ONE enqueue."""
@@ -203,8 +217,14 @@ class Signature(dict):
         """Give the call its task id (once) and return its result."""
         from .result import AsyncResult
 
-        task_id = self.options.setdefault("task_id", new_task_id())
-        return AsyncResult(task_id, task_name=self.name)
+        return AsyncResult(self._frozen_id(), task_name=self.name)
+
+    def _frozen_id(self):
+        options = self.options
+        task_id = options.get("task_id")
+        if task_id is None:
+            task_id = options["task_id"] = new_task_id()
+        return task_id
 
     def finals(self):
         """The calls whose results are this canvas's result (here: itself)."""
@@ -229,8 +249,8 @@ class Signature(dict):
             headers["chain"] = [to_header(step) for step in options["chain"]]
         headers.update({key: value for key, value in (context or {}).items() if value})
         message_options = {key: options[key] for key in MESSAGE_OPTIONS if key in options}
-        plan.messages.append(self.type.build_message(args, kwargs, headers=headers,
-                                                     **message_options))
+        plan.messages.append(plan.builder(self.type).build(args, kwargs, headers=headers,
+                                                           **message_options))
 
     # -- applying -----------------------------------------------------
 
@@ -414,13 +434,20 @@ class group(Signature):  # noqa: N801 (Celery's name)
     def freeze(self):
         from .result import GroupResult
 
-        group_id = self.options.setdefault("task_id", new_task_id())
+        return GroupResult(*self._freeze_members(with_results=True))
+
+    def _freeze_members(self, with_results):
+        """Give the group and every member their ids: (group id, members' results)."""
+        group_id = self._frozen_id()
         results = []
         for member in self.tasks:
-            results.append(member.freeze())
+            if with_results or type(member) is not Signature:
+                results.append(member.freeze())
+            else:  # planning needs the ids, not AsyncResults of them
+                member._frozen_id()
             for final in member.finals():
                 final.options.setdefault("group_id", group_id)
-        return GroupResult(group_id, results)
+        return group_id, results
 
     def finals(self):
         return [final for member in self.tasks for final in member.finals()]
@@ -445,10 +472,14 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return {k: v for k, v in self.options.items() if k in MESSAGE_OPTIONS and k != "task_id"}
 
     def plan(self, plan, args=(), kwargs=None, context=None):
-        self.freeze()
+        self._freeze_members(with_results=False)
         inherited = self._inherited()
         for member in self.tasks:
-            member.clone(**inherited).plan(plan, args, kwargs, context)
+            # A plain signature's plan() only reads it: with nothing to
+            # inherit, the copy would be thrown away unchanged.
+            if inherited or type(member) is not Signature:
+                member = member.clone(**inherited)
+            member.plan(plan, args, kwargs, context)
 
     def apply(self, args=None, kwargs=None, **options):
         from .result import GroupResult

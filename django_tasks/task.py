@@ -10,9 +10,8 @@ from . import retry as retry_policy
 from .conf import settings
 from .context import DIRECT_CALL
 from .exceptions import MaxRetriesExceededError, Retry
-from .messages import Message, compute_available_at, compute_expires, encode_body, new_task_id
+from .message_builder import MessageBuilder
 from .registry import tasks as registry
-from .routing import resolve_options
 
 TASK_OPTIONS = {
     "name": None,
@@ -102,42 +101,12 @@ class Task:
         enqueue([message])
         return AsyncResult(message.task_id, task_name=self.name)
 
-    def build_message(self, args=None, kwargs=None, *, countdown=None, eta=None,
-                      expires=None, queue=None, priority=None, task_id=None,
-                      link=None, link_error=None, ignore_result=None, headers=None,
-                      serializer=None, time_limit=None, soft_time_limit=None):
-        """Everything ``apply_async`` does short of writing the message."""
-        args = tuple(args or ())
-        kwargs = dict(kwargs or {})
-        now = timezone.now()
-        queue, priority = resolve_options(
-            {"queue": queue, "priority": priority},
-            {"queue": self.queue, "priority": self.priority},
-            settings.TASK_ROUTES, self.name, settings.DEFAULT_QUEUE)
-        serializer = serializer or self.serializer or settings.SERIALIZER
-        body = encode_body(self, args, kwargs, serializer)
-        task_id = str(task_id) if task_id else new_task_id()
-        message_headers = dict(headers or {})
-        message_headers.setdefault("retries", 0)
-        parent = _current_parent()
-        if parent is not None:
-            message_headers.setdefault("parent_id", parent.id)
-            message_headers.setdefault("root_id", parent.root_id or parent.id)
-        if ignore_result if ignore_result is not None else self.ignore_result:
-            message_headers["ignore_result"] = True
-        if time_limit is not None:
-            message_headers["time_limit"] = time_limit
-        if soft_time_limit is not None:
-            message_headers["soft_time_limit"] = soft_time_limit
-        if link:
-            message_headers["link"] = _signature_list(link)
-        if link_error:
-            message_headers["link_error"] = _signature_list(link_error)
-        return Message(
-            task_id=task_id, task_name=self.name, queue=queue, priority=priority,
-            available_at=compute_available_at(now, countdown, eta),
-            expires=compute_expires(now, expires), content_type=serializer,
-            body=body, headers=message_headers, created_at=now)
+    def build_message(self, args=None, kwargs=None, **options):
+        """Everything ``apply_async`` does short of writing the message.
+
+        Takes ``apply_async``'s options (``countdown``, ``eta``, ``queue``…).
+        """
+        return MessageBuilder(self).build(args, kwargs, **options)
 
     # -- signatures (see canvas.py) -----------------------------------
 
@@ -198,16 +167,6 @@ class Task:
 def _seconds(value):
     from datetime import timedelta
     return timedelta(seconds=float(value))
-
-
-def _current_parent():
-    from .context import running_task
-    return running_task.get()
-
-
-def _signature_list(value):
-    from .canvas import signatures_to_header
-    return signatures_to_header(value)
 
 
 def task_for_sending(name):

@@ -3,13 +3,14 @@
 import uuid
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature, states
 from django_tasks.exceptions import ChordError
-from django_tasks.models import QueuedMessage, TaskGroup
+from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
+from django_tasks.queue import enqueue
 from testproject.tasks import add, mul, xsum
 from tests.canvas_tasks import fail_with_value_error, note_error, note_value, sum_and_record
 from tests.models import Execution, Note
@@ -62,6 +63,40 @@ def test_group_enqueues_all_members_in_one_statement():
                "WITH")) and table in q["sql"]]
     assert len(inserts) == 1, inserts
     assert QueuedMessage.objects.filter(task_id__in=[r.id for r in result]).count() == 50
+
+
+def test_a_large_group_is_one_copy_in_one_transaction_and_wakes_an_idle_worker(
+        start_worker, postgres_only):
+    poll_interval = 30.0
+    start_worker("-c", "2", env={"TESTS_POLL_INTERVAL": str(poll_interval)})
+    size = 300  # above the size from which the members are streamed with COPY
+    with CaptureQueriesContext(connection) as queries:
+        result = group(add.s(i, i) for i in range(size)).apply_async()
+    statements = [q["sql"].split()[0].upper() for q in queries]
+    assert statements.count("COPY") == 1 and "INSERT" not in statements, statements
+    # The idle worker was woken by the group's NOTIFY, not by its next poll.
+    assert result.get(timeout=poll_interval / 2) == [2 * i for i in range(size)]
+    rows = TaskResult.objects.filter(group_id=result.id)
+    assert rows.count() == size
+    assert {r.date_created for r in rows} == {rows[0].date_created}  # one enqueue instant
+
+
+def test_a_large_group_rolled_back_leaves_nothing():
+    with pytest.raises(RuntimeError, match="roll back"), transaction.atomic():
+        result = group(add.s(i, i) for i in range(300)).apply_async()
+        assert QueuedMessage.objects.filter(task_id__in=[r.id for r in result]).count() == 300
+        raise RuntimeError("roll back")
+    assert not QueuedMessage.objects.exists()
+
+
+def test_a_large_bulk_enqueue_outside_a_transaction_is_all_or_nothing():
+    messages = [add.build_message((i, i)) for i in range(300)]
+    messages[-1].task_id = messages[0].task_id
+    with pytest.raises(IntegrityError):
+        enqueue(messages)
+    assert not QueuedMessage.objects.exists()
+    enqueue(messages[:-1])
+    assert QueuedMessage.objects.count() == 299
 
 
 def test_chains_and_parent(start_worker):

@@ -9,7 +9,7 @@ import threading
 import time
 
 import psycopg
-from django.db import connections
+from django.db import connections, transaction
 
 from ..conf import settings
 from ..models import QueuedMessage, TaskResult
@@ -37,8 +37,16 @@ WITH inserted AS (
 SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
 """
 
+# Large batches (a big group) are streamed with COPY: a third of the cost
+# per row of the INSERT above. The NOTIFY then follows in the same transaction.
+ENQUEUE_COPY_SQL = f"""
+COPY {TABLE} (task_id, task_name, queue, priority, available_at, expires, content_type,
+              body, headers, deliveries, created_at) FROM STDIN
+"""
+COPY_FROM = 200  # messages; below, COPY's extra round trips cost more than it saves
+
 # One message (every plain .delay()): scalar parameters cost a fraction of
-# the array binding above, and the statement is prepared after a few calls.
+# the array binding above.
 ENQUEUE_ONE_SQL = f"""
 WITH inserted AS (
     INSERT INTO {TABLE} (task_id, task_name, queue, priority, available_at, expires,
@@ -157,6 +165,9 @@ class PostgreSQLQueue(BaseQueue):
                 m.content_type, m.body, json.dumps(m.headers), m.created_at))
             self.remember_uncommitted([m.task_id])
             return
+        if len(messages) >= COPY_FROM:
+            self._enqueue_by_copy(messages)
+            return
         columns = ([m.task_id for m in messages], [m.task_name for m in messages],
                    [m.queue for m in messages], [m.priority for m in messages],
                    [m.available_at for m in messages], [m.expires for m in messages],
@@ -164,6 +175,26 @@ class PostgreSQLQueue(BaseQueue):
                    [json.dumps(m.headers) for m in messages], [0] * len(messages),
                    [m.created_at for m in messages])
         self._execute_raw(ENQUEUE_SQL, columns)
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def _enqueue_by_copy(self, messages):
+        connection = self.connection
+        # One transaction for the rows and their wake-up, even in autocommit.
+        with transaction.atomic(using=self.alias, savepoint=False):
+            connection.ensure_connection()
+            started = time.monotonic()
+            with connection.wrap_database_errors, \
+                    psycopg.Cursor(connection.connection) as cursor:
+                with cursor.copy(ENQUEUE_COPY_SQL) as copy:
+                    for m in messages:
+                        copy.write_row((m.task_id, m.task_name, m.queue, m.priority,
+                                        m.available_at, m.expires, m.content_type, m.body,
+                                        json.dumps(m.headers), 0, m.created_at))
+                for queue in sorted({m.queue for m in messages}):
+                    cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, queue])
+            if connection.queries_logged:
+                connection.queries_log.append(
+                    {"sql": ENQUEUE_COPY_SQL, "time": f"{time.monotonic() - started:.3f}"})
         self.remember_uncommitted([m.task_id for m in messages])
 
     def _execute_raw(self, sql, params, fetch=False, binary=False):

@@ -1,0 +1,75 @@
+"""Turning a task call and its options into a Message.
+
+One builder serves a batch of calls to the same task (a group's members):
+the clock, the routing and the settings are read once for all of them, and
+the enqueue moment is one instant for the whole batch.
+"""
+
+from django.utils import timezone
+
+from .conf import settings
+from .context import running_task
+from .messages import Message, compute_available_at, compute_expires, encode_body, new_task_id
+from .routing import resolve_options
+
+
+class MessageBuilder:
+    def __init__(self, task):
+        self.task = task
+        self.now = timezone.now()
+        self.parent = running_task.get()
+        self.routes = settings.TASK_ROUTES
+        self.default_queue = settings.DEFAULT_QUEUE
+        self.default_serializer = task.serializer or settings.SERIALIZER
+        self._routed = {}  # (queue, priority) asked for -> (queue, priority) resolved
+
+    def build(self, args=None, kwargs=None, *, countdown=None, eta=None,
+              expires=None, queue=None, priority=None, task_id=None,
+              link=None, link_error=None, ignore_result=None, headers=None,
+              serializer=None, time_limit=None, soft_time_limit=None):
+        task = self.task
+        args = tuple(args or ())
+        kwargs = dict(kwargs or {})
+        queue, priority = self._route(queue, priority)
+        serializer = serializer or self.default_serializer
+        body = encode_body(task, args, kwargs, serializer)
+        task_id = str(task_id) if task_id else new_task_id()
+        message_headers = dict(headers or {})
+        message_headers.setdefault("retries", 0)
+        parent = self.parent
+        if parent is not None:
+            message_headers.setdefault("parent_id", parent.id)
+            message_headers.setdefault("root_id", parent.root_id or parent.id)
+        if ignore_result if ignore_result is not None else task.ignore_result:
+            message_headers["ignore_result"] = True
+        if time_limit is not None:
+            message_headers["time_limit"] = time_limit
+        if soft_time_limit is not None:
+            message_headers["soft_time_limit"] = soft_time_limit
+        if link:
+            message_headers["link"] = _signature_list(link)
+        if link_error:
+            message_headers["link_error"] = _signature_list(link_error)
+        now = self.now
+        return Message(
+            task_id=task_id, task_name=task.name, queue=queue, priority=priority,
+            available_at=now if countdown is None and eta is None
+            else compute_available_at(now, countdown, eta),
+            expires=None if expires is None else compute_expires(now, expires),
+            content_type=serializer, body=body, headers=message_headers, created_at=now)
+
+    def _route(self, queue, priority):
+        key = (queue, priority)
+        routed = self._routed.get(key)
+        if routed is None:
+            routed = self._routed[key] = resolve_options(
+                {"queue": queue, "priority": priority},
+                {"queue": self.task.queue, "priority": self.task.priority},
+                self.routes, self.task.name, self.default_queue)
+        return routed
+
+
+def _signature_list(value):
+    from .canvas import signatures_to_header  # canvas imports the task module
+
+    return signatures_to_header(value)
