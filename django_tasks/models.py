@@ -33,6 +33,9 @@ class QueuedMessage(models.Model):
     # How many times a worker has claimed it (redelivery counting).
     deliveries = models.IntegerField(default=0)
     claimed_by = models.UUIDField(null=True, blank=True)
+    # The process of that worker holding it (a prefork child claims for
+    # itself): what to hand back when that one process dies.
+    claimed_pid = models.IntegerField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     # Set by revoke(terminate=True); the worker holding it stops the task.

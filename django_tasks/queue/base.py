@@ -15,6 +15,8 @@ from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Work
 #: results, so that whatever follows a task (callbacks, the next step of a
 #: workflow) is enqueued atomically with its result.
 FINISH_HOOKS = []
+# A message handed back to the queue.
+UNCLAIMED = {"claimed_by": None, "claimed_pid": None, "claimed_at": None, "started_at": None}
 
 RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "args",
                  "kwargs", "queue", "worker", "retries", "deliveries", "parent_id", "root_id",
@@ -62,9 +64,10 @@ class BaseQueue:
 
     # -- consumer side ------------------------------------------------
 
-    def claim(self, worker_id, queues, limit, start=0):
-        """Atomically take up to ``limit`` due messages for ``worker_id``, the
-        first ``start`` of them (in run order) marked started as well."""
+    def claim(self, worker_id, queues, limit, start=0, pid=None):
+        """Atomically take up to ``limit`` due messages for ``worker_id`` (its
+        process ``pid``), the first ``start`` of them (in run order) marked
+        started as well."""
         raise NotImplementedError
 
     def mark_started(self, message_ids, when=None):
@@ -122,22 +125,25 @@ class BaseQueue:
     def _reschedule(self, message, when, new_body=None):
         headers = dict(message.headers, retries=message.retries + 1)
         QueuedMessage.objects.using(self.alias).filter(id=message.id).update(
-            available_at=when, claimed_by=None, claimed_at=None, started_at=None,
+            available_at=when, **UNCLAIMED,
             headers=headers, deliveries=0, body=new_body or message.body)
 
-    def release(self, worker_id, message_ids=None):
-        """Hand claimed messages back to the queue (shutdown, lost worker)."""
-        rows = QueuedMessage.objects.using(self.alias).filter(claimed_by=worker_id)
-        if message_ids is not None:
-            rows = rows.filter(id__in=message_ids)
-        count = rows.update(claimed_by=None, claimed_at=None, started_at=None)
+    def release(self, worker_id, pid=None):
+        """Hand claimed messages back to the queue (shutdown): the worker's,
+        or only those of its process ``pid``."""
+        count = self.claimed_by_worker(worker_id, pid).update(**UNCLAIMED)
         if count:
             self.notify_queue()
         return count
 
-    def claimed_by_worker(self, worker_id, message_ids=None):
+    def claimed_by_worker(self, worker_id, pid=None):
         rows = QueuedMessage.objects.using(self.alias).filter(claimed_by=worker_id)
-        return rows.filter(id__in=message_ids) if message_ids is not None else rows
+        return rows.filter(claimed_pid=pid) if pid is not None else rows
+
+    def claimed_messages(self, worker_id, pid):
+        """The messages process ``pid`` of the worker holds (a dead prefork child's)."""
+        return [self.message_from_model(row)
+                for row in self.claimed_by_worker(worker_id, pid).order_by("id")]
 
     # -- revoking running tasks ----------------------------------------
 
@@ -149,9 +155,11 @@ class BaseQueue:
         return count
 
     def terminate_requests(self, worker_id):
-        return [str(t) for t in QueuedMessage.objects.using(self.alias).filter(
-            claimed_by=worker_id, terminate_requested_at__isnull=False)
-            .values_list("task_id", flat=True)]
+        """{task id: (message id, claiming pid)} of this worker's tasks to stop."""
+        return {str(task_id): (pk, pid) for task_id, pk, pid in
+                QueuedMessage.objects.using(self.alias).filter(
+                    claimed_by=worker_id, terminate_requested_at__isnull=False)
+                .values_list("task_id", "id", "claimed_pid")}
 
     # -- recovery and housekeeping -------------------------------------
 
@@ -174,7 +182,7 @@ class BaseQueue:
     def release_messages(self, message_ids, undeliver=False):
         """Put messages back in the queue; ``undeliver`` for ones never started
         (prefetched), so the claim does not count as a delivery."""
-        update = {"claimed_by": None, "claimed_at": None, "started_at": None}
+        update = dict(UNCLAIMED)
         if undeliver:
             update["deliveries"] = F("deliveries") - 1
         count = QueuedMessage.objects.using(self.alias).filter(id__in=message_ids).update(

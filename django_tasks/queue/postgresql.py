@@ -61,9 +61,9 @@ SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM inserted
 # off). Only ever run outside a transaction block, where the statement is its
 # own transaction: set_config(…, true) then reaches this commit and nothing
 # else, never a transaction of the caller's.
+RELAXED_CTE = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))"
 ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
-    "WITH inserted AS (",
-    "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),\ninserted AS (",
+    "WITH inserted AS (", f"WITH {RELAXED_CTE},\ninserted AS (",
 ).replace("FROM inserted", "FROM inserted, relaxed")
 
 CLAIM_RETURNING = ", ".join("m." + c.strip() for c in CLAIM_COLUMNS.split(","))
@@ -87,8 +87,8 @@ WITH due AS (
     FROM due ORDER BY priority DESC, available_at, id LIMIT %s
 )
 UPDATE {TABLE} AS m
-SET claimed_by = %s::uuid, claimed_at = now(), deliveries = m.deliveries + 1,
-    started_at = CASE WHEN picked.position <= %s THEN now() END
+SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
+    deliveries = m.deliveries + 1, started_at = CASE WHEN picked.position <= %s THEN now() END
 FROM picked WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
@@ -97,8 +97,8 @@ RETURNING {CLAIM_RETURNING}
 # same claim without the per-queue merge and the numbering.
 CLAIM_ONE_QUEUE_SQL = f"""
 UPDATE {TABLE} AS m
-SET claimed_by = %s::uuid, claimed_at = now(), deliveries = m.deliveries + 1,
-    started_at = now()
+SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
+    deliveries = m.deliveries + 1, started_at = now()
 FROM (
     SELECT id FROM {TABLE}
     WHERE claimed_by IS NULL AND queue = %s AND available_at <= statement_timestamp()
@@ -109,6 +109,16 @@ FROM (
 WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
+
+# The claims again, committing without waiting for the WAL flush, for a
+# connection task code shares (solo, prefork children), whose session
+# keeps synchronous commits (see tune_worker_session); outside a
+# transaction block only, as ENQUEUE_ONE_ASYNC_COMMIT_SQL.
+CLAIM_ASYNC_COMMIT_SQL = CLAIM_SQL.replace(
+    "WITH due AS (", f"WITH {RELAXED_CTE},\ndue AS (",
+).replace("FROM picked WHERE", "FROM picked, relaxed WHERE")
+CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + CLAIM_ONE_QUEUE_SQL.replace(
+    ") AS picked\nWHERE", ") AS picked, relaxed\nWHERE")
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
@@ -218,16 +228,18 @@ class PostgreSQLQueue(BaseQueue):
                 {"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
         return rows
 
-    def claim(self, worker_id, queues, limit, start=0):
+    def claim(self, worker_id, queues, limit, start=0, pid=None):
         # Binary results: psycopg's C loaders read the timestamps (Django's
         # text loader for them is Python, and was most of the claim's cost).
+        relaxed = not settings.SYNCHRONOUS_ACKS and self.connection.get_autocommit()
         if len(queues) == 1 and start >= limit:
-            rows = self._execute_raw(CLAIM_ONE_QUEUE_SQL, [str(worker_id), queues[0], limit],
-                                     fetch=True, binary=True)
+            rows = self._execute_raw(
+                CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
+                [str(worker_id), pid, queues[0], limit], fetch=True, binary=True)
         else:
-            rows = self._execute_raw(CLAIM_SQL,
-                                     [list(queues), limit, limit, str(worker_id), start],
-                                     fetch=True, binary=True)
+            rows = self._execute_raw(
+                CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
+                [list(queues), limit, limit, str(worker_id), pid, start], fetch=True, binary=True)
         return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
 
     single_statement_finish = True

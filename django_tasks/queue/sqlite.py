@@ -20,7 +20,7 @@ TABLE = QueuedMessage._meta.db_table
 
 CLAIM_SQL = f"""
 UPDATE {TABLE}
-SET claimed_by = %s, claimed_at = %s, deliveries = deliveries + 1,
+SET claimed_by = %s, claimed_pid = %s, claimed_at = %s, deliveries = deliveries + 1,
     started_at = CASE WHEN picked.position <= %s THEN %s END
 FROM (
     SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS position
@@ -63,12 +63,12 @@ class SQLiteQueue(BaseQueue):
             for m in messages])
         self.remember_uncommitted([m.task_id for m in messages])
 
-    def claim(self, worker_id, queues, limit, start=0):
+    def claim(self, worker_id, queues, limit, start=0, pid=None):
         connection = self.connection
         ops = connection.ops
         now = ops.adapt_datetimefield_value(timezone.now())
         sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
-        params = [uuid.UUID(str(worker_id)).hex, now, start, now, *queues, now, limit]
+        params = [uuid.UUID(str(worker_id)).hex, pid, now, start, now, *queues, now, limit]
         connection.ensure_connection()
         if connection.in_atomic_block:
             # The caller's transaction already makes this atomic (tests, helpers).

@@ -17,7 +17,7 @@ import select
 import threading
 import time
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import connections
 from django.db.backends.signals import connection_created
 
 from .. import signals, states
@@ -29,12 +29,11 @@ from .execution import interrupted_outcome
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
+from .reconnect import with_reconnect
 from .shutdown import ColdShutdown, ShutdownState
 
 logger = logging.getLogger("django_tasks.worker")
 
-DB_ERRORS = (OperationalError, InterfaceError)
-MAX_BACKOFF = 30.0
 # A prefetched message waiting longer than this for a free slot goes back to
 # the queue, where another worker may be idle.
 PREFETCH_PATIENCE = 1.0
@@ -43,13 +42,12 @@ PREFETCH_PATIENCE = 1.0
 
 class Consumer:
     def __init__(self, queues, hostname, concurrency=1, pool="solo", prefetch_multiplier=1,
-                 max_tasks_per_child=None, install_signals=True):
+                 install_signals=True):
         self.queues = list(queues)
         self.hostname = hostname
         self.concurrency = concurrency
         self.pool_name = pool
         self.prefetch = max(0, concurrency * (prefetch_multiplier - 1))
-        self.max_tasks_per_child = max_tasks_per_child
         self.backend = get_backend()
         self.shutdown = ShutdownState()
         self.install_signals = install_signals
@@ -57,6 +55,12 @@ class Consumer:
         self.pid = os.getpid()
         self.pool = None
         self.buffer = collections.deque()  # (claimed_at monotonic, message)
+        # The results thread may empty the buffer (solo: see start()).
+        self.buffer_lock = threading.Lock()
+        self.task_started = 0.0  # time.monotonic() of the last dispatch
+        # The claiming process: prefork children share their worker's id.
+        self.claim_pid = None
+        self.pool_options = {}
         self.flusher = None
         self.processed = 0
         self.failed = 0
@@ -64,19 +68,29 @@ class Consumer:
     # -- life cycle -------------------------------------------------------
 
     def start(self):
-        if self.pool_name != "solo":  # solo runs task code on this connection too
-            connection_created.connect(self._tune_connection, weak=False)
-            connections[self.backend.alias].close()  # reopen with the tuning
+        connection_created.connect(self._tune_connection, weak=False)
+        connections[self.backend.alias].close()  # reopen with the tuning
+        self._register()
+        self.pool = create_pool(self.pool_name, self.concurrency, hostname=self.hostname,
+                                backend=self.backend, worker_id=self.worker_id,
+                                **self.pool_options)
+        self.pool.start()
+        # Where the task runs on the loop's own thread, the loop cannot hand a
+        # long task's prefetched messages back: the results thread does.
+        on_idle = self._return_prefetch_held_by_a_long_task if self.pool_name == "solo" \
+            else None
+        self.flusher = Flusher(self.backend, self.worker_id, on_idle=on_idle)
+        self.flusher.start()
+        self._start_services()
+
+    def _register(self):
         row = self.backend.register_worker(
             hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool=self.pool_name,
             concurrency=self.concurrency)
         self.worker_id = row.id
-        self.pool = create_pool(self.pool_name, self.concurrency, hostname=self.hostname,
-                                backend=self.backend, worker_id=self.worker_id,
-                                max_tasks_per_child=self.max_tasks_per_child)
-        self.pool.start()
-        self.flusher = Flusher(self.backend, self.worker_id)
-        self.flusher.start()
+
+    def _start_services(self):
+        """What a whole worker runs besides its loop (not a prefork child)."""
         self.housekeeper = housekeeping.Housekeeper(self.backend)
         if self.install_signals:
             self.shutdown.install()
@@ -102,9 +116,10 @@ class Consumer:
         return 0
 
     def _warm_shutdown(self):
-        if self.buffer:
+        with self.buffer_lock:
             ids = [m.id for _, m in self.buffer]
             self.buffer.clear()
+        if ids:
             count = self._with_reconnect(
                 lambda: self.backend.release_messages(ids, undeliver=True))
             logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
@@ -117,26 +132,36 @@ class Consumer:
         self.pool.stop(cold=False)
 
     def stop(self):
-        self.heartbeat.stop()
+        self._stop_services()
         # Everything finished is stored before anything still claimed is
         # handed back, so no finished task runs again.
         self.flusher.stop()
-        released = self._with_reconnect(lambda: self.backend.release(self.worker_id),
-                                        attempts=5)
+        released = self._with_reconnect(
+            lambda: self.backend.release(self.worker_id, pid=self.claim_pid), attempts=5)
         if released:
             logger.info("Handed %d claimed message(s) back to the queue", released)
+        self._unregister()
+        self.backend.close_listener()
+
+    def _stop_services(self):
+        self.heartbeat.stop()
+
+    def _unregister(self):
         self._with_reconnect(lambda: self.backend.stop_worker(
             self.worker_id, self.processed, self.failed), attempts=5)
-        self.backend.close_listener()
         signals.worker_shutdown.send(sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname,
                     self.processed, self.failed)
 
     def _tune_connection(self, sender, connection, **kwargs):
-        # Only this process's own threads: not prefork children, not pool threads.
-        if (connection.alias == self.backend.alias and os.getpid() == self.pid
-                and (threading.current_thread() is threading.main_thread()
-                     or threading.current_thread() is self.flusher)):
+        # Only this process's own bookkeeping: the results thread always,
+        # the loop's thread unless task code runs on it too (solo). Never
+        # pool threads.
+        if connection.alias != self.backend.alias or os.getpid() != self.pid:
+            return
+        current = threading.current_thread()
+        if current is self.flusher or (current is threading.main_thread()
+                                       and self.pool_name != "solo"):
             self.backend.tune_worker_session(connection)
 
     # -- the loop ---------------------------------------------------------
@@ -147,24 +172,34 @@ class Consumer:
             # the supervisor restart the worker (claimed work is redelivered).
             raise RuntimeError("the thread storing results died; see the error above")
         self._collect_and_store()
-        self._with_reconnect(self.housekeeper.run_due)
+        self._housekeeping()
         self._return_stale_prefetch()
         if self.pool.free_slots and not self.buffer:
-            self.buffer.extend((time.monotonic(), m) for m in self._with_reconnect(self._claim))
+            claimed = self._with_reconnect(self._claim)
+            with self.buffer_lock:
+                self.buffer.extend((time.monotonic(), m) for m in claimed)
         if self.pool.free_slots and self.buffer:
             self._dispatch()
             return
         self._wait_for_work()
 
+    def _housekeeping(self):
+        self._with_reconnect(self.housekeeper.run_due)
+
     def _claim(self):
         # Prefetched messages are marked started too: they start within
         # moments, or go back to the queue (unstarted) after PREFETCH_PATIENCE.
         limit = self.pool.free_slots + self.prefetch
-        return self.backend.claim(self.worker_id, self.queues, limit, start=limit)
+        return self.backend.claim(self.worker_id, self.queues, limit, start=limit,
+                                  pid=self.claim_pid)
 
     def _dispatch(self):
-        while self.pool.free_slots and self.buffer:
-            _, message = self.buffer.popleft()
+        while self.pool.free_slots:
+            with self.buffer_lock:
+                if not self.buffer:
+                    return
+                _, message = self.buffer.popleft()
+                self.task_started = time.monotonic()
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
             self.pool.submit(message)
 
@@ -206,10 +241,26 @@ class Consumer:
         if not self.buffer or self.pool.free_slots:
             return
         limit = time.monotonic() - PREFETCH_PATIENCE
-        stale = [m.id for claimed, m in self.buffer if claimed < limit]
+        with self.buffer_lock:
+            stale = [m.id for claimed, m in self.buffer if claimed < limit]
+            if stale:
+                kept = [(c, m) for c, m in self.buffer if m.id not in stale]
+                self.buffer.clear()
+                self.buffer.extend(kept)
         if stale:
-            self.buffer = collections.deque((c, m) for c, m in self.buffer if m.id not in stale)
             self._with_reconnect(lambda: self.backend.release_messages(stale, undeliver=True))
+
+    def _return_prefetch_held_by_a_long_task(self):
+        """On the results thread while the loop's thread runs a task (solo)."""
+        with self.buffer_lock:
+            if not self.buffer or not self.pool.jobs \
+                    or time.monotonic() - self.task_started < PREFETCH_PATIENCE:
+                return
+            held = [m.id for _, m in self.buffer]
+            self.buffer.clear()
+        self.backend.release_messages(held, undeliver=True)
+        logger.info("Handed %d prefetched message(s) back to the queue: the running task "
+                    "takes over %ss", len(held), PREFETCH_PATIENCE)
 
     # -- outcomes ---------------------------------------------------------
 
@@ -265,27 +316,11 @@ class Consumer:
 
     # -- control ----------------------------------------------------------
 
-    def _terminate(self, task_ids):
+    def _terminate(self, requests):
         """Called from the heartbeat thread with tasks revoked with terminate=True."""
-        for task_id in task_ids:
+        for task_id in requests:
             if self.pool.terminate(task_id):
                 logger.warning("Terminating task %s (revoked)", task_id)
 
-    # -- riding out database outages ------------------------------------
-
     def _with_reconnect(self, operation, attempts=None):
-        delay = 0.5
-        tried = 0
-        while True:
-            try:
-                return operation()
-            except DB_ERRORS as exc:
-                tried += 1
-                if attempts is not None and tried >= attempts:
-                    raise
-                logger.error("Database unavailable (%s); retrying in %.1fs",
-                             str(exc).strip() or type(exc).__name__, delay)
-                connections[self.backend.alias].close()
-                self.backend.close_listener()
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
+        return with_reconnect(self.backend, operation, attempts)

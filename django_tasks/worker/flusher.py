@@ -22,14 +22,17 @@ logger = logging.getLogger("django_tasks.worker")
 BATCH = 1000
 #: How long a flush under load waits for more outcomes to store with it.
 LINGER = 0.002
+IDLE_TICK = 0.2
 MAX_BACKOFF = 30.0
 
 
 class Flusher(threading.Thread):
-    def __init__(self, backend, worker_id):
+    def __init__(self, backend, worker_id, on_idle=None):
         super().__init__(name="django_tasks-flusher", daemon=True)
         self.backend = backend
         self.worker_id = worker_id
+        # Called about every IDLE_TICK seconds while nothing arrives to store.
+        self.on_idle = on_idle
         self._inbox = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._idle = threading.Event()
@@ -51,8 +54,9 @@ class Flusher(threading.Thread):
         try:
             while not (self._stopping.is_set() and self._inbox.empty()):
                 try:
-                    first = self._inbox.get(timeout=0.2)
+                    first = self._inbox.get(timeout=IDLE_TICK)
                 except queue.Empty:
+                    self._idle_tick()
                     continue
                 batch = self._gather(first)
                 self._last_batch = len(batch)
@@ -77,6 +81,17 @@ class Flusher(threading.Thread):
             except queue.Empty:
                 break
         return batch
+
+    def _idle_tick(self):
+        if self.on_idle is None:
+            return
+        try:
+            with database_work:
+                self.on_idle()
+        except (OperationalError, InterfaceError) as exc:
+            logger.error("Database unavailable (%s); trying again in %ss",
+                         str(exc).strip() or type(exc).__name__, IDLE_TICK)
+            connections[self.backend.alias].close()
 
     def _flush(self, batch):
         delay = 0.5

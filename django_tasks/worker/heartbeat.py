@@ -17,7 +17,8 @@ class Heartbeat(threading.Thread):
         self.worker_id = worker_id
         self.interval = interval
         self.counters = counters  # callable -> (processed, failed)
-        # Called with the ids of running tasks revoked with terminate=True.
+        # Called with {task id: (message id, pid)} of running tasks revoked
+        # with terminate=True.
         self.on_terminate = on_terminate
         self._terminated = set()
         self._stop_event = threading.Event()
@@ -38,11 +39,12 @@ class Heartbeat(threading.Thread):
         try:
             self.backend.heartbeat(self.worker_id, processed, failed)
             if self.on_terminate is not None:
-                requested = set(self.backend.terminate_requests(self.worker_id))
-                new = requested - self._terminated
-                self._terminated = requested
+                requested = self.backend.terminate_requests(self.worker_id)
+                new = {task_id: held for task_id, held in requested.items()
+                       if task_id not in self._terminated}
+                self._terminated = set(requested)
                 if new:
-                    self.on_terminate(sorted(new))
+                    self.on_terminate(new)
         except DatabaseError as exc:
             # The next beat retries on a fresh connection; being late a few
             # times is exactly what WORKER_LOST_TIMEOUT allows for.

@@ -10,6 +10,7 @@ from django_tasks.conf import settings
 from django_tasks.registry import tasks as registry
 from django_tasks.worker import banner
 from django_tasks.worker.consumer import Consumer
+from django_tasks.worker.supervisor import Supervisor
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 POOLS = ["prefork", "threads", "solo"]
@@ -64,9 +65,13 @@ class Command(BaseCommand):
         if options["pidfile"]:
             with open(options["pidfile"], "w") as pidfile:
                 pidfile.write(f"{os.getpid()}\n")
-        consumer = Consumer(queues, hostname, concurrency=concurrency, pool=options["pool"],
-                            prefetch_multiplier=options["prefetch_multiplier"],
-                            max_tasks_per_child=max_tasks)
+        if options["pool"] == "prefork":
+            consumer = Supervisor(queues, hostname, concurrency,
+                                  prefetch_multiplier=options["prefetch_multiplier"],
+                                  max_tasks_per_child=max_tasks)
+        else:
+            consumer = Consumer(queues, hostname, concurrency=concurrency, pool=options["pool"],
+                                prefetch_multiplier=options["prefetch_multiplier"])
         if not options["no_banner"]:
             sys.stdout.write(banner.render(hostname, consumer.backend.alias, queues,
                                            concurrency, options["pool"], registry.keys(),

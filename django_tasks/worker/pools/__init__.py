@@ -2,17 +2,17 @@
 
 - ``solo``: in the worker's own main thread, one at a time.
 - ``threads``: N threads of the worker process (I/O-bound tasks).
-- ``prefork``: N child processes (CPU-bound tasks, crash isolation).
 
-All three offer the same small interface (``base.Pool``); the consumer
-never knows which one it has.
+Both offer the same small interface (``base.Pool``); the consumer never
+knows which one it has. The prefork pool is not a pool of this kind: its
+children are consumers of their own (``worker/supervisor.py``), each with
+the solo pool.
 """
 
-from .prefork import PreforkPool
 from .solo import SoloPool
 from .threads import ThreadPool
 
-POOLS = {"prefork": PreforkPool, "threads": ThreadPool, "solo": SoloPool}
+POOLS = {"threads": ThreadPool, "solo": SoloPool}
 
 
 def create_pool(name, concurrency, **options):

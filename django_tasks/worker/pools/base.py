@@ -39,13 +39,11 @@ class Lost:
 class Pool:
     name = "base"
 
-    def __init__(self, concurrency, hostname="", backend=None, worker_id=None,
-                 max_tasks_per_child=None):
+    def __init__(self, concurrency, hostname="", backend=None, worker_id=None):
         self.concurrency = concurrency
         self.hostname = hostname
         self.backend = backend
         self.worker_id = worker_id
-        self.max_tasks_per_child = max_tasks_per_child
         self.jobs = {}  # slot -> Job
 
     def start(self):

@@ -1,0 +1,321 @@
+"""The prefork worker process: children do the work, this process keeps them going.
+
+Each child is a consumer of its own (``child.py``). This process registers
+the worker, beats its heart for all of them, runs the housekeeping, listens
+for NOTIFY and wakes idle children, and replaces a child that exits:
+
+- a child that reached ``--max-tasks-per-child`` hands back what it held and
+  exits; a fresh one takes its place;
+- a child that dies (segfault, ``os._exit``, OOM kill) is replaced, and the
+  messages it held are dealt with here: the one it was running is delivered
+  again (``MAX_DELIVERIES``, then ``WorkerLostError``), the prefetched ones go
+  back to the queue uncounted;
+- a child still running its task a moment past the task's hard time limit
+  (it swallowed ``TimeLimitExceeded``) is killed, and the task ends
+  ``FAILURE`` with ``TimeLimitExceeded``.
+
+Children are forked with no database connection open here, so no
+connection is ever shared across a fork.
+"""
+
+import logging
+import multiprocessing
+import os
+import select
+import signal
+import time
+
+from django.db import connections
+
+from .. import signals
+from ..conf import settings
+from ..exceptions import TimeLimitExceeded
+from ..queue import get_backend
+from . import housekeeping
+from .child import NEW_WORK, WARM_SHUTDOWN, SlotState, child_main
+from .execution import interrupted_outcome
+from .forking import database_work
+from .heartbeat import Heartbeat
+from .reconnect import with_reconnect
+from .shutdown import ColdShutdown, ShutdownState
+
+logger = logging.getLogger("django_tasks.worker")
+
+_fork = multiprocessing.get_context("fork")
+KILL_GRACE = 1.0     # seconds past the hard limit before the child is killed
+COLD_GRACE = 10.0    # seconds children get to hand back their tasks on cold shutdown
+TICK = 0.25          # hard limits are checked this often
+
+
+class Child:
+    def __init__(self, slot, process, control, state):
+        self.slot = slot
+        self.process = process
+        self.control = control  # write end of the child's pipe
+        self.state = state
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def tell(self, what):
+        try:
+            os.write(self.control, what)
+        except (BrokenPipeError, BlockingIOError):
+            pass  # gone (reaped soon), or its pipe is full of wake-ups already
+
+
+class Supervisor:
+    def __init__(self, queues, hostname, concurrency, prefetch_multiplier=4,
+                 max_tasks_per_child=None, install_signals=True):
+        self.queues = list(queues)
+        self.hostname = hostname
+        self.concurrency = concurrency
+        self.prefetch_multiplier = prefetch_multiplier
+        self.max_tasks_per_child = max_tasks_per_child
+        self.install_signals = install_signals
+        self.backend = get_backend()
+        self.shutdown = ShutdownState()
+        self.worker_id = None
+        self.children = {}  # slot -> Child
+        self.states = SlotState.block(concurrency)
+        self.retired = (0, 0)  # processed, failed by children no longer running
+
+    # -- life cycle -------------------------------------------------------
+
+    def run(self):
+        self.start()
+        try:
+            while not self.shutdown.warm:
+                self.step()
+            self._warm_shutdown()
+        except ColdShutdown:
+            self._cold_shutdown()
+        finally:
+            self.stop()
+        return 0
+
+    def start(self):
+        row = self.backend.register_worker(
+            hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool="prefork",
+            concurrency=self.concurrency)
+        self.worker_id = row.id
+        self.housekeeper = housekeeping.Housekeeper(self.backend)
+        if self.install_signals:
+            self.shutdown.install()
+        self.heartbeat = Heartbeat(self.backend, self.worker_id, settings.HEARTBEAT_INTERVAL,
+                                   self.counters, self._terminate)
+        self.heartbeat.start()
+        for slot in range(self.concurrency):
+            self._spawn(slot)
+        logger.info("%s ready.", self.hostname)
+        signals.worker_ready.send(sender=self)
+
+    def stop(self):
+        self.heartbeat.stop()
+        released = self._with_reconnect(lambda: self.backend.release(self.worker_id),
+                                        attempts=5)
+        if released:
+            logger.info("Handed %d claimed message(s) back to the queue", released)
+        processed, failed = self.counters()
+        self._with_reconnect(lambda: self.backend.stop_worker(
+            self.worker_id, processed, failed), attempts=5)
+        self.backend.close_listener()
+        signals.worker_shutdown.send(sender=self)
+        logger.info("%s stopped (%d processed, %d failed).", self.hostname, processed, failed)
+
+    def counters(self):
+        processed, failed = self.retired
+        for child in list(self.children.values()):
+            processed += child.state.processed
+            failed += child.state.failed
+        return processed, failed
+
+    # -- children ---------------------------------------------------------
+
+    def _spawn(self, slot):
+        connections.close_all()
+        self.backend.close_listener()
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        state = SlotState(self.states, slot)
+        state.reset()
+        # The other children's pipe ends: a child must not hold them open.
+        inherited = [write_end, *(child.control for child in self.children.values())]
+        process = _fork.Process(
+            target=child_main,
+            args=(read_end, inherited, self.queues, self.hostname, self.prefetch_multiplier,
+                  self.worker_id, self.states, slot, self.max_tasks_per_child),
+            name=f"ForkPoolWorker-{slot + 1}", daemon=True)
+        with database_work:  # see forking.py: never fork mid-transaction
+            process.start()
+        os.close(read_end)
+        self.children[slot] = Child(slot, process, write_end, state)
+        # Listen again at once, then make up for the NOTIFYs missed while the
+        # listener was closed for the fork.
+        self._with_reconnect(self.backend.queue_listener_fileno)
+        for child in self.children.values():
+            if child.state.idle:
+                child.tell(NEW_WORK)
+
+    def _forget(self, slot):
+        child = self.children.pop(slot)
+        child.process.join()
+        os.close(child.control)
+        processed, failed = self.retired
+        self.retired = (processed + child.state.processed, failed + child.state.failed)
+        return child
+
+    def _exited(self):
+        return [slot for slot, child in self.children.items()
+                if child.process.exitcode is not None]
+
+    # -- the loop ---------------------------------------------------------
+
+    def step(self):
+        for slot in self._exited():
+            self._after_exit(self._forget(slot))
+            self._spawn(slot)
+        self._enforce_hard_limits()
+        self._with_reconnect(self.housekeeper.run_due)
+        self._wait(TICK)
+
+    def _wait(self, timeout):
+        fds = [child.process.sentinel for child in self.children.values()]
+        if self.shutdown.wakeup_fd is not None:
+            fds.append(self.shutdown.wakeup_fd)
+        listener = None
+        if not self.shutdown.warm:
+            listener = self._with_reconnect(self.backend.queue_listener_fileno)
+            if listener is not None:
+                fds.append(listener)
+        readable = select.select(fds, [], [], timeout)[0]
+        if self.shutdown.wakeup_fd in readable:
+            self.shutdown.drain()
+        if listener is not None and listener in readable:
+            self._with_reconnect(self.backend.drain_queue_notifications)
+            for child in self.children.values():
+                if child.state.idle:
+                    child.tell(NEW_WORK)
+
+    def _after_exit(self, child):
+        """Deal with what a child that exited held."""
+        if child.state.exiting and child.process.exitcode == 0:
+            # It handed back what it held; anything left is handed back too.
+            self._with_reconnect(lambda: self.backend.release(self.worker_id, pid=child.pid))
+            return
+        reason = (f"child process {child.pid} exited with code "
+                  f"{_describe_exit(child.process.exitcode)}")
+        self._recover(child, reason)
+
+    def _recover(self, child, reason, time_limit=None):
+        held = self._with_reconnect(
+            lambda: self.backend.claimed_messages(self.worker_id, child.pid))
+        running = next((m for m in held if m.id == child.state.running), None)
+        prefetched = [m.id for m in held if m is not running]
+        if prefetched:
+            self._with_reconnect(
+                lambda: self.backend.release_messages(prefetched, undeliver=True))
+        if running is None:
+            if child.state.running:
+                logger.error("Process %s (pid %s) died: %s", child.process.name, child.pid,
+                             reason)
+            return
+        if time_limit is not None:
+            logger.error("Hard %s for %s[%s]: child killed", time_limit, running.task_name,
+                         running.task_id)
+            outcome = interrupted_outcome(running, TimeLimitExceeded(time_limit), self.hostname)
+        else:
+            logger.error("Process %s (pid %s) died running %s[%s]: %s while running the task",
+                         child.process.name, child.pid, running.task_name, running.task_id,
+                         reason)
+            outcome = housekeeping.lost_or_failed(running, f"{reason} while running the task",
+                                                  settings.MAX_DELIVERIES)
+            if outcome is None:
+                logger.warning("Delivering %s[%s] again (delivery %d of at most %d)",
+                               running.task_name, running.task_id, running.deliveries + 1,
+                               settings.MAX_DELIVERIES)
+                self._with_reconnect(lambda: self.backend.release_messages([running.id]))
+                return
+        outcome.hostname = self.hostname
+        self._with_reconnect(lambda: self.backend.finish([outcome], self.worker_id))
+        logger.error("Task %s[%s] failed: %s", running.task_name, running.task_id,
+                     outcome.describe())
+
+    def _enforce_hard_limits(self):
+        # The child's own alarm raises both limits inside the task; a task
+        # that swallowed them and still runs a moment later loses its child.
+        now = time.monotonic()
+        for slot, child in list(self.children.items()):
+            state = child.state
+            if not state.running or not state.hard_limit \
+                    or now - state.started <= state.hard_limit + KILL_GRACE:
+                continue
+            child.process.kill()
+            self._forget(slot)
+            self._recover(child, "killed at its task's hard time limit",
+                          time_limit=f"time limit ({state.hard_limit:g}s) exceeded")
+            self._spawn(slot)
+
+    # -- shutdown ---------------------------------------------------------
+
+    def _warm_shutdown(self):
+        running = sum(1 for child in self.children.values() if child.state.running)
+        if running:
+            logger.info("Warm shutdown: waiting for %d running task(s)", running)
+        for child in self.children.values():
+            child.tell(WARM_SHUTDOWN)
+        while self.children:
+            for slot in self._exited():
+                self._after_exit(self._forget(slot))
+            if self.children:
+                self._wait(TICK)
+
+    def _cold_shutdown(self):
+        logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
+                       "back to the queue",
+                       sum(1 for child in self.children.values() if child.state.running))
+        for child in self.children.values():
+            _signal(child, signal.SIGUSR2)
+        deadline = time.monotonic() + COLD_GRACE
+        while self.children and time.monotonic() < deadline:
+            for slot in self._exited():
+                child = self._forget(slot)
+                self._with_reconnect(
+                    lambda child=child: self.backend.release(self.worker_id, pid=child.pid))
+            if self.children:
+                select.select([c.process.sentinel for c in self.children.values()], [], [],
+                              TICK)
+        for slot in list(self.children):
+            self.children[slot].process.kill()
+            self._forget(slot)
+        # stop() hands back whatever the killed ones held.
+
+    # -- control ----------------------------------------------------------
+
+    def _terminate(self, requests):
+        """From the heartbeat thread: {task id: (message id, pid)} revoked with terminate."""
+        by_pid = {child.pid: child for child in list(self.children.values())}
+        for task_id, (message_id, pid) in requests.items():
+            child = by_pid.get(pid)
+            if child is None or child.state.running != message_id:
+                continue
+            child.state.terminate = message_id
+            logger.warning("Terminating task %s (revoked)", task_id)
+            _signal(child, signal.SIGUSR1)
+
+    def _with_reconnect(self, operation, attempts=None):
+        return with_reconnect(self.backend, operation, attempts)
+
+
+def _signal(child, signum):
+    try:
+        os.kill(child.pid, signum)
+    except ProcessLookupError:
+        pass  # it just exited; the loop will notice
+
+
+def _describe_exit(code):
+    if code is not None and code < 0:
+        return f"{code} (signal {signal.Signals(-code).name})"
+    return str(code)
