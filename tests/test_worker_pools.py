@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import uuid
 from collections import Counter
 
 import pytest
@@ -71,6 +72,37 @@ def test_a_child_that_dies_is_replaced_and_its_task_delivered_again(start_worker
     worker.wait_for("Delivering tests.tasks.exit_on_first_delivery")
     # The replacement child keeps serving.
     assert add.delay(20, 22).get(timeout=30) == 42
+
+
+def test_a_dead_childs_prefetched_messages_go_back_uncounted(start_worker):
+    worker = start_worker("--pool", "prefork", "-c", "1", "--prefetch-multiplier", "4",
+                          ready=False)
+    # Claimed together by the one child, which dies running the first.
+    doomed = exit_on_first_delivery.delay("doomed")
+    bystanders = [record.delay(f"by{i}") for i in range(3)]
+    worker.wait_ready()
+    assert doomed.get(timeout=60) == "doomed"
+    assert [r.get(timeout=30) for r in bystanders] == ["by0", "by1", "by2"]
+    deliveries = dict(TaskResult.objects.values_list("task_id", "deliveries"))
+    assert deliveries[uuid.UUID(doomed.id)] == 2
+    assert [deliveries[uuid.UUID(r.id)] for r in bystanders] == [1, 1, 1]
+    assert Execution.objects.filter(key__startswith="by").count() == 3
+
+
+def test_messages_prefetched_behind_a_long_task_go_to_another_worker(start_worker):
+    first = start_worker("--pool", "prefork", "-c", "1", "--prefetch-multiplier", "4",
+                         "-n", "first@test", ready=False)
+    long = sleep_for.delay(6)
+    short = record.delay("short")
+    first.wait_ready()
+    wait_until(lambda: QueuedMessage.objects.filter(task_id=long.id, claimed_by__isnull=False)
+               .exists(), message="the long task to be claimed")
+    first.wait_for("prefetched message(s) back to the queue")
+    start_worker("--pool", "prefork", "-c", "1", "-n", "second@test")
+    assert short.get(timeout=30) == "short"
+    assert TaskResult.objects.get(task_id=short.id).worker == "second@test"
+    assert long.state != states.SUCCESS  # the short one did not wait for it
+    assert long.get(timeout=30) == 6
 
 
 def test_a_task_that_always_kills_its_child_fails_with_worker_lost(start_worker):

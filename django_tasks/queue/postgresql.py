@@ -305,13 +305,17 @@ class PostgreSQLQueue(BaseQueue):
     def queue_listener_fileno(self):
         if not self.wakes_up:
             return None
-        return self._listener(QUEUE_CHANNEL).fileno()
+        # Django's error classes, as for every other database call: the
+        # worker's reconnect loop knows those.
+        with self.connection.wrap_database_errors:
+            return self._listener(QUEUE_CHANNEL).fileno()
 
     def drain_queue_notifications(self):
         listener = getattr(self._listeners, QUEUE_CHANNEL, None)
-        if listener is not None:
+        if listener is None:
+            return []
+        with self.connection.wrap_database_errors:
             return [n.payload for n in listener.notifies(timeout=0)]
-        return []
 
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)

@@ -91,6 +91,11 @@ class Supervisor:
             self._warm_shutdown()
         except ColdShutdown:
             self._cold_shutdown()
+        except BaseException:
+            # Children outliving this process would hold their messages
+            # until the heartbeat goes stale: stop them as its death would.
+            self._kill_children()
+            raise
         finally:
             self.stop()
         return 0
@@ -286,6 +291,9 @@ class Supervisor:
             if self.children:
                 select.select([c.process.sentinel for c in self.children.values()], [], [],
                               TICK)
+        self._kill_children()
+
+    def _kill_children(self):
         for slot in list(self.children):
             self.children[slot].process.kill()
             self._forget(slot)
