@@ -30,6 +30,9 @@ from .shutdown import ColdShutdown
 
 logger = logging.getLogger("django_tasks.worker")
 
+# How long prefetched messages wait behind a running task while a sibling
+# has nothing to do (they go back to the queue for it).
+SIBLING_PATIENCE = 0.1
 NEW_WORK = b"n"
 WARM_SHUTDOWN = b"w"
 
@@ -132,6 +135,12 @@ class ChildConsumer(Consumer):
             self.state.waiting = 0
         if self.control in readable:
             self._read_control()
+
+    def _prefetch_patience(self):
+        # A sibling that found nothing to claim is idle right now.
+        if any(sibling.waiting for sibling in self.siblings):
+            return SIBLING_PATIENCE
+        return super()._prefetch_patience()
 
     def _dispatch(self):
         # What this child prefetched would wait behind its task while a

@@ -252,15 +252,19 @@ class Consumer:
 
     def _return_prefetch_held_by_a_long_task(self):
         """On the results thread while the loop's thread runs a task (solo)."""
+        patience = self._prefetch_patience()
         with self.buffer_lock:
             if not self.buffer or not self.pool.jobs \
-                    or time.monotonic() - self.task_started < PREFETCH_PATIENCE:
+                    or time.monotonic() - self.task_started < patience:
                 return
             held = [m.id for _, m in self.buffer]
             self.buffer.clear()
         self.backend.release_messages(held, undeliver=True)
         logger.info("Handed %d prefetched message(s) back to the queue: the running task "
-                    "takes over %ss", len(held), PREFETCH_PATIENCE)
+                    "takes over %ss", len(held), patience)
+
+    def _prefetch_patience(self):
+        return PREFETCH_PATIENCE
 
     # -- outcomes ---------------------------------------------------------
 
