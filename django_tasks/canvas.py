@@ -32,6 +32,8 @@ MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id"
                    "link_error", "ignore_result", "serializer", "time_limit", "soft_time_limit")
 # Options that say where a task stands in a workflow; they travel as headers.
 WORKFLOW_OPTIONS = ("chord", "group_id")
+_MESSAGE_OPTIONS = frozenset(MESSAGE_OPTIONS)
+_WORKFLOW_OPTIONS = frozenset(WORKFLOW_OPTIONS)
 
 _TYPES = {}
 
@@ -55,9 +57,12 @@ def copy_tree(value):
         # A signature is a dict subclass with no state of its own: rebuilt as is.
         copied = {} if kind is dict else dict.__new__(kind)
         for key, item in value.items():
-            # Leaves are shared without a call: a group of thousands of
-            # signatures is mostly strings, numbers and None.
-            dict.__setitem__(copied, key, item if type(item) in _LEAVES else copy_tree(item))
+            # Leaves and empty containers without a call: a group of
+            # thousands of signatures is mostly strings, numbers, None and
+            # empty argument lists.
+            dict.__setitem__(copied, key, item if type(item) in _LEAVES
+                             else type(item)() if type(item) in _CONTAINERS and not item
+                             else copy_tree(item))
         return copied
     if kind is list:
         return [item if type(item) in _LEAVES else copy_tree(item) for item in value]
@@ -69,6 +74,7 @@ def copy_tree(value):
 
 
 _LEAVES = frozenset((str, int, float, bool, type(None)))
+_CONTAINERS = (list, dict)
 
 
 def to_header(sig):
@@ -102,11 +108,11 @@ class Plan:
         self.chords = []  # unsaved TaskGroup rows
         self._builders = {}
 
-    def builder(self, task):
+    def builder(self, task_name):
         """One MessageBuilder per task for the whole plan (see message_builder)."""
-        builder = self._builders.get(task.name)
-        if builder is None or builder.task is not task:
-            builder = self._builders[task.name] = MessageBuilder(task)
+        builder = self._builders.get(task_name)
+        if builder is None:
+            builder = self._builders[task_name] = MessageBuilder(registry.lookup(task_name))
         return builder
 
     def write(self, queue):
@@ -242,14 +248,20 @@ class Signature(dict):
             args, kwargs = self.args, self.kwargs
         else:
             args, kwargs = (*args, *self.args), {**self.kwargs, **(kwargs or {})}
-        options = self.options
+        options = self["options"]
         headers = dict(options.get("headers") or {})
-        headers.update({key: options[key] for key in WORKFLOW_OPTIONS if options.get(key)})
+        message_options = {}
+        # One pass over the (usually two or three) options a signature has.
+        for key, value in options.items():
+            if key in _MESSAGE_OPTIONS:
+                message_options[key] = value
+            elif key in _WORKFLOW_OPTIONS and value:
+                headers[key] = value
         if options.get("chain"):
             headers["chain"] = [to_header(step) for step in options["chain"]]
-        headers.update({key: value for key, value in (context or {}).items() if value})
-        message_options = {key: options[key] for key in MESSAGE_OPTIONS if key in options}
-        plan.messages.append(plan.builder(self.type).build(args, kwargs, headers=headers,
+        if context:
+            headers.update({key: value for key, value in context.items() if value})
+        plan.messages.append(plan.builder(self.name).build(args, kwargs, headers=headers,
                                                            **message_options))
 
     # -- applying -----------------------------------------------------

@@ -2,7 +2,7 @@
 
 import inspect
 import json
-import uuid
+import os
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
@@ -43,7 +43,16 @@ _MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
 
 
 def new_task_id():
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it.
+
+    Formatted from the random bytes directly: half the cost of going through
+    a ``UUID`` object, paid for every task sent and every group member.
+    """
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def to_aware(value, what):

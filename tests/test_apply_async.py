@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from django_tasks import AsyncResult, states
 from django_tasks.exceptions import TaskRevokedError
+from django_tasks.messages import new_task_id
 from django_tasks.models import QueuedMessage, TaskResult
 from tests.models import Execution
 from tests.tasks import add, record
@@ -127,3 +128,12 @@ def test_default_queue_setting_is_used():
 def test_countdown_and_eta_together_is_an_error():
     with pytest.raises(ValueError, match="countdown or eta"):
         add.apply_async((1, 1), countdown=1, eta=timezone.now())
+
+
+def test_task_ids_are_random_version_4_uuids_in_canonical_text():
+    ids = [new_task_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for task_id in ids:
+        parsed = uuid.UUID(task_id)
+        assert str(parsed) == task_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
