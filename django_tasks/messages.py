@@ -1,7 +1,6 @@
 """The message: what ``apply_async`` writes and what a worker claims."""
 
 import inspect
-import json
 import os
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -93,7 +92,7 @@ def encode_body(task, args, kwargs, serializer):
     body = {"args": list(args), "kwargs": dict(kwargs)}
     if serializer == "json" and _plain(args, kwargs):
         # The common case (ids, numbers, strings) needs no type tags: skip the walk.
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        return serialization.compact_json(body)
     try:
         return serialization.dumps(body, serializer, what="arguments")
     except EncodeError:

@@ -105,6 +105,19 @@ def test_messages_prefetched_behind_a_long_task_go_to_another_worker(start_worke
     assert long.get(timeout=30) == 6
 
 
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_a_result_is_stored_before_the_next_prefetched_task_runs(start_worker, pool):
+    worker = start_worker("--pool", pool, "-c", "1", "--prefetch-multiplier", "4", ready=False)
+    quick = record.delay("quick")
+    slow = sleep_for.delay(4)  # claimed in the same batch, runs right after
+    worker.wait_ready()
+    assert quick.get(timeout=30) == "quick"
+    wait_until(lambda: QueuedMessage.objects.filter(task_id=slow.id, claimed_by__isnull=False)
+               .exists(), message="the slow task to be claimed")
+    assert slow.state != states.SUCCESS  # quick's result did not wait for it
+    assert slow.get(timeout=30) == 4
+
+
 def test_a_task_that_always_kills_its_child_fails_with_worker_lost(start_worker):
     start_worker("--pool", "prefork", "-c", "1")
     result = always_exit.delay()

@@ -202,6 +202,8 @@ class Consumer:
                 self.task_started = time.monotonic()
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
             self.pool.submit(message)
+            if self.pool.runs_inline:
+                return  # the next step stores its result before another task starts
 
     def _wait_for_work(self):
         fds = list(self.pool.wait_fds())

@@ -29,6 +29,8 @@ from ..registry import tasks as registry
 from .outcome import Outcome, exception_text
 
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
+# How arguments are shown with a result (one encoder, not one per call).
+_readable_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def execute(message, hostname="", is_eager=False):
@@ -195,8 +197,7 @@ def _arguments_text(body):
         data = json.loads(body)
     except ValueError:
         return None, None
-    return (json.dumps(data.get("args", []), ensure_ascii=False),
-            json.dumps(data.get("kwargs", {}), ensure_ascii=False))
+    return (_readable_json(data.get("args", [])), _readable_json(data.get("kwargs", {})))
 
 
 def run_eagerly(task, message):

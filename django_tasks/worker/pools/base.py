@@ -38,6 +38,8 @@ class Lost:
 
 class Pool:
     name = "base"
+    #: submit() runs the task to its end before it returns (solo).
+    runs_inline = False
 
     def __init__(self, concurrency, hostname="", backend=None, worker_id=None):
         self.concurrency = concurrency

@@ -7,6 +7,7 @@ from .base import Pool
 
 class SoloPool(Pool):
     name = "solo"
+    runs_inline = True
 
     def __init__(self, concurrency, slot_state=None, **options):
         super().__init__(1, **options)
