@@ -2,12 +2,15 @@
 
     claim (one statement for many) -> pool slot -> flush (one transaction for many)
 
-Messages are claimed only for free slots (plus a small prefetch shared by
-all slots of this worker, never tied to one busy slot), so a long task
-never holds back work an idle slot could run. Outcomes that arrive
-together are stored together. Database outages are ridden out: the loop
-logs them, reconnects with backoff, and keeps the outcomes it has until
-they are stored, so claimed work is never dropped.
+The loop of a threads or solo worker, and of each prefork child (see
+``child.py``). Messages are claimed only for free slots, plus a small
+prefetch never tied to one busy slot (threads: shared by all slots; a
+task running on the loop's own thread, solo: handed back by the results
+thread once the task runs long), so a long task never holds back work an
+idle slot could run. Outcomes that arrive together are stored together.
+Database outages are ridden out: the loop logs them, reconnects with
+backoff, and keeps the outcomes it has until they are stored, so claimed
+work is never dropped.
 """
 
 import collections

@@ -34,8 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("-n", "--hostname", default=None,
                             help="Node name (default worker@<host>).")
         parser.add_argument("--prefetch-multiplier", type=int, default=4,
-                            help="Messages claimed per slot; extras wait in a buffer "
-                                 "all slots share (default 4).")
+                            help="Messages claimed per slot (default 4); the extras wait "
+                                 "for a free slot, or go back to the queue for an idle "
+                                 "one elsewhere.")
         parser.add_argument("-f", "--logfile", default=None, help="Log to this file.")
         parser.add_argument("--pidfile", default=None, help="Write the process id here.")
         parser.add_argument("--no-banner", action="store_true", help="Skip the start-up banner.")
