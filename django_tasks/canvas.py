@@ -26,6 +26,7 @@ from .conf import settings
 from .message_builder import MessageBuilder
 from .messages import new_task_id
 from .registry import tasks as registry
+from .result import AsyncResult, GroupResult
 
 # Options that become arguments of Task.build_message.
 MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id", "link",
@@ -221,8 +222,6 @@ class Signature(dict):
 
     def freeze(self):
         """Give the call its task id (once) and return its result."""
-        from .result import AsyncResult
-
         return AsyncResult(self._frozen_id(), task_name=self.name)
 
     def _frozen_id(self):
@@ -444,8 +443,6 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return len(self.tasks)
 
     def freeze(self):
-        from .result import GroupResult
-
         return GroupResult(*self._freeze_members(with_results=True))
 
     def _freeze_members(self, with_results):
@@ -494,8 +491,6 @@ class group(Signature):  # noqa: N801 (Celery's name)
             member.plan(plan, args, kwargs, context)
 
     def apply(self, args=None, kwargs=None, **options):
-        from .result import GroupResult
-
         sig = self.clone(**options)
         sig.freeze()
         inherited = sig._inherited()
@@ -701,7 +696,7 @@ def apply_eagerly(task, message):
 def fail_eagerly(sig, exc, errbacks=False):
     """The results of a canvas that cannot run because ``exc`` came first."""
     from . import states
-    from .result import EagerResult, GroupResult
+    from .result import EagerResult
     from .worker.outcome import Outcome, exception_text
 
     if isinstance(sig, group):

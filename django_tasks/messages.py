@@ -100,6 +100,8 @@ def encode_body(task, args, kwargs, serializer):
 
 
 def _plain(args, kwargs):
+    if not args and not kwargs:
+        return True
     return (all(type(value) in _PLAIN for value in args)
             and all(type(value) in _PLAIN for value in kwargs.values())
             and serialization.TYPE_KEY not in kwargs)
