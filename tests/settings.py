@@ -36,6 +36,8 @@ DJANGO_TASKS = {
     "POLL_INTERVAL": float(os.environ.get("TESTS_POLL_INTERVAL", "0.2")),
     "HEARTBEAT_INTERVAL": 0.5,
     "WORKER_LOST_TIMEOUT": 3.0,
+    # "0" for a worker that must poll (PgBouncer in transaction mode).
+    "LISTEN_NOTIFY": os.environ.get("TESTS_LISTEN_NOTIFY", "1") == "1",
 }
 
 # A BEAT_SCHEDULE for the worker processes a test starts: JSON
