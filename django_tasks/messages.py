@@ -2,7 +2,7 @@
 
 import inspect
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -32,13 +32,6 @@ class Message:
     def retries(self):
         return self.headers.get("retries", 0)
 
-    def __reduce__(self):
-        # Positional fields pickle in a fraction of the default (state dict)
-        # form's time, and the prefork pool pickles a message per task.
-        return Message, tuple(getattr(self, name) for name in _MESSAGE_FIELDS)
-
-
-_MESSAGE_FIELDS = tuple(f.name for f in fields(Message))
 
 
 def new_task_id():

@@ -146,11 +146,7 @@ class ChildConsumer(Consumer):
         # What this child prefetched would wait behind its task while a
         # sibling found nothing: hand it back for the sibling to claim.
         if len(self.buffer) > 1 and any(sibling.waiting for sibling in self.siblings):
-            with self.buffer_lock:
-                shared = [m.id for _, m in list(self.buffer)[1:]]
-                first = self.buffer.popleft()
-                self.buffer.clear()
-                self.buffer.append(first)
+            shared = self._take_prefetched(keep=1)
             self._with_reconnect(lambda: self.backend.release_messages(shared, undeliver=True))
         super()._dispatch()
 

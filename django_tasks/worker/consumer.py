@@ -25,10 +25,8 @@ from django.db.backends.signals import connection_created
 
 from .. import signals, states
 from ..conf import settings
-from ..exceptions import TimeLimitExceeded
 from ..queue import get_backend
 from . import housekeeping
-from .execution import interrupted_outcome
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
@@ -119,9 +117,7 @@ class Consumer:
         return 0
 
     def _warm_shutdown(self):
-        with self.buffer_lock:
-            ids = [m.id for _, m in self.buffer]
-            self.buffer.clear()
+        ids = self._take_prefetched()
         if ids:
             count = self._with_reconnect(
                 lambda: self.backend.release_messages(ids, undeliver=True))
@@ -271,31 +267,24 @@ class Consumer:
     def _prefetch_patience(self):
         return PREFETCH_PATIENCE
 
+    def _take_prefetched(self, keep=0):
+        """Empty the buffer but for its first ``keep`` messages; returns the ids taken."""
+        with self.buffer_lock:
+            kept = [self.buffer.popleft() for _ in range(min(keep, len(self.buffer)))]
+            taken = [m.id for _, m in self.buffer]
+            self.buffer.clear()
+            self.buffer.extend(kept)
+        return taken
+
     # -- outcomes ---------------------------------------------------------
 
     def _collect_and_store(self):
-        outcomes, lost = self.pool.collect()
-        lost += self.pool.enforce_time_limits()
-        for item in lost:
-            outcome = self._outcome_of_lost(item)
-            if outcome is not None:
-                outcomes.append(outcome)
-        outcomes = [o for o in outcomes if not (o.redeliver and self._deliver_again(o))]
+        outcomes = [o for o in self.pool.collect()
+                    if not (o.redeliver and self._deliver_again(o))]
+        self.pool.enforce_time_limits()
         for outcome in outcomes:
             self._count_and_log(outcome)
         self.flusher.store([o for o in outcomes if not o.stored])
-
-    def _outcome_of_lost(self, lost):
-        message = lost.job.message
-        if lost.time_limit:
-            return interrupted_outcome(message, TimeLimitExceeded(lost.reason), self.hostname)
-        outcome = housekeeping.lost_or_failed(message, lost.reason, settings.MAX_DELIVERIES)
-        if outcome is None:
-            logger.warning("Delivering %s[%s] again (delivery %d of at most %d)",
-                           message.task_name, message.task_id, message.deliveries + 1,
-                           settings.MAX_DELIVERIES)
-            self._with_reconnect(lambda: self.backend.release_messages([message.id]))
-        return outcome
 
     def _deliver_again(self, outcome):
         message = outcome.message

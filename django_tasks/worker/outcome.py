@@ -1,7 +1,7 @@
 """What running one message produced, and the result row it becomes."""
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 
 from .. import serialization, states
@@ -33,26 +33,8 @@ class Outcome:
     # Set when the task failed because the database connection was lost:
     # deliver it again rather than store the failure (up to MAX_DELIVERIES).
     redeliver: bool = False
-    # A short repr of ``value`` for the log, kept when the value itself is
-    # dropped to cross a process boundary.
-    summary: str | None = None
-
-    def __reduce__(self):
-        # Positional fields: see Message.__reduce__ (one outcome per task
-        # crosses the prefork pipe).
-        return Outcome, tuple(getattr(self, name) for name in _OUTCOME_FIELDS)
-
-    def for_transfer(self):
-        """Make it picklable and small: the value (maybe an unpicklable exception)
-        becomes text, and the message stays behind (the pool has it)."""
-        self.summary = self.describe()
-        self.value = None
-        self.message = None
-        return self
 
     def describe(self, limit=200):
-        if self.summary is not None:
-            return self.summary
         text = repr(self.value)
         return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -87,9 +69,6 @@ class Outcome:
             parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
             group_id=headers.get("group_id"), date_created=self.message.created_at,
             date_started=self.started_at, date_done=self.done_at)
-
-
-_OUTCOME_FIELDS = tuple(f.name for f in fields(Outcome))
 
 
 def exception_text(exc):

@@ -27,15 +27,6 @@ class Job:
         return bool(self.hard_limit) and not self.hard_sent and now - self.started > self.hard_limit
 
 
-@dataclass
-class Lost:
-    """A job whose slot died under it (child killed, time limit kill)."""
-
-    job: Job
-    reason: str
-    time_limit: bool = False
-
-
 class Pool:
     name = "base"
     #: submit() runs the task to its end before it returns (solo).
@@ -67,12 +58,11 @@ class Pool:
         return []
 
     def collect(self):
-        """Return (outcomes, lost jobs) that finished since last time; never blocks."""
+        """Return the outcomes of the jobs that finished since last time; never blocks."""
         raise NotImplementedError
 
     def enforce_time_limits(self):
-        """Stop jobs past their hard limit; returns them as ``Lost``."""
-        return []
+        """Interrupt jobs past their soft or hard limit (where the loop must)."""
 
     def terminate(self, task_id):
         """Stop the running task with this id (revoke with terminate)."""

@@ -34,7 +34,7 @@ class SoloPool(Pool):
 
     def collect(self):
         done, self._done = self._done, []
-        return done, []
+        return done
 
     def terminate(self, task_id):
         # Called from the heartbeat thread while the main thread runs the task.

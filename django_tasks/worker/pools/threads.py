@@ -65,7 +65,7 @@ class ThreadPool(Pool):
             try:
                 slot, outcome = self._done.get_nowait()
             except queue.Empty:
-                return outcomes, []
+                return outcomes
             self.jobs.pop(slot, None)
             outcomes.append(outcome)
 
@@ -81,7 +81,6 @@ class ThreadPool(Pool):
             if job.past_hard_limit(now):
                 job.hard_sent = True
                 self._interrupt(job, TimeLimitExceeded)
-        return []
 
     def terminate(self, task_id):
         job = self._job_of(task_id)
