@@ -19,9 +19,32 @@ import uuid
 from .exceptions import ContentDisallowed, DecodeError, EncodeError
 
 TYPE_KEY = "__type__"
-# One encoder for every call: json.dumps() with options builds a new one each
-# time, which costs more than encoding a task's arguments.
-compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def reusable_json_encoder(item_separator=", ", key_separator=": "):
+    """A ``json.dumps`` (no ASCII escaping) whose encoder is built once.
+
+    ``JSONEncoder.encode`` builds its C encoder anew on every call, which
+    costs more than encoding a task's arguments or headers; the C encoder
+    itself can be kept and called again. Without the circular-reference
+    check, which would share state between threads, a cycle ends in
+    ``RecursionError``.
+    """
+    fallback = json.JSONEncoder(separators=(item_separator, key_separator),
+                                ensure_ascii=False, check_circular=False)
+    make_encoder = json.encoder.c_make_encoder
+    if make_encoder is None:  # no C accelerator (PyPy): the slower path
+        return fallback.encode
+    encoder = make_encoder(None, fallback.default, json.encoder.c_encode_basestring, None,
+                           key_separator, item_separator, False, False, True)
+
+    def encode(value):
+        return "".join(encoder(value, 0))
+
+    return encode
+
+
+compact_json = reusable_json_encoder(",", ":")
 
 
 class _Unencodable(Exception):

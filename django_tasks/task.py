@@ -7,11 +7,14 @@ from datetime import datetime
 from django.utils import timezone
 
 from . import retry as retry_policy
+from .canvas import Signature, apply_eagerly, chunks, xmap, xstarmap
 from .conf import settings
 from .context import DIRECT_CALL
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
+from .queue import enqueue
 from .registry import tasks as registry
+from .result import AsyncResult
 
 TASK_OPTIONS = {
     "name": None,
@@ -87,16 +90,12 @@ class Task:
                     expires=None, queue=None, priority=None, task_id=None,
                     link=None, link_error=None, ignore_result=None, headers=None,
                     serializer=None, time_limit=None, soft_time_limit=None):
-        from .queue import enqueue
-        from .result import AsyncResult
-
         message = self.build_message(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
             ignore_result=ignore_result, headers=headers, serializer=serializer,
             time_limit=time_limit, soft_time_limit=soft_time_limit)
         if settings.EAGER:
-            from .canvas import apply_eagerly
             return apply_eagerly(self, message)
         enqueue([message])
         return AsyncResult(message.task_id, task_name=self.name)
@@ -111,7 +110,6 @@ class Task:
     # -- signatures (see canvas.py) -----------------------------------
 
     def signature(self, args=None, kwargs=None, immutable=False, **options):
-        from .canvas import Signature
         return Signature(self, args, kwargs, options, immutable=immutable)
 
     subtask = signature
@@ -123,15 +121,12 @@ class Task:
         return self.signature(args, kwargs, immutable=True)
 
     def map(self, it):
-        from .canvas import xmap
         return xmap(self.s(), it)
 
     def starmap(self, it):
-        from .canvas import xstarmap
         return xstarmap(self.s(), it)
 
     def chunks(self, it, n):
-        from .canvas import chunks
         return chunks(self.s(), it, n)
 
     # -- retrying -------------------------------------------------------

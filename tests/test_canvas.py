@@ -1,6 +1,9 @@
 """The canvas examples of the README, run by real worker processes."""
 
+import gc
 import uuid
+import zoneinfo
+from datetime import datetime, timedelta
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -8,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature, states
-from django_tasks.exceptions import ChordError
+from django_tasks.exceptions import ChordError, EncodeError
 from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
 from django_tasks.queue import enqueue
 from testproject.tasks import add, mul, xsum
@@ -97,6 +100,57 @@ def test_a_large_bulk_enqueue_outside_a_transaction_is_all_or_nothing():
     assert not QueuedMessage.objects.exists()
     enqueue(messages[:-1])
     assert QueuedMessage.objects.count() == 299
+
+
+def test_a_large_bulk_enqueue_stores_every_timestamp_and_header_as_given():
+    india = zoneinfo.ZoneInfo("Asia/Kolkata")  # +05:30: not the database's time zone
+    eta = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=india)
+    messages = [add.build_message((i, i), countdown=i, expires=timedelta(hours=i + 1),
+                                  headers={"note": f"café {i}"}) for i in range(300)]
+    messages += [add.build_message((0, 0), eta=eta, expires=eta + timedelta(days=1)),
+                 add.build_message((0, 0))]
+    enqueue(messages)
+    rows = {str(row.task_id): row for row in QueuedMessage.objects.all()}
+    assert len(rows) == len(messages)
+    for message in messages:
+        row = rows[message.task_id]
+        assert (row.available_at, row.expires, row.created_at) == (
+            message.available_at, message.expires, message.created_at), message.task_id
+        assert row.headers == message.headers
+    assert rows[messages[-1].task_id].expires is None
+    assert rows[messages[-2].task_id].available_at == eta
+
+
+def test_applying_a_large_group_holds_off_the_cyclic_collector_and_restores_it():
+    collections = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    large = group(add.s(i, i) for i in range(2000))
+    gc.callbacks.append(count)
+    try:
+        large.apply_async()
+        during_apply = len(collections)
+        assert gc.isenabled()
+        # A failing member (an argument JSON cannot store) turns it back on too.
+        with pytest.raises(EncodeError):
+            group([*(add.s(i, i) for i in range(1500)), add.s(object(), 1)]).apply_async()
+        assert gc.isenabled()
+        # Left off if the caller had turned it off.
+        gc.disable()
+        try:
+            group(add.s(i, i) for i in range(2000)).apply_async()
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        gc.callbacks.remove(count)
+    # Unpaused, 2,000 members start dozens of collections (one per 700 new
+    # objects); paused, at most the one put off until the way out.
+    assert during_apply <= 1
+    assert QueuedMessage.objects.count() == 4000
 
 
 def test_chains_and_parent(start_worker):

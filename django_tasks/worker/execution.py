@@ -30,7 +30,7 @@ from .outcome import Outcome, exception_text
 
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # How arguments are shown with a result (one encoder, not one per call).
-_readable_json = json.JSONEncoder(ensure_ascii=False).encode
+_readable_json = serialization.reusable_json_encoder()
 
 
 def execute(message, hostname="", is_eager=False):
