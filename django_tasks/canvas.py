@@ -105,12 +105,19 @@ def maybe_signature(value):
 
 
 class Plan:
-    """What applying a canvas writes: messages, and chord rows, in one go."""
+    """What applying a canvas writes: messages, and chord rows, in one go.
 
-    def __init__(self):
+    With a ``writer`` (see ``queue.base.BatchWriter``) the messages go to it
+    in batches while the canvas is still being planned: on PostgreSQL the
+    server stores a large group's first members while the client plans the
+    rest. Without one they stay in ``messages``.
+    """
+
+    def __init__(self, writer=None):
         self.messages = []
         self.chords = []  # unsaved TaskGroup rows
         self._builders = {}
+        self._writer = writer
 
     def builder(self, task_name):
         """One MessageBuilder per task for the whole plan (see message_builder)."""
@@ -119,18 +126,26 @@ class Plan:
             builder = self._builders[task_name] = MessageBuilder(registry.lookup(task_name))
         return builder
 
+    def add(self, message):
+        self.messages.append(message)
+        if self._writer is not None and len(self.messages) >= WRITE_EVERY:
+            self._writer.write(self.messages)
+            self.messages = []
+
     def write(self, queue):
-        """Write inside the caller's transaction: chord rows, then ONE enqueue."""
+        """Write inside the caller's transaction: ONE enqueue, and the chord rows."""
+        queue.enqueue(self.messages)
+        self.write_chords(queue)
+
+    def write_chords(self, queue):
         from .models import TaskGroup
 
         if self.chords:
             TaskGroup.objects.using(queue.alias).bulk_create(self.chords)
-        queue.enqueue(self.messages)
 
-    def launch(self):
-        queue = get_backend()
-        with transaction.atomic(using=queue.alias):
-            self.write(queue)
+
+# Messages handed to a plan's writer at a time: enough for a COPY to pay off.
+WRITE_EVERY = 500
 
 
 # Applying a canvas of thousands of calls allocates hundreds of thousands of
@@ -290,8 +305,8 @@ class Signature(dict):
             headers["chain"] = [to_header(step) for step in options["chain"]]
         if context:
             headers.update({key: value for key, value in context.items() if value})
-        plan.messages.append(plan.builder(self.name).build(args, kwargs, headers=headers,
-                                                           **message_options))
+        plan.add(plan.builder(self.name).build(args, kwargs, headers=headers,
+                                               **message_options))
 
     # -- applying -----------------------------------------------------
 
@@ -306,9 +321,12 @@ class Signature(dict):
         if settings.EAGER:
             return sig.apply(args, kwargs)
         result = sig.freeze()
-        plan = Plan()
-        sig.plan(plan, tuple(args or ()), kwargs)
-        plan.launch()
+        queue = get_backend()
+        with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
+            plan = Plan(writer)
+            sig.plan(plan, tuple(args or ()), kwargs)
+            writer.finish(plan.messages)
+            plan.write_chords(queue)
         return result
 
     def delay(self, *args, **kwargs):

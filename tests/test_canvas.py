@@ -11,9 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature, states
+from django_tasks.canvas import WRITE_EVERY
 from django_tasks.exceptions import ChordError, EncodeError
+from django_tasks.message_builder import MessageBuilder
 from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
-from django_tasks.queue import enqueue
+from django_tasks.queue import enqueue, get_backend
 from testproject.tasks import add, mul, xsum
 from tests.canvas_tasks import fail_with_value_error, note_error, note_value, sum_and_record
 from tests.models import Execution, Note
@@ -92,6 +94,18 @@ def test_a_large_group_rolled_back_leaves_nothing():
     assert not QueuedMessage.objects.exists()
 
 
+def test_a_large_group_failing_midway_leaves_the_callers_transaction_usable():
+    bad = group([*(add.s(i, i) for i in range(3 * WRITE_EVERY)), add.s(object(), 1)])
+    with transaction.atomic():
+        kept = add.delay(1, 1)
+        # Its first members were already streamed when the last one failed.
+        with pytest.raises(EncodeError, match="not JSON serializable"):
+            bad.apply_async()
+        after = group(add.s(i, i) for i in range(5)).apply_async()
+    ids = {str(i) for i in QueuedMessage.objects.values_list("task_id", flat=True)}
+    assert ids == {kept.id, *(r.id for r in after)}
+
+
 def test_a_large_bulk_enqueue_outside_a_transaction_is_all_or_nothing():
     messages = [add.build_message((i, i)) for i in range(300)]
     messages[-1].task_id = messages[0].task_id
@@ -100,6 +114,33 @@ def test_a_large_bulk_enqueue_outside_a_transaction_is_all_or_nothing():
     assert not QueuedMessage.objects.exists()
     enqueue(messages[:-1])
     assert QueuedMessage.objects.count() == 299
+
+
+def test_a_large_group_is_written_in_batches_while_it_is_planned(monkeypatch):
+    planned, batches = [], []
+    original_build = MessageBuilder.build
+    writer_class = type(get_backend().message_writer())
+    original_write = writer_class.write
+
+    def build_and_count(builder, *args, **kwargs):
+        planned.append(1)
+        return original_build(builder, *args, **kwargs)
+
+    def write_and_record(writer, messages):
+        batches.append((len(messages), len(planned)))
+        original_write(writer, messages)
+
+    monkeypatch.setattr(MessageBuilder, "build", build_and_count)
+    monkeypatch.setattr(writer_class, "write", write_and_record)
+    size = 2 * WRITE_EVERY + 7
+    with CaptureQueriesContext(connection) as queries:
+        result = group(add.s(i, i) for i in range(size)).apply_async()
+    # Each batch went out as soon as it was planned, long before the last member.
+    assert batches[:2] == [(WRITE_EVERY, WRITE_EVERY), (WRITE_EVERY, 2 * WRITE_EVERY)]
+    assert QueuedMessage.objects.filter(task_id__in=[r.id for r in result]).count() == size
+    if connection.vendor == "postgresql":  # all of it one COPY, then its NOTIFY
+        statements = [q["sql"].split()[0].upper() for q in queries]
+        assert statements.count("COPY") == 1 and "INSERT" not in statements, statements
 
 
 def test_a_large_bulk_enqueue_stores_every_timestamp_and_header_as_given():

@@ -23,6 +23,29 @@ RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "a
                  "group_id", "date_created", "date_started", "date_done"]
 
 
+class BatchWriter:
+    """Each batch is one ``enqueue()``: databases that cannot stream rows.
+
+    The protocol: ``write(messages)`` for each full batch, ``finish(messages)``
+    once with the rest; used as a context manager, so that an error while
+    planning interrupts what the writer holds open.
+    """
+
+    def __init__(self, queue):
+        self.queue = queue
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def write(self, messages):
+        self.queue.enqueue(messages)
+
+    finish = write
+
+
 class BaseQueue:
     """Enqueue many, claim, mark started, finish (ack + results), release, wait.
 
@@ -47,6 +70,11 @@ class BaseQueue:
 
     def enqueue(self, messages):
         raise NotImplementedError
+
+    def message_writer(self):
+        """A writer for messages handed over in batches while a canvas is
+        planned (``canvas.Plan``), inside the caller's transaction."""
+        return BatchWriter(self)
 
     def remember_uncommitted(self, task_ids):
         """Note ids enqueued in a still-open transaction (``get()`` guard)."""

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from contextlib import ExitStack
 from datetime import UTC
 
 import psycopg
@@ -171,6 +172,71 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
+class CopyWriter:
+    """Messages streamed with one COPY as a canvas plans them (see BatchWriter).
+
+    The COPY opens with the first full batch, so the server stores rows while
+    the client plans the next ones; the NOTIFY follows it in the same
+    transaction. Nothing may use the connection while the COPY is open:
+    planning a canvas does not.
+    """
+
+    def __init__(self, queue):
+        self.queue = queue
+        self.connection = queue.connection
+        self._open = None  # the cursor and its COPY, while it is open
+        self._queues = set()
+        self._task_ids = []
+        self._stamp = _TimestampText()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._open is not None:  # planning failed: the COPY is abandoned
+            open_copy, self._open = self._open, None
+            with self.connection.wrap_database_errors:
+                open_copy.__exit__(*exc_info)
+        return False
+
+    def write(self, messages):
+        with self.connection.wrap_database_errors:
+            if self._open is None:
+                self._start()
+            copy, stamp = self._copy, self._stamp
+            for m in messages:
+                copy.write_row((m.task_id, m.task_name, m.queue, m.priority,
+                                stamp(m.available_at), stamp(m.expires), m.content_type,
+                                m.body, compact_json(m.headers), 0, stamp(m.created_at)))
+        self._queues.update(m.queue for m in messages)
+        self._task_ids.extend(m.task_id for m in messages)
+
+    def finish(self, messages):
+        if self._open is None:  # never reached a batch: one ordinary enqueue
+            self.queue.enqueue(messages)
+            return
+        self.write(messages)
+        open_copy, self._open = self._open, None
+        connection = self.connection
+        with connection.wrap_database_errors:
+            open_copy.close()  # the COPY ends once the server has every row
+            with psycopg.Cursor(connection.connection) as cursor:
+                for queue in sorted(self._queues):
+                    cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, queue])
+        if connection.queries_logged:
+            connection.queries_log.append(
+                {"sql": ENQUEUE_COPY_SQL, "time": f"{time.monotonic() - self._started:.3f}"})
+        self.queue.remember_uncommitted(self._task_ids)
+
+    def _start(self):
+        self.connection.ensure_connection()
+        self._started = time.monotonic()
+        open_copy = ExitStack()
+        cursor = open_copy.enter_context(psycopg.Cursor(self.connection.connection))
+        self._copy = open_copy.enter_context(cursor.copy(ENQUEUE_COPY_SQL))
+        self._open = open_copy
+
+
 class PostgreSQLQueue(BaseQueue):
     def __init__(self, alias):
         super().__init__(alias)
@@ -204,26 +270,14 @@ class PostgreSQLQueue(BaseQueue):
         self.remember_uncommitted([m.task_id for m in messages])
 
     def _enqueue_by_copy(self, messages):
-        connection = self.connection
         # One transaction for the rows and their wake-up, even in autocommit.
-        with transaction.atomic(using=self.alias, savepoint=False):
-            connection.ensure_connection()
-            started = time.monotonic()
-            with connection.wrap_database_errors, \
-                    psycopg.Cursor(connection.connection) as cursor:
-                stamp = _TimestampText()
-                with cursor.copy(ENQUEUE_COPY_SQL) as copy:
-                    for m in messages:
-                        copy.write_row((m.task_id, m.task_name, m.queue, m.priority,
-                                        stamp(m.available_at), stamp(m.expires),
-                                        m.content_type, m.body, compact_json(m.headers), 0,
-                                        stamp(m.created_at)))
-                for queue in sorted({m.queue for m in messages}):
-                    cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, queue])
-            if connection.queries_logged:
-                connection.queries_log.append(
-                    {"sql": ENQUEUE_COPY_SQL, "time": f"{time.monotonic() - started:.3f}"})
-        self.remember_uncommitted([m.task_id for m in messages])
+        with transaction.atomic(using=self.alias, savepoint=False), \
+                self.message_writer() as writer:
+            writer.write(messages)
+            writer.finish([])
+
+    def message_writer(self):
+        return CopyWriter(self)
 
     def _execute_raw(self, sql, params, fetch=False, binary=False):
         """Run ``sql`` on psycopg's own cursor over Django's connection (same
