@@ -7,6 +7,8 @@ with a message saying what to change.
 from datetime import timedelta
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 DEFAULTS = {
     # Database alias that holds the queue and the results.
@@ -51,17 +53,31 @@ DEFAULTS = {
 class Settings:
     """Attribute access to ``settings.DJANGO_TASKS`` merged over the defaults.
 
-    Read on every access (not cached) so ``override_settings`` works in tests.
+    Each value is read once and kept (a read was over a microsecond, and a
+    ``.delay()`` makes half a dozen); ``override_settings`` and anything
+    else that sends Django's ``setting_changed`` for ``DJANGO_TASKS`` clear
+    what was kept. Changing the dict in place is not seen.
     """
 
     def __getattr__(self, name):
+        # Only called for a value not kept yet.
         if name not in DEFAULTS:
             raise AttributeError(f"DJANGO_TASKS has no setting {name!r}")
         user = getattr(django_settings, "DJANGO_TASKS", None) or {}
-        return user.get(name, DEFAULTS[name])
+        value = self.__dict__[name] = user.get(name, DEFAULTS[name])
+        return value
+
+    def reload(self):
+        self.__dict__.clear()
 
     def user_keys(self):
         return set((getattr(django_settings, "DJANGO_TASKS", None) or {}).keys())
 
 
 settings = Settings()
+
+
+@receiver(setting_changed)
+def _reload_settings(setting, **kwargs):
+    if setting == "DJANGO_TASKS":
+        settings.reload()

@@ -119,10 +119,14 @@ def test_task_routes_choose_queue_and_priority():
     assert (by_id[explicit.id].queue, by_id[explicit.id].priority) == ("mine", 1)
 
 
-def test_default_queue_setting_is_used():
+def test_default_queue_setting_is_used_and_follows_changes_of_the_setting():
+    before = add.delay(1, 1)  # the default read, and kept
     with override_settings(DJANGO_TASKS={"DEFAULT_QUEUE": "elsewhere"}):
         result = add.delay(1, 1)
-    assert QueuedMessage.objects.get(task_id=result.id).queue == "elsewhere"
+    after = add.delay(1, 1)
+    queues = dict(QueuedMessage.objects.values_list("task_id", "queue"))
+    assert [queues[uuid.UUID(r.id)] for r in (before, result, after)] == [
+        "default", "elsewhere", "default"]
 
 
 def test_countdown_and_eta_together_is_an_error():
