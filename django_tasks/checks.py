@@ -65,7 +65,7 @@ def check_settings(app_configs=None, **kwargs):
         value = getattr(settings, key)
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             errors.append(_error(number, f"DJANGO_TASKS[{key!r}] must be a whole number >= 1."))
-    for key in ("LISTEN_NOTIFY", "SYNCHRONOUS_ACKS", "SYNCHRONOUS_ENQUEUE"):
+    for key in ("LISTEN_NOTIFY", "SYNCHRONOUS_ACKS", "SYNCHRONOUS_ENQUEUE", "PREPARED_STATEMENTS"):
         if not isinstance(getattr(settings, key), bool):
             errors.append(_error(18, f"DJANGO_TASKS[{key!r}] must be True or False."))
     if not isinstance(settings.BEAT_SCHEDULE, dict):

@@ -45,6 +45,10 @@ DEFAULTS = {
     # (PostgreSQL synchronous_commit). False trades durability for speed: a
     # server crash may lose the enqueues of its last fraction of a second.
     "SYNCHRONOUS_ENQUEUE": True,
+    # Prepare the statements every task runs (enqueue, claim, store) once
+    # per connection (PostgreSQL). Turn off behind PgBouncer in transaction
+    # mode older than 1.21 or without max_prepared_statements.
+    "PREPARED_STATEMENTS": True,
     # Rows deleted per statement when purging expired results.
     "PURGE_BATCH_SIZE": 5000,
 }

@@ -33,6 +33,7 @@ def test_valid_settings_pass():
     ({"EAGER": "yes"}, "django_tasks.E009", "True or False"),
     ({"POLL_INTERVAL": 0}, "django_tasks.E014", "positive number of seconds"),
     ({"HEARTBEAT_INTERVAL": 10, "WORKER_LOST_TIMEOUT": 15}, "django_tasks.E015", "twice"),
+    ({"PREPARED_STATEMENTS": "off"}, "django_tasks.E018", "'PREPARED_STATEMENTS'] must be True"),
 ])
 def test_invalid_settings_are_reported(setting, error_id, words):
     errors = _ids(setting)

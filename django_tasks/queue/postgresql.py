@@ -144,6 +144,16 @@ SELECT pg_notify('{RESULT_CHANNEL}', payload) FROM unnest(%b::text[]) AS payload
 """
 
 
+# The statements every task runs (enqueue, claim, store): prepared once per
+# connection, the server plans them once instead of on every call (a claim's
+# planning cost as much as running it).
+PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, CLAIM_SQL, CLAIM_ONE_QUEUE_SQL,
+                      CLAIM_ASYNC_COMMIT_SQL, CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL))
+# A prepare_threshold no statement reaches by being run: only those executed
+# with prepare=True are prepared.
+ONLY_WHEN_ASKED = 2**31
+
+
 def _notify_payloads(task_ids):
     task_ids = [str(t) for t in task_ids]
     return [",".join(task_ids[start:start + IDS_PER_NOTIFY])
@@ -290,10 +300,18 @@ class PostgreSQLQueue(BaseQueue):
         connection = self.connection
         connection.ensure_connection()
         started = time.monotonic()
+        raw = connection.connection
+        prepare = None
+        if sql in PREPARED and settings.PREPARED_STATEMENTS:
+            prepare = True
+            if raw.prepare_threshold is None:
+                # Django turns psycopg's preparing off (for poolers), which
+                # ignores prepare=True too: prepare what is asked for, only.
+                raw.prepare_threshold = ONLY_WHEN_ASKED
         # psycopg.Cursor explicitly: Django's connections default to a
         # client-side binding cursor class.
-        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, params, binary=binary)
+        with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            cursor.execute(sql, params, binary=binary, prepare=prepare)
             rows = cursor.fetchall() if fetch else None
         if connection.queries_logged:
             connection.queries_log.append(
