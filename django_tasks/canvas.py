@@ -372,6 +372,10 @@ class _chain(Signature):
     def tasks(self):
         return self["kwargs"]["tasks"]
 
+    def _width(self):
+        # Applying a chain starts its first step (a group: as a chord).
+        return self.tasks[0]._width() if self.tasks else 1
+
     def __repr__(self):
         return " | ".join(repr(step) for step in self.tasks) or "chain()"
 

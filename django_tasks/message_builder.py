@@ -70,6 +70,6 @@ class MessageBuilder:
 
 
 def _signature_list(value):
-    from .canvas import signatures_to_header  # canvas imports the task module
+    from .canvas import signatures_to_header  # canvas imports this module
 
     return signatures_to_header(value)

@@ -33,7 +33,6 @@ class Message:
         return self.headers.get("retries", 0)
 
 
-
 def new_task_id():
     """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it.
 

@@ -179,6 +179,12 @@ def test_applying_a_large_group_holds_off_the_cyclic_collector_and_restores_it()
         with pytest.raises(EncodeError):
             group([*(add.s(i, i) for i in range(1500)), add.s(object(), 1)]).apply_async()
         assert gc.isenabled()
+        # A chain whose first step is a large group (applied as a chord).
+        chained = chain(group(add.s(i, i) for i in range(2000)), xsum.s())
+        before = len(collections)
+        chained.apply_async()
+        during_chain = len(collections) - before
+        assert gc.isenabled()
         # Left off if the caller had turned it off.
         gc.disable()
         try:
@@ -190,8 +196,8 @@ def test_applying_a_large_group_holds_off_the_cyclic_collector_and_restores_it()
         gc.callbacks.remove(count)
     # Unpaused, 2,000 members start dozens of collections (one per 700 new
     # objects); paused, at most the one put off until the way out.
-    assert during_apply <= 1
-    assert QueuedMessage.objects.count() == 4000
+    assert during_apply <= 1 and during_chain <= 1, (during_apply, during_chain)
+    assert QueuedMessage.objects.count() == 6000
 
 
 def test_chains_and_parent(start_worker):

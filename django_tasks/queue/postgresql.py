@@ -17,7 +17,7 @@ from ..conf import settings
 from ..models import QueuedMessage, TaskResult
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
-from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
+from .base import CLAIM_COLUMNS, BaseQueue, BatchWriter, sort_claimed
 
 logger = logging.getLogger("django_tasks.queue")
 
@@ -182,8 +182,8 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-class CopyWriter:
-    """Messages streamed with one COPY as a canvas plans them (see BatchWriter).
+class CopyWriter(BatchWriter):
+    """Messages streamed with one COPY as a canvas plans them.
 
     The COPY opens with the first full batch, so the server stores rows while
     the client plans the next ones; the NOTIFY follows it in the same
@@ -192,15 +192,12 @@ class CopyWriter:
     """
 
     def __init__(self, queue):
-        self.queue = queue
+        super().__init__(queue)
         self.connection = queue.connection
         self._open = None  # the cursor and its COPY, while it is open
         self._queues = set()
         self._task_ids = []
         self._stamp = _TimestampText()
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc_info):
         if self._open is not None:  # planning failed: the COPY is abandoned
@@ -223,7 +220,7 @@ class CopyWriter:
 
     def finish(self, messages):
         if self._open is None:  # never reached a batch: one ordinary enqueue
-            self.queue.enqueue(messages)
+            super().finish(messages)
             return
         self.write(messages)
         open_copy, self._open = self._open, None
