@@ -17,6 +17,7 @@ from ..conf import settings
 from ..models import QueuedMessage, TaskResult
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
+from . import libpq
 from .base import CLAIM_COLUMNS, BaseQueue, BatchWriter, sort_claimed
 
 logger = logging.getLogger("django_tasks.queue")
@@ -149,6 +150,13 @@ SELECT pg_notify('{RESULT_CHANNEL}', payload) FROM unnest(%b::text[]) AS payload
 # planning cost as much as running it).
 PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, CLAIM_SQL, CLAIM_ONE_QUEUE_SQL,
                       CLAIM_ASYNC_COMMIT_SQL, CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL))
+# A .delay() outside a transaction runs its statement through libpq directly
+# (see libpq.py), prepared under these names.
+ENQUEUE_ONE_DIRECT = {
+    sql: (name, libpq.numbered(sql).encode())
+    for sql, name in ((ENQUEUE_ONE_SQL, b"django_tasks_enqueue_one"),
+                      (ENQUEUE_ONE_ASYNC_COMMIT_SQL, b"django_tasks_enqueue_one_relaxed"))
+}
 # A prepare_threshold no statement reaches by being run: only those executed
 # with prepare=True are prepared.
 ONLY_WHEN_ASKED = 2**31
@@ -158,6 +166,10 @@ def _notify_payloads(task_ids):
     task_ids = [str(t) for t in task_ids]
     return [",".join(task_ids[start:start + IDS_PER_NOTIFY])
             for start in range(0, len(task_ids), IDS_PER_NOTIFY)]
+
+
+def _timestamp_text(value):
+    return value.astimezone(UTC).isoformat()
 
 
 class _TimestampText(dict):
@@ -170,8 +182,14 @@ class _TimestampText(dict):
     def __call__(self, value):
         text = self.get(value)
         if text is None and value is not None:
-            text = self[value] = value.astimezone(UTC).isoformat()
+            text = self[value] = _timestamp_text(value)
         return text
+
+
+def _log_query(connection, sql, started):
+    """What Django's own cursors log under DEBUG, for statements run around them."""
+    if connection.queries_logged:
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
 def _identity(value):
@@ -230,9 +248,7 @@ class CopyWriter(BatchWriter):
             with psycopg.Cursor(connection.connection) as cursor:
                 for queue in sorted(self._queues):
                     cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, queue])
-        if connection.queries_logged:
-            connection.queries_log.append(
-                {"sql": ENQUEUE_COPY_SQL, "time": f"{time.monotonic() - self._started:.3f}"})
+        _log_query(connection, ENQUEUE_COPY_SQL, self._started)
         self.queue.remember_uncommitted(self._task_ids)
 
     def _start(self):
@@ -257,12 +273,7 @@ class PostgreSQLQueue(BaseQueue):
         if not messages:
             return
         if len(messages) == 1:
-            m = messages[0]
-            relaxed = not settings.SYNCHRONOUS_ENQUEUE and self.connection.get_autocommit()
-            self._execute_raw(ENQUEUE_ONE_ASYNC_COMMIT_SQL if relaxed else ENQUEUE_ONE_SQL, (
-                m.task_id, m.task_name, m.queue, m.priority, m.available_at, m.expires,
-                m.content_type, m.body, compact_json(m.headers), m.created_at))
-            self.remember_uncommitted([m.task_id])
+            self._enqueue_one(messages[0])
             return
         if len(messages) >= COPY_FROM:
             self._enqueue_by_copy(messages)
@@ -275,6 +286,33 @@ class PostgreSQLQueue(BaseQueue):
                    [m.created_at for m in messages])
         self._execute_raw(ENQUEUE_SQL, columns)
         self.remember_uncommitted([m.task_id for m in messages])
+
+    def _enqueue_one(self, m):
+        connection = self.connection
+        autocommit = connection.get_autocommit()
+        sql = ENQUEUE_ONE_SQL if settings.SYNCHRONOUS_ENQUEUE or not autocommit \
+            else ENQUEUE_ONE_ASYNC_COMMIT_SQL
+        headers = compact_json(m.headers)
+        raw = connection.connection
+        if autocommit and settings.PREPARED_STATEMENTS and libpq.can_run(raw):
+            started = time.monotonic()
+            created_at = _timestamp_text(m.created_at).encode()
+            available_at = created_at if m.available_at is m.created_at \
+                else _timestamp_text(m.available_at).encode()
+            try:
+                libpq.run_prepared(raw, *ENQUEUE_ONE_DIRECT[sql], (
+                    str(m.task_id).encode(), m.task_name.encode(), m.queue.encode(),
+                    b"%d" % m.priority, available_at,
+                    None if m.expires is None else _timestamp_text(m.expires).encode(),
+                    m.content_type.encode(), m.body.encode(), headers.encode(), created_at))
+            except psycopg.Error:
+                with connection.wrap_database_errors:  # raised again as Django's
+                    raise
+            _log_query(connection, sql, started)
+            return
+        self._execute_raw(sql, (m.task_id, m.task_name, m.queue, m.priority, m.available_at,
+                                m.expires, m.content_type, m.body, headers, m.created_at))
+        self.remember_uncommitted([m.task_id])
 
     def _enqueue_by_copy(self, messages):
         # One transaction for the rows and their wake-up, even in autocommit.
@@ -310,9 +348,7 @@ class PostgreSQLQueue(BaseQueue):
         with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
             cursor.execute(sql, params, binary=binary, prepare=prepare)
             rows = cursor.fetchall() if fetch else None
-        if connection.queries_logged:
-            connection.queries_log.append(
-                {"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+        _log_query(connection, sql, started)
         return rows
 
     def claim(self, worker_id, queues, limit, start=0, pid=None):

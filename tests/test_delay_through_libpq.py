@@ -1,0 +1,128 @@
+"""A ``.delay()`` outside a transaction on PostgreSQL runs its INSERT through
+libpq directly (queue/libpq.py): the same row, the same errors as Django's,
+the caller's transactions untouched."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import (
+    DataError,
+    IntegrityError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
+from django.test.utils import CaptureQueriesContext, override_settings
+from django.utils import timezone
+
+from django_tasks.models import QueuedMessage
+from tests.tasks import add
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
+
+DIRECT = "django_tasks_enqueue_one"
+DIRECT_RELAXED = "django_tasks_enqueue_one_relaxed"
+
+
+def prepared_names():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def test_a_delay_stores_every_field_through_the_statement_prepared_once():
+    connection.close()  # a new session: nothing prepared yet
+    before = timezone.now()
+    plain = add.delay(1, 2)
+    eta = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    timed = add.apply_async(
+        (3,), {"y": "é€ ☃"}, eta=eta.astimezone(timezone.get_fixed_timezone(330)),
+        expires=timedelta(days=400), priority=7, queue="file-é",
+        headers={"note": "naïve ☃"})
+    assert prepared_names() == [DIRECT]
+
+    row = QueuedMessage.objects.get(task_id=plain.id)
+    assert (row.task_name, row.queue, row.priority, row.deliveries) == (
+        "tests.tasks.add", "default", 0, 0)
+    assert row.available_at == row.created_at and before <= row.created_at <= timezone.now()
+    assert row.expires is None and row.claimed_by is None
+    assert row.headers == {"retries": 0}
+
+    row = QueuedMessage.objects.get(task_id=timed.id)
+    assert (row.queue, row.priority, row.available_at) == ("file-é", 7, eta)
+    assert row.expires == row.created_at + timedelta(days=400)
+    assert row.headers == {"note": "naïve ☃", "retries": 0}
+    assert "é€ ☃" in row.body
+
+
+def test_inside_a_transaction_the_enqueue_is_part_of_it():
+    connection.close()
+    class Abandoned(Exception):
+        pass
+
+    with pytest.raises(Abandoned), transaction.atomic():
+        result = add.delay(1, 2)
+        assert QueuedMessage.objects.filter(task_id=result.id).exists()
+        raise Abandoned
+    assert not QueuedMessage.objects.filter(task_id=result.id).exists()
+    assert DIRECT not in prepared_names()
+
+
+def test_off_the_relaxed_statement_is_prepared_under_its_own_name():
+    connection.close()
+    with override_settings(DJANGO_TASKS={"SYNCHRONOUS_ENQUEUE": False}):
+        result = add.delay(1, 2)
+    assert QueuedMessage.objects.filter(task_id=result.id).exists()
+    assert prepared_names() == [DIRECT_RELAXED]
+
+
+def test_a_duplicate_task_id_raises_djangos_integrity_error_and_the_connection_goes_on():
+    task_id = str(uuid.uuid4())
+    add.apply_async((1, 2), task_id=task_id)
+    with pytest.raises(IntegrityError, match="task_id"):
+        add.apply_async((3, 4), task_id=task_id)
+    assert QueuedMessage.objects.filter(task_id=task_id).count() == 1
+    assert QueuedMessage.objects.filter(task_id=add.delay(5, 6).id).exists()
+
+
+def test_a_nul_character_is_refused_as_djangos_data_error_and_nothing_is_stored():
+    with pytest.raises(DataError, match="NUL"):
+        add.apply_async((1, 2), queue="bad\x00queue")
+    assert not QueuedMessage.objects.exists()
+
+
+def test_statements_deallocated_behind_its_back_are_prepared_again():
+    add.delay(1, 2)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert prepared_names() == []
+    result = add.delay(3, 4)
+    assert QueuedMessage.objects.filter(task_id=result.id).exists()
+    assert prepared_names() == [DIRECT]
+
+
+def test_a_session_ended_by_the_server_raises_djangos_operational_error_then_reconnects():
+    add.delay(1, 2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    with pytest.raises(OperationalError):
+        add.delay(3, 4)
+    connection.close_if_unusable_or_obsolete()  # what Django does at a request's end
+    result = add.delay(5, 6)
+    assert QueuedMessage.objects.filter(task_id=result.id).exists()
+
+
+def test_debug_query_logging_sees_the_insert():
+    with CaptureQueriesContext(connection) as queries:
+        add.delay(1, 2)
+    assert any("INSERT INTO django_tasks_queuedmessage" in q["sql"]
+               for q in queries.captured_queries)
