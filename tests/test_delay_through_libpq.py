@@ -2,6 +2,7 @@
 libpq directly (queue/libpq.py): the same row, the same errors as Django's,
 the caller's transactions untouched."""
 
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -126,3 +127,29 @@ def test_debug_query_logging_sees_the_insert():
         add.delay(1, 2)
     assert any("INSERT INTO django_tasks_queuedmessage" in q["sql"]
                for q in queries.captured_queries)
+
+
+def test_threads_sharing_one_connection_take_turns():
+    """As Django's live server tests share the test's connection."""
+    shared = connections["default"]
+    shared.ensure_connection()
+    shared.inc_thread_sharing()
+    sent, errors = [], []
+
+    def send():
+        connections["default"] = shared
+        try:
+            sent.extend(add.delay(i, i).id for i in range(200))
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        shared.dec_thread_sharing()
+    assert errors == []
+    assert QueuedMessage.objects.filter(task_id__in=sent).count() == len(sent) == 800

@@ -59,17 +59,20 @@ def run_prepared(connection, name, sql, params):
             raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
     names = _prepared[connection]
     pgconn = connection.pgconn
-    if name not in names:
-        _check(pgconn, pgconn.prepare(name, sql))
-        names.add(name)
-    result = pgconn.exec_prepared(name, params)
-    if result.status not in _SUCCEEDED:
-        if _sqlstate(result) == UNDEFINED_PREPARED_STATEMENT:
-            # Deallocated behind our back (DISCARD ALL, or psycopg's own
-            # DEALLOCATE ALL after a ROLLBACK): nothing ran, prepare again.
+    # psycopg's own lock: a connection Django shares between threads (live
+    # server tests) must not see two statements at once.
+    with connection.lock:
+        if name not in names:
             _check(pgconn, pgconn.prepare(name, sql))
-            result = pgconn.exec_prepared(name, params)
-        _check(pgconn, result)
+            names.add(name)
+        result = pgconn.exec_prepared(name, params)
+        if result.status not in _SUCCEEDED:
+            if _sqlstate(result) == UNDEFINED_PREPARED_STATEMENT:
+                # Deallocated behind our back (DISCARD ALL, or psycopg's own
+                # DEALLOCATE ALL after a ROLLBACK): nothing ran, prepare again.
+                _check(pgconn, pgconn.prepare(name, sql))
+                result = pgconn.exec_prepared(name, params)
+            _check(pgconn, result)
 
 
 def _sqlstate(result):
