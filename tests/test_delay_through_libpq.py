@@ -2,6 +2,7 @@
 libpq directly (queue/libpq.py): the same row, the same errors as Django's,
 the caller's transactions untouched."""
 
+import contextlib
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,9 @@ from django.db import (
 from django.test.utils import CaptureQueriesContext, override_settings
 from django.utils import timezone
 
+from django_tasks.messages import Message
 from django_tasks.models import QueuedMessage
+from django_tasks.queue import enqueue
 from tests.tasks import add
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
@@ -153,3 +156,19 @@ def test_threads_sharing_one_connection_take_turns():
         shared.dec_thread_sharing()
     assert errors == []
     assert QueuedMessage.objects.filter(task_id__in=sent).count() == len(sent) == 800
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["direct", "in a transaction"])
+def test_a_hand_made_message_is_stored_or_refused_as_on_every_path(in_transaction):
+    now = timezone.now()
+    fields = dict(task_id=uuid.uuid4(), task_name="tests.tasks.add", queue="default",
+                  priority=0, available_at=now, expires=None, content_type="json",
+                  body='{"args": [1, 2], "kwargs": {}}', headers={}, created_at=now)
+    block = transaction.atomic if in_transaction else contextlib.nullcontext
+    with block():
+        enqueue([Message(**fields)])  # a UUID object as task id
+    assert QueuedMessage.objects.get(task_id=fields["task_id"]).body == fields["body"]
+    for missing in ("task_name", "priority", "created_at"):
+        with pytest.raises(IntegrityError, match=missing), block():
+            enqueue([Message(**{**fields, "task_id": uuid.uuid4(), missing: None})])
+    assert QueuedMessage.objects.count() == 1

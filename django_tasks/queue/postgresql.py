@@ -172,6 +172,23 @@ def _timestamp_text(value):
     return value.astimezone(UTC).isoformat()
 
 
+def _utf8(value):
+    return None if value is None else str(value).encode()
+
+
+def _as_text(m, headers):
+    """The single insert's parameters as libpq text (``None`` is NULL)."""
+    created_at = None if m.created_at is None else _timestamp_text(m.created_at).encode()
+    if m.available_at is m.created_at:  # a message sent for now: one instant
+        available_at = created_at
+    else:
+        available_at = None if m.available_at is None else _timestamp_text(m.available_at).encode()
+    return (_utf8(m.task_id), _utf8(m.task_name), _utf8(m.queue),
+            None if m.priority is None else b"%d" % m.priority, available_at,
+            None if m.expires is None else _timestamp_text(m.expires).encode(),
+            _utf8(m.content_type), _utf8(m.body), headers.encode(), created_at)
+
+
 class _TimestampText(dict):
     """Timestamps as COPY text, each distinct one formatted once.
 
@@ -296,15 +313,8 @@ class PostgreSQLQueue(BaseQueue):
         raw = connection.connection
         if autocommit and settings.PREPARED_STATEMENTS and libpq.can_run(raw):
             started = time.monotonic()
-            created_at = _timestamp_text(m.created_at).encode()
-            available_at = created_at if m.available_at is m.created_at \
-                else _timestamp_text(m.available_at).encode()
             try:
-                libpq.run_prepared(raw, *ENQUEUE_ONE_DIRECT[sql], (
-                    str(m.task_id).encode(), m.task_name.encode(), m.queue.encode(),
-                    b"%d" % m.priority, available_at,
-                    None if m.expires is None else _timestamp_text(m.expires).encode(),
-                    m.content_type.encode(), m.body.encode(), headers.encode(), created_at))
+                libpq.run_prepared(raw, *ENQUEUE_ONE_DIRECT[sql], _as_text(m, headers))
             except psycopg.Error:
                 with connection.wrap_database_errors:  # raised again as Django's
                     raise
