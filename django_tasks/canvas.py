@@ -286,13 +286,17 @@ class Signature(dict):
             self.options["chain"] = [*self.options.get("chain", []), *rest]
         return self
 
-    def plan(self, plan, args=(), kwargs=None, context=None):
-        """Add the message(s) that start this canvas to ``plan``."""
+    def plan(self, plan, args=(), kwargs=None, context=None, frozen=None):
+        """Add the message(s) that start this canvas to ``plan``.
+
+        ``frozen``: options read over this call's own (its task and group ids
+        when a group plans it without copying it).
+        """
         if self.immutable:
             args, kwargs = self.args, self.kwargs
         else:
             args, kwargs = (*args, *self.args), {**self.kwargs, **(kwargs or {})}
-        options = self["options"]
+        options = self["options"] if frozen is None else {**self["options"], **frozen}
         headers = dict(options.get("headers") or {})
         message_options = {}
         # One pass over the (usually two or three) options a signature has.
@@ -505,6 +509,33 @@ class group(Signature):  # noqa: N801 (Celery's name)
 
     def freeze(self):
         return GroupResult(*self._freeze_members(with_results=True))
+
+    def _apply_async(self, args, kwargs, options):
+        if options or self.options or settings.EAGER \
+                or any(type(member) is not Signature for member in self.tasks):
+            return super()._apply_async(args, kwargs, options)
+        return self._apply_plain(tuple(args or ()), kwargs)
+
+    def _apply_plain(self, args, kwargs):
+        """A group of plain calls, nothing given to apply_async: what the
+        general path does (copy, freeze, plan), in one pass over the members
+        and without copying them. Planning only reads a member; its ids are
+        handed over beside it, so the caller's group stays as it was."""
+        group_id = new_task_id()
+        results = []
+        queue = get_backend()
+        with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
+            plan = Plan(writer)
+            for member in self.tasks:
+                options = member["options"]
+                task_id = options.get("task_id")
+                if task_id is None:
+                    task_id = new_task_id()
+                member.plan(plan, args, kwargs, frozen={
+                    "task_id": task_id, "group_id": options.get("group_id", group_id)})
+                results.append(AsyncResult(task_id, task_name=member.name))
+            writer.finish(plan.messages)
+        return GroupResult(group_id, results)
 
     def _freeze_members(self, with_results):
         """Give the group and every member their ids: (group id, members' results)."""

@@ -70,6 +70,49 @@ def test_group_enqueues_all_members_in_one_statement():
     assert QueuedMessage.objects.filter(task_id__in=[r.id for r in result]).count() == 50
 
 
+
+def _members():
+    """Plain calls with every kind of option a member may carry."""
+    return [add.s(1, 2), add.si(3, 4).set(queue="other", priority=5), add.s(y=6),
+            add.s(7).set(countdown=600, headers={"trace": "t-1"}),
+            add.s(8, 9).set(link=mul.s(2), expires=3600),
+            add.s(10, 11).set(task_id="0c0ffee0-0000-4000-8000-000000000001")]
+
+
+def _stored(result):
+    """The stored messages of a group's members, in call order, ids set aside."""
+    rows = {row.task_id: row for row in QueuedMessage.objects.filter(
+        task_id__in=[r.id for r in result])}
+    stored = []
+    for member in result:
+        row = rows[uuid.UUID(member.id)]
+        headers = dict(row.headers)
+        assert headers.pop("group_id") == result.id
+        stored.append((row.task_name, row.queue, row.priority, row.body, headers,
+                       round((row.available_at - row.created_at).total_seconds()),
+                       None if row.expires is None
+                       else round((row.expires - row.created_at).total_seconds())))
+    return stored
+
+
+def test_a_group_of_plain_calls_is_planned_without_copies_and_stores_what_the_general_path_does():
+    plain = _members()
+    before = [dict(member, options=dict(member.options)) for member in plain]
+    fused = group(plain).apply_async(["front"])
+    # The caller's signatures are left as they were: applying again gives new ids.
+    assert [dict(member, options=dict(member.options)) for member in plain] == before
+    assert fused.results[-1].id == "0c0ffee0-0000-4000-8000-000000000001"
+    again = group(plain[:-1]).apply_async(["front"])
+    assert not {r.id for r in again} & {r.id for r in fused} and again.id != fused.id
+    # An option given to apply_async (here one that changes nothing) takes the
+    # general path: copy, freeze, plan.
+    stored = _stored(fused)
+    QueuedMessage.objects.filter(task_id="0c0ffee0-0000-4000-8000-000000000001").delete()
+    general = group(_members()).apply_async(["front"], serializer="json")
+    assert stored == _stored(general)
+    assert [r.id for r in general][-1] == "0c0ffee0-0000-4000-8000-000000000001"
+
+
 def test_a_large_group_is_one_copy_in_one_transaction_and_wakes_an_idle_worker(
         start_worker, postgres_only):
     poll_interval = 30.0
