@@ -621,8 +621,8 @@ def more_enqueue_rounds(systems, n, res, row):
                 res.enqueue_rounds.pop(system.key)
                 continue
             res.enqueue_rounds[system.key].append(r["rate"])
-        for system in systems:
-            system.truncate()
+    for system in systems:
+        system.truncate()
     for key, rates in res.enqueue_rounds.items():
         res.set(row, key, statistics.median(rates))
 

@@ -144,6 +144,16 @@ class Plan:
             TaskGroup.objects.using(queue.alias).bulk_create(self.chords)
 
 
+def _write_planned(fill):
+    """Write what ``fill(plan)`` plans, in one transaction, while it plans."""
+    queue = get_backend()
+    with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
+        plan = Plan(writer)
+        fill(plan)
+        writer.finish(plan.messages)
+        plan.write_chords(queue)
+
+
 # Messages handed to a plan's writer at a time: enough for a COPY to pay off.
 WRITE_EVERY = 500
 
@@ -325,12 +335,7 @@ class Signature(dict):
         if settings.EAGER:
             return sig.apply(args, kwargs)
         result = sig.freeze()
-        queue = get_backend()
-        with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
-            plan = Plan(writer)
-            sig.plan(plan, tuple(args or ()), kwargs)
-            writer.finish(plan.messages)
-            plan.write_chords(queue)
+        _write_planned(lambda plan: sig.plan(plan, tuple(args or ()), kwargs))
         return result
 
     def delay(self, *args, **kwargs):
@@ -523,9 +528,8 @@ class group(Signature):  # noqa: N801 (Celery's name)
         handed over beside it, so the caller's group stays as it was."""
         group_id = new_task_id()
         results = []
-        queue = get_backend()
-        with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
-            plan = Plan(writer)
+
+        def plan_members(plan):
             for member in self.tasks:
                 options = member["options"]
                 task_id = options.get("task_id")
@@ -534,7 +538,8 @@ class group(Signature):  # noqa: N801 (Celery's name)
                 member.plan(plan, args, kwargs, frozen={
                     "task_id": task_id, "group_id": options.get("group_id", group_id)})
                 results.append(AsyncResult(task_id, task_name=member.name))
-            writer.finish(plan.messages)
+
+        _write_planned(plan_members)
         return GroupResult(group_id, results)
 
     def _freeze_members(self, with_results):

@@ -176,17 +176,20 @@ def _utf8(value):
     return None if value is None else str(value).encode()
 
 
+def _timestamp_utf8(value):
+    return None if value is None else _timestamp_text(value).encode()
+
+
 def _as_text(m, headers):
     """The single insert's parameters as libpq text (``None`` is NULL)."""
-    created_at = None if m.created_at is None else _timestamp_text(m.created_at).encode()
-    if m.available_at is m.created_at:  # a message sent for now: one instant
-        available_at = created_at
-    else:
-        available_at = None if m.available_at is None else _timestamp_text(m.available_at).encode()
+    created_at = _timestamp_utf8(m.created_at)
+    # A message sent for now has one instant: formatted once.
+    available_at = created_at if m.available_at is m.created_at \
+        else _timestamp_utf8(m.available_at)
     return (_utf8(m.task_id), _utf8(m.task_name), _utf8(m.queue),
             None if m.priority is None else b"%d" % m.priority, available_at,
-            None if m.expires is None else _timestamp_text(m.expires).encode(),
-            _utf8(m.content_type), _utf8(m.body), headers.encode(), created_at)
+            _timestamp_utf8(m.expires), _utf8(m.content_type), _utf8(m.body),
+            headers.encode(), created_at)
 
 
 class _TimestampText(dict):
