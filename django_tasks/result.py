@@ -1,6 +1,7 @@
 """``AsyncResult``: the state and return value of a task, by id."""
 
 import time
+import uuid
 
 from django.db import transaction
 from django.utils import timezone
@@ -151,11 +152,26 @@ class AsyncResult:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out.")
-            # A notification ends the wait early where the database sends
-            # them; the interval bounds the wait where it does not.
-            backend.wait_for_results(interval if remaining is None else min(interval, remaining))
+            self._wait_for_news(backend, interval if remaining is None
+                                else min(interval, remaining))
 
     wait = get
+
+    def _wait_for_news(self, backend, timeout):
+        """Wait until a notification names this task, or ``timeout`` passes.
+
+        Where the database sends notifications, each names the tasks whose
+        results it stored: one for other tasks is no reason to look again
+        (under load they come hundreds a second). The timeout bounds the
+        wait where nothing is sent (polling), and for results stored by a
+        path that sends nothing.
+        """
+        wanted = _canonical_id(self.id)
+        until = time.monotonic() + timeout
+        while (remaining := until - time.monotonic()) > 0:
+            payloads = backend.wait_for_results(remaining)
+            if not payloads or any(wanted in payload for payload in payloads):
+                return
 
     def _outcome(self, row, propagate):
         value = _decode(row)
@@ -173,6 +189,14 @@ class AsyncResult:
         """Stop the task from starting (it ends ``REVOKED``); with ``terminate``
         also stop it where it already runs."""
         return revoke_ids([self.id], terminate=terminate)
+
+
+def _canonical_id(task_id):
+    """A task id as the notifications spell it (``str(UUID)``)."""
+    try:
+        return str(uuid.UUID(task_id))
+    except ValueError:
+        return task_id
 
 
 def revoke_ids(task_ids, terminate=False):
