@@ -136,3 +136,8 @@ def needs_note(text):
     if not Note.objects.filter(text=text).exists():
         raise LookupError(f"no note {text!r} yet")
     return f"found {text}"
+
+
+@task
+def raise_message(text):
+    raise ValueError(text)

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_tasks import AsyncResult, states
 from django_tasks.exceptions import DecodeError, EncodeError, NotRegistered
 from django_tasks.models import QueuedMessage, TaskResult
-from tests.tasks import add, fail_with_type_error, return_unserializable
+from tests.tasks import add, fail_with_type_error, raise_message, return_unserializable
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,10 +29,10 @@ def test_task_raising_type_error(start_worker):
                     "TypeError(\"bad value: 'x'\")")
 
 
-def _raw_message(task_name, body, content_type="json"):
+def _raw_message(task_name, body, content_type="json", headers=None):
     task_id = uuid.uuid4()
     QueuedMessage.objects.create(task_id=task_id, task_name=task_name, queue="default",
-                                 body=body, content_type=content_type, headers={},
+                                 body=body, content_type=content_type, headers=headers or {},
                                  available_at=timezone.now())
     return AsyncResult(task_id)
 
@@ -70,3 +70,31 @@ def test_result_that_cannot_be_stored_fails_the_task(start_worker):
     with pytest.raises(EncodeError, match="cannot be stored"):
         result.get(timeout=10)
     assert TaskResult.objects.get(task_id=result.id).state == states.FAILURE
+
+
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_an_exception_message_with_a_nul_character_is_stored(start_worker, pool):
+    worker = start_worker("-P", pool, "-c", "1")
+    result = raise_message.delay("before\0after")
+    with pytest.raises(ValueError) as raised:
+        result.get(timeout=30)
+    assert str(raised.value) == "before\0after"  # the message itself round-trips
+    assert "ValueError: before\\x00after" in result.traceback  # spelled as repr() does
+    assert add.delay(1, 2).get(timeout=30) == 3
+    assert "storing results died" not in worker.output
+
+
+def test_an_outcome_the_database_refuses_is_stored_as_a_failure(start_worker, postgres_only):
+    # A hand-made message whose retry count overflows the result column:
+    # its outcome cannot be stored as it is, the others' must be all the same.
+    bad = _raw_message("tests.tasks.add", '{"args": [1, 1], "kwargs": {}}',
+                       headers={"retries": 2**40})
+    good = [add.delay(i, i) for i in range(20)]
+    worker = start_worker("-P", "solo", "--prefetch-multiplier", "8")
+    assert [r.get(timeout=30) for r in good] == [2 * i for i in range(20)]
+    with pytest.raises(EncodeError, match="refused to store the outcome.*out of range"):
+        bad.get(timeout=30)
+    assert TaskResult.objects.get(task_id=bad.id).state == states.FAILURE
+    assert not QueuedMessage.objects.exists()
+    worker.wait_for(f"The database refused the outcome of tests.tasks.add[{bad.id}]")
+    assert add.delay(2, 3).get(timeout=30) == 5

@@ -187,7 +187,9 @@ def interrupted_outcome(message, exc, hostname):
 def _exception_outcome(message, state, exc, with_traceback=True):
     text = None
     if with_traceback and exc.__traceback__ is not None:
-        text = "".join(traceback_module.format_exception(exc))
+        # PostgreSQL's text cannot hold NUL (an exception message may):
+        # spelled as repr() spells it.
+        text = "".join(traceback_module.format_exception(exc)).replace("\0", "\\x00")
     return Outcome(message=message, state=state, value=exc, result_text=exception_text(exc),
                    content_type="json", traceback=text)
 

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from .forking import database_work
 
@@ -95,10 +95,11 @@ class Flusher(threading.Thread):
 
     def _flush(self, batch):
         delay = 0.5
+        count = len(batch)
         while True:
             try:
                 with database_work:
-                    self.backend.finish(batch, self.worker_id)
+                    self._finish(batch)
                 break
             except (OperationalError, InterfaceError) as exc:
                 logger.error("Database unavailable (%s); storing %d outcome(s) again in %.1fs",
@@ -107,9 +108,42 @@ class Flusher(threading.Thread):
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
         with self._lock:
-            self._pending -= len(batch)
+            self._pending -= count
             if not self._pending:
                 self._idle.set()
+
+    def _finish(self, batch):
+        try:
+            self.backend.finish(batch, self.worker_id)
+        except OperationalError:
+            raise  # the database is away: the caller stores the batch again
+        except DatabaseError:
+            # One outcome the database refuses must not take the rest of
+            # the batch with it (nor this thread, nor the worker): one by one.
+            while batch:
+                self._finish_one(batch[0])
+                del batch[0]  # stored: not again if the database then goes away
+
+    def _finish_one(self, outcome):
+        try:
+            self.backend.finish([outcome], self.worker_id)
+        except OperationalError:
+            raise
+        except DatabaseError as exc:
+            message = outcome.message
+            logger.error("The database refused the outcome of %s[%s] (%s); storing it as "
+                         "a failure", message.task_name, message.task_id, str(exc).strip())
+            try:
+                self.backend.finish([outcome.refused(exc)], self.worker_id)
+            except OperationalError:
+                raise
+            except DatabaseError as again:
+                # Nothing of the task's own is left in it: the result table
+                # itself refuses (a trigger, a constraint). The message stays
+                # claimed until this worker stops, then is delivered again.
+                logger.error("The database refused the failure of %s[%s] too (%s); its "
+                             "message stays claimed", message.task_name, message.task_id,
+                             str(again).strip())
 
     def wait_idle(self, timeout=None):
         """Block until everything handed over so far is stored."""

@@ -1,7 +1,7 @@
 """What running one message produced, and the result row it becomes."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from .. import serialization, states
@@ -69,6 +69,22 @@ class Outcome:
             parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
             group_id=headers.get("group_id"), date_created=self.message.created_at,
             date_started=self.started_at, date_done=self.done_at)
+
+    def refused(self, error):
+        """A failure in place of this outcome, which the database refused to store.
+
+        Only what the worker itself wrote: no traceback, arguments or values
+        taken from the message's headers (one of them may be what was
+        refused, in a hand-made message), so the task still ends FAILURE.
+        """
+        from ..exceptions import EncodeError
+
+        exc = EncodeError(f"the database refused to store the outcome of "
+                          f"{self.message.task_name}: {str(error).strip()}")
+        return replace(self, message=replace(self.message, headers={}), state=states.FAILURE,
+                       value=exc, result_text=exception_text(exc), content_type="json",
+                       traceback=None, retry_at=None, new_body=None, args_text=None,
+                       kwargs_text=None)
 
 
 def exception_text(exc):
