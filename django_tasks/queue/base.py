@@ -266,7 +266,8 @@ class BaseQueue:
         return None
 
     def drain_queue_notifications(self):
-        """Consume pending queue wake-ups after the socket turned readable."""
+        """Consume pending queue wake-ups after the socket turned readable;
+        returns how many new messages they announce (None: unknown, any)."""
 
     def tune_worker_session(self, connection):
         """Settings for the worker's own bookkeeping connection (none by default)."""

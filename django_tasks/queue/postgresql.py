@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from datetime import UTC, datetime
 
@@ -24,6 +25,10 @@ logger = logging.getLogger("django_tasks.queue")
 
 QUEUE_CHANNEL = "django_tasks_queue"
 RESULT_CHANNEL = "django_tasks_result"
+# What a queue notification says: the queue's name for one new message,
+# "<count> <queue>" for several, RELEASE for messages handed back (any
+# number). An idle worker wakes as many of its children as it says.
+RELEASE = "release"
 # NOTIFY payloads must stay under 8000 bytes: 200 ids of 37 bytes each.
 IDS_PER_NOTIFY = 200
 
@@ -38,7 +43,9 @@ WITH inserted AS (
                          %b::text[], %b::jsonb[], %b::int[], %b::timestamptz[])
     RETURNING queue
 )
-SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM (SELECT DISTINCT queue FROM inserted) AS q
+SELECT pg_notify('{QUEUE_CHANNEL}',
+                 CASE count(*) WHEN 1 THEN queue ELSE count(*) || ' ' || queue END)
+FROM inserted GROUP BY queue
 """
 
 # Large batches (a big group) are streamed with COPY: a third of the cost
@@ -193,6 +200,24 @@ def _notify_payloads(task_ids):
             for start in range(0, len(task_ids), IDS_PER_NOTIFY)]
 
 
+def _announcement(queue, count):
+    """A queue notification's payload (see RELEASE)."""
+    return queue if count == 1 else f"{count} {queue}"
+
+
+def _wakeups_announced(payloads):
+    """How many children the queue notifications ``payloads`` call for (None: all)."""
+    total = 0
+    for payload in payloads:
+        if payload == RELEASE:
+            return None
+        count, separator, _ = payload.partition(" ")
+        # A name that merely looks like a count wakes more children than
+        # needed, never fewer than one.
+        total += int(count) if separator and count.isdigit() else 1
+    return total
+
+
 def _timestamp_text(value):
     return value.astimezone(UTC).isoformat()
 
@@ -258,7 +283,7 @@ class CopyWriter(BatchWriter):
         super().__init__(queue)
         self.connection = queue.connection
         self._open = None  # the cursor and its COPY, while it is open
-        self._queues = set()
+        self._queues = Counter()
         self._task_ids = []
         self._stamp = _TimestampText()
 
@@ -291,8 +316,8 @@ class CopyWriter(BatchWriter):
         with connection.wrap_database_errors:
             open_copy.close()  # the COPY ends once the server has every row
             with psycopg.Cursor(connection.connection) as cursor:
-                for queue in sorted(self._queues):
-                    cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, queue])
+                for queue, count in sorted(self._queues.items()):
+                    cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, _announcement(queue, count)])
         _log_query(connection, ENQUEUE_COPY_SQL, self._started)
         self.queue.remember_uncommitted(self._task_ids)
 
@@ -458,7 +483,7 @@ class PostgreSQLQueue(BaseQueue):
 
     def notify_queue(self):
         with self.connection.cursor() as cursor:
-            cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, "release"])
+            cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, RELEASE])
 
     def notify_results(self, task_ids):
         if not task_ids:
@@ -516,9 +541,9 @@ class PostgreSQLQueue(BaseQueue):
     def drain_queue_notifications(self):
         listener = getattr(self._listeners, QUEUE_CHANNEL, None)
         if listener is None:
-            return []
+            return None
         with self.connection.wrap_database_errors:
-            return [n.payload for n in listener.notifies(timeout=0)]
+            return _wakeups_announced(n.payload for n in listener.notifies(timeout=0))
 
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)

@@ -37,7 +37,7 @@ NEW_WORK = b"n"
 WARM_SHUTDOWN = b"w"
 
 
-FIELDS = 9
+FIELDS = 10
 
 
 def _field(index, kind=float):
@@ -64,6 +64,7 @@ class SlotState:
     idle = _field(6, int)         # 1 while it may be waiting for work: wake it on NOTIFY
     waiting = _field(7, int)      # 1 while it waits, having found nothing to claim
     exiting = _field(8, int)      # 1 once it handed back what it held and is leaving
+    wakeups_read = _field(9, int)  # how many NEW_WORK it has read from its pipe
 
     def __init__(self, block, slot):
         self._block = block
@@ -155,6 +156,7 @@ class ChildConsumer(Consumer):
             data = os.read(self.control, 512)
         except BlockingIOError:
             return
+        self.state.wakeups_read += data.count(NEW_WORK)
         if not data or WARM_SHUTDOWN in data:  # end of file: the parent is gone
             self.shutdown.warm = True
 

@@ -53,16 +53,25 @@ class Child:
         self.process = process
         self.control = control  # write end of the child's pipe
         self.state = state
+        self.wakeups_sent = 0
 
     @property
     def pid(self):
         return self.process.pid
 
+    @property
+    def about_to_claim(self):
+        """Idle but already on its way to a claim: a wake-up it has not read
+        yet, or out of its wait (claiming now)."""
+        return self.wakeups_sent > self.state.wakeups_read or not self.state.waiting
+
     def tell(self, what):
         try:
             os.write(self.control, what)
         except (BrokenPipeError, BlockingIOError):
-            pass  # gone (reaped soon), or its pipe is full of wake-ups already
+            return  # gone (reaped soon), or its pipe is full of wake-ups already
+        if what == NEW_WORK:
+            self.wakeups_sent += 1
 
 
 class Supervisor:
@@ -159,9 +168,7 @@ class Supervisor:
         # Listen again at once, then make up for the NOTIFYs missed while the
         # listener was closed for the fork.
         self._with_reconnect(self.backend.queue_listener_fileno)
-        for child in self.children.values():
-            if child.state.idle:
-                child.tell(NEW_WORK)
+        self._wake_idle_children()
 
     def _forget(self, slot):
         child = self.children.pop(slot)
@@ -198,10 +205,18 @@ class Supervisor:
         if self.shutdown.wakeup_fd in readable:
             self.shutdown.drain()
         if listener is not None and listener in readable:
-            self._with_reconnect(self.backend.drain_queue_notifications)
-            for child in self.children.values():
-                if child.state.idle:
-                    child.tell(NEW_WORK)
+            self._wake_idle_children(
+                self._with_reconnect(self.backend.drain_queue_notifications))
+
+    def _wake_idle_children(self, wanted=None):
+        """Wake ``wanted`` idle children (None: all) for new messages: one
+        .delay() wakes one child, not every idle one into an empty claim."""
+        idle = [child for child in self.children.values() if child.state.idle]
+        # Those not already on their way to a claim first: a second message
+        # right after the first goes to a second child.
+        idle.sort(key=lambda child: child.about_to_claim)
+        for child in idle[:wanted]:
+            child.tell(NEW_WORK)
 
     def _after_exit(self, child):
         """Deal with what a child that exited held."""
