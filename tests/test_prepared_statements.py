@@ -18,7 +18,15 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 QUEUE = "prepared"
 MARKS = {"enqueue": "INSERT INTO django_tasks_queuedmessage",
          "claim": "FOR UPDATE SKIP LOCKED",
-         "store": "INSERT INTO django_tasks_taskresult"}
+         # Batches of outcomes bind arrays; a lone outcome, scalars.
+         "store a batch": "INSERT INTO django_tasks_taskresult (task_id, task_name, state, "
+                          "content_type, result, traceback, args, kwargs, queue, worker, retries, "
+                          "deliveries, parent_id, root_id, group_id, date_created, date_started, "
+                          "date_done)\n    SELECT * FROM unnest(",
+         "store one": "INSERT INTO django_tasks_taskresult (task_id, task_name, state, "
+                      "content_type, result, traceback, args, kwargs, queue, worker, retries, "
+                      "deliveries, parent_id, root_id, group_id, date_created, date_started, "
+                      "date_done)\n    VALUES ("}
 
 
 def prepared_statements():
@@ -31,7 +39,7 @@ def enqueue_claim_run_and_store(count):
     sent = [add.apply_async((i, i), queue=QUEUE) for i in range(count)]
     backend, worker_id = get_backend(), uuid.uuid4()
     claimed = []
-    while len(claimed) < count:  # a claim at a time: the statement runs again
+    while len(claimed) < count:  # a claim at a time: the statements run again
         batch = backend.claim(worker_id, [QUEUE], 2, start=2, pid=4242)
         assert batch, "a message was not claimed"
         backend.finish([execute(m) for m in batch], worker_id)
