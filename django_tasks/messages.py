@@ -27,10 +27,54 @@ class Message:
     deliveries: int = 0
     created_at: datetime | None = None
     started: bool = False  # marked started by the claim itself
+    # What is wrong with a claimed message's headers (see checked_headers).
+    corrupt: str | None = None
 
     @property
     def retries(self):
         return self.headers.get("retries", 0)
+
+
+def _number(value):
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and value >= 0)
+
+
+def _text(value):
+    return value is None or isinstance(value, str)
+
+
+def _signatures(value):
+    return isinstance(value, list) and all(isinstance(item, dict) for item in value)
+
+
+# The headers the worker reads before or around running a task, and what
+# each must be for it to read them safely.
+HEADER_CHECKS = {
+    "retries": lambda value: isinstance(value, int) and not isinstance(value, bool)
+    and value >= 0,
+    "time_limit": _number, "soft_time_limit": _number,
+    "ignore_result": lambda value: value is None or isinstance(value, bool),
+    "parent_id": _text, "root_id": _text, "group_id": _text, "chord": _text,
+    "link": _signatures, "link_error": _signatures, "chain": _signatures,
+}
+
+
+def checked_headers(headers):
+    """A claimed message's headers, and what is wrong with them (None if nothing).
+
+    A hand-made or damaged row must not stop a worker: it fails as corrupt,
+    and a value of the wrong type is left out so nothing trips over it on
+    the way.
+    """
+    if not isinstance(headers, dict):
+        return {}, f"headers are not a JSON object: {headers!r:.80}"
+    problem = None
+    for key, valid in HEADER_CHECKS.items():
+        if key in headers and not valid(headers[key]):
+            problem = problem or f"header {key!r} is {headers[key]!r:.80}"
+            headers = {k: v for k, v in headers.items() if k != key}
+    return headers, problem
 
 
 def new_task_id():

@@ -1,5 +1,6 @@
 """What users see when a task fails, or a message cannot be run."""
 
+import re
 import uuid
 
 import pytest
@@ -92,9 +93,40 @@ def test_an_outcome_the_database_refuses_is_stored_as_a_failure(start_worker, po
     good = [add.delay(i, i) for i in range(20)]
     worker = start_worker("-P", "solo", "--prefetch-multiplier", "8")
     assert [r.get(timeout=30) for r in good] == [2 * i for i in range(20)]
-    with pytest.raises(EncodeError, match="refused to store the outcome.*out of range"):
+    with pytest.raises(EncodeError, match="could not store the outcome.*out of range"):
         bad.get(timeout=30)
     assert TaskResult.objects.get(task_id=bad.id).state == states.FAILURE
     assert not QueuedMessage.objects.exists()
-    worker.wait_for(f"The database refused the outcome of tests.tasks.add[{bad.id}]")
+    worker.wait_for(f"Could not store the outcome of tests.tasks.add[{bad.id}]")
     assert add.delay(2, 3).get(timeout=30) == 5
+
+
+@pytest.mark.parametrize("headers, problem", [
+    ("not an object", "headers are not a JSON object"),
+    ([1, 2], "headers are not a JSON object"),
+    ({"retries": "x"}, "header 'retries' is 'x'"),
+    ({"time_limit": "abc"}, "header 'time_limit' is 'abc'"),
+    ({"ignore_result": [1]}, "header 'ignore_result' is [1]"),
+    ({"link": "zzz"}, "header 'link' is 'zzz'"),
+    ({"chain": [5]}, "header 'chain' is [5]"),
+])
+def test_a_message_with_corrupt_headers_fails_and_the_worker_carries_on(
+        start_worker, headers, problem):
+    corrupt = _raw_message("tests.tasks.add", '{"args": [1, 1], "kwargs": {}}', headers=headers)
+    worker = start_worker("-P", "prefork", "-c", "1")
+    with pytest.raises(DecodeError, match=f"corrupt message: {re.escape(problem)}"):
+        corrupt.get(timeout=30)
+    assert add.delay(1, 2).get(timeout=30) == 3
+    assert "prefork child" not in worker.output  # no child failed on the way
+
+
+def test_a_workflow_header_no_hook_can_follow_fails_the_task_alone(start_worker):
+    # The right shape, nonsense inside: what trips is the hook that starts
+    # the callback, after the task ran.
+    corrupt = _raw_message("tests.tasks.add", '{"args": [1, 1], "kwargs": {}}',
+                           headers={"link": [{"no": "task"}]})
+    worker = start_worker("-P", "solo")
+    with pytest.raises(EncodeError, match="could not store the outcome.*KeyError"):
+        corrupt.get(timeout=30)
+    assert add.delay(1, 2).get(timeout=30) == 3
+    worker.wait_for(f"Could not store the outcome of tests.tasks.add[{corrupt.id}]")

@@ -8,7 +8,7 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..messages import Message
+from ..messages import Message, checked_headers
 from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Worker
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
@@ -358,23 +358,25 @@ class BaseQueue:
 
     @staticmethod
     def message_from_model(row):
+        headers, corrupt = checked_headers(row.headers or {})
         return Message(
             id=row.id, task_id=str(row.task_id), task_name=row.task_name, queue=row.queue,
             priority=row.priority, available_at=row.available_at, expires=row.expires,
-            content_type=row.content_type, body=row.body, headers=row.headers or {},
-            deliveries=row.deliveries, created_at=row.created_at)
+            content_type=row.content_type, body=row.body, headers=headers,
+            deliveries=row.deliveries, created_at=row.created_at, corrupt=corrupt)
 
     @staticmethod
     def message_from_row(row, parse_datetime, parse_uuid, parse_json):
         (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
          body, headers, deliveries, created_at, started_at) = row
+        headers, corrupt = checked_headers(parse_json(headers) or {})
         return Message(
             id=pk, task_id=str(parse_uuid(task_id)), task_name=task_name, queue=queue,
             priority=priority, available_at=parse_datetime(available_at),
             expires=parse_datetime(expires) if expires is not None else None,
-            content_type=content_type, body=body, headers=parse_json(headers) or {},
+            content_type=content_type, body=body, headers=headers,
             deliveries=deliveries, created_at=parse_datetime(created_at),
-            started=started_at is not None)
+            started=started_at is not None, corrupt=corrupt)
 
 
 def _latest_per_task(outcomes):

@@ -3,7 +3,6 @@
 Every PostgreSQL-specific statement of the app is in this module.
 """
 
-import json
 import logging
 import threading
 import time
@@ -266,10 +265,6 @@ def _identity(value):
     return value
 
 
-def _json(value):
-    return json.loads(value) if isinstance(value, str) else value
-
-
 class CopyWriter(BatchWriter):
     """Messages streamed with one COPY as a canvas plans them.
 
@@ -435,17 +430,17 @@ class PostgreSQLQueue(BaseQueue):
             rows = self._execute_raw(
                 CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
                 [list(queues), limit, limit, str(worker_id), pid, start], fetch=True, binary=True)
-        return sort_claimed([self.message_from_row(r, _identity, _identity, _json) for r in rows])
+        # Binary results: jsonb comes decoded (a JSON string as a str).
+        return sort_claimed([self.message_from_row(r, _identity, _identity, _identity)
+                             for r in rows])
 
     def get_result(self, task_id):
         return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_FIELDS, task_id)
 
     def get_message(self, task_id):
-        message = self._one_by_task_id(QueuedMessage, MESSAGE_BY_TASK_ID_SQL, MESSAGE_FIELDS,
-                                       task_id)
-        if message is not None:
-            message.headers = _json(message.headers)
-        return message
+        # Binary results: headers come decoded, as the ORM gives them.
+        return self._one_by_task_id(QueuedMessage, MESSAGE_BY_TASK_ID_SQL, MESSAGE_FIELDS,
+                                    task_id)
 
     def _one_by_task_id(self, model, sql, fields, task_id):
         # The field's own check first: a malformed id fails as with the ORM.

@@ -46,6 +46,10 @@ def execute(message, hostname="", is_eager=False):
 
 
 def _run(message, hostname, is_eager, started_at):
+    if message.corrupt:
+        return _exception_outcome(message, states.FAILURE,
+                                  DecodeError(f"corrupt message: {message.corrupt}"),
+                                  with_traceback=False)
     if message.expires is not None and message.expires <= started_at:
         return _exception_outcome(
             message, states.REVOKED, TaskRevokedError(f"expired at {message.expires.isoformat()}"),

@@ -13,9 +13,10 @@ import queue
 import threading
 import time
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError, connections
 
 from .forking import database_work
+from .reconnect import DB_ERRORS
 
 logger = logging.getLogger("django_tasks.worker")
 
@@ -88,7 +89,7 @@ class Flusher(threading.Thread):
         try:
             with database_work:
                 self.on_idle()
-        except (OperationalError, InterfaceError) as exc:
+        except DB_ERRORS as exc:
             logger.error("Database unavailable (%s); trying again in %ss",
                          str(exc).strip() or type(exc).__name__, IDLE_TICK)
             connections[self.backend.alias].close()
@@ -101,7 +102,7 @@ class Flusher(threading.Thread):
                 with database_work:
                     self._finish(batch)
                 break
-            except (OperationalError, InterfaceError) as exc:
+            except DB_ERRORS as exc:
                 logger.error("Database unavailable (%s); storing %d outcome(s) again in %.1fs",
                              str(exc).strip() or type(exc).__name__, len(batch), delay)
                 connections[self.backend.alias].close()
@@ -115,11 +116,13 @@ class Flusher(threading.Thread):
     def _finish(self, batch):
         try:
             self.backend.finish(batch, self.worker_id)
-        except OperationalError:
+        except DB_ERRORS:
             raise  # the database is away: the caller stores the batch again
-        except DatabaseError:
-            # One outcome the database refuses must not take the rest of
-            # the batch with it (nor this thread, nor the worker): one by one.
+        except Exception:
+            # One outcome that cannot be stored (the database refuses a
+            # value; a hand-made message's workflow headers make no sense)
+            # must not take the rest of the batch with it, nor this thread
+            # and the worker: one by one.
             while batch:
                 self._finish_one(batch[0])
                 del batch[0]  # stored: not again if the database then goes away
@@ -127,15 +130,15 @@ class Flusher(threading.Thread):
     def _finish_one(self, outcome):
         try:
             self.backend.finish([outcome], self.worker_id)
-        except OperationalError:
+        except DB_ERRORS:
             raise
-        except DatabaseError as exc:
+        except Exception as exc:
             message = outcome.message
-            logger.error("The database refused the outcome of %s[%s] (%s); storing it as "
-                         "a failure", message.task_name, message.task_id, str(exc).strip())
+            logger.exception("Could not store the outcome of %s[%s]; storing a failure "
+                             "instead", message.task_name, message.task_id)
             try:
-                self.backend.finish([outcome.refused(exc)], self.worker_id)
-            except OperationalError:
+                self.backend.finish([outcome.unstorable(exc)], self.worker_id)
+            except DB_ERRORS:
                 raise
             except DatabaseError as again:
                 # Nothing of the task's own is left in it: the result table

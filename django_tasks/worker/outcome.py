@@ -70,17 +70,18 @@ class Outcome:
             group_id=headers.get("group_id"), date_created=self.message.created_at,
             date_started=self.started_at, date_done=self.done_at)
 
-    def refused(self, error):
-        """A failure in place of this outcome, which the database refused to store.
+    def unstorable(self, error):
+        """A failure in place of this outcome, which could not be stored.
 
         Only what the worker itself wrote: no traceback, arguments or values
-        taken from the message's headers (one of them may be what was
-        refused, in a hand-made message), so the task still ends FAILURE.
+        taken from the message's headers (one of them may be what the
+        database refused, or what a workflow hook tripped over, in a
+        hand-made message), so the task still ends FAILURE.
         """
         from ..exceptions import EncodeError
 
-        exc = EncodeError(f"the database refused to store the outcome of "
-                          f"{self.message.task_name}: {str(error).strip()}")
+        exc = EncodeError(f"could not store the outcome of {self.message.task_name}: "
+                          f"{type(error).__name__}: {str(error).strip()}")
         return replace(self, message=replace(self.message, headers={}), state=states.FAILURE,
                        value=exc, result_text=exception_text(exc), content_type="json",
                        traceback=None, retry_at=None, new_body=None, args_text=None,
