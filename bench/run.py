@@ -52,6 +52,11 @@ DTDB_TABLE = "django_tasks_database_dbtaskresult"
 # The one-by-one enqueue row is the median of this many rounds, the systems
 # taking turns (this machine's speed drifts by 10-20% within minutes).
 ENQUEUE_ROUNDS = 3
+# Concurrent producers (web processes calling .delay() at once): how many, how
+# long their start waits for all of them to be imported and warmed up.
+PRODUCERS = 8
+PRODUCERS_START_DELAY = 15.0
+CONCURRENT_ROUNDS = 2
 
 SIZES = {
     "default": {"enqueue": 20_000, "sleep": 2_000, "latency": 200, "latency_dtdb": 50},
@@ -506,6 +511,23 @@ def enqueue(system, n, mode="single", task="noop"):
     return {"rate": out["n"] / out["seconds"], "seconds": out["seconds"], "info": out}
 
 
+def concurrent_enqueue(system, n, producers):
+    """``n`` calls from ``producers`` client processes starting at one moment;
+    the rate is over the span from that moment to the last one's end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start_at = time.time() + PRODUCERS_START_DELAY
+    share = n // producers
+    with ThreadPoolExecutor(producers) as pool:
+        outs = list(pool.map(lambda _: system.driver(
+            "enqueue", "--n", share, "--mode", "single", "--start-at", f"{start_at:.3f}",
+            timeout=600), range(producers)))
+    late = max(out["started"] for out in outs) - start_at
+    if late > 0.5:
+        raise RuntimeError(f"a producer started {late:.1f}s late: raise PRODUCERS_START_DELAY")
+    return {"rate": share * producers / (max(out["ended"] for out in outs) - start_at)}
+
+
 # -- the run ------------------------------------------------------------------
 
 class Results:
@@ -513,6 +535,7 @@ class Results:
         self.values = {}   # (row, system key) -> number or text
         self.errors = []
         self.enqueue_rounds = {}  # system key -> one-by-one enqueue rates, in order
+        self.concurrent_rounds = {}  # system key -> concurrent producers' rates, in order
 
     def set(self, row, key, value):
         self.values[(row, key)] = value
@@ -627,6 +650,24 @@ def more_enqueue_rounds(systems, n, res, row):
         res.set(row, key, statistics.median(rates))
 
 
+def concurrent_enqueue_rounds(systems, n, res, row):
+    """PRODUCERS processes enqueueing at once, ours and Celery taking turns
+    (django-tasks-db has no comparable fast path to load: left out)."""
+    systems = [s for s in systems if s.key in ("ours", "celery")]
+    for round_ in range(CONCURRENT_ROUNDS):
+        for system in (reversed(systems) if round_ % 2 else systems):
+            system.truncate()
+            r = res.attempt(f"{system.name}: enqueue {n} from {PRODUCERS} processes at once, "
+                            f"round {round_ + 1}", [(row, system.key)],
+                            lambda s=system: concurrent_enqueue(s, n, PRODUCERS))
+            if r is not None:
+                res.concurrent_rounds.setdefault(system.key, []).append(r["rate"])
+    for system in systems:
+        system.truncate()
+    for key, rates in res.concurrent_rounds.items():
+        res.set(row, key, statistics.median(rates))
+
+
 def machine_info(celery_py, dtdb_py):
     cpu = "unknown"
     try:
@@ -722,6 +763,8 @@ def render(res, rows, order, info, sizes, elapsed, quick):
     n, n_sleep, n_lat = sizes["enqueue"], sizes["sleep"], sizes["latency"]  # noqa: F841
     rounds = "\n".join(f"    {key}: " + " / ".join(f"{rate:,.0f}" for rate in rates)
                        for key, rates in res.enqueue_rounds.items())
+    concurrent = "\n".join(f"    {key}: " + " / ".join(f"{rate:,.0f}" for rate in rates)
+                           for key, rates in res.concurrent_rounds.items())
     notes = f"""
 Run: {info['date']}{' (--quick)' if quick else ''}, {elapsed:.0f} s in all
 Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM,
@@ -738,6 +781,10 @@ Enqueue: {n:,} calls in one client process, each its own transaction/round trip
   (ours .delay(), celery .delay(), dtdb .enqueue()); bulk rows: ours only, one transaction.
   One by one: {ENQUEUE_ROUNDS} rounds, the systems taking turns; the row is the median.
 {rounds}
+  {PRODUCERS} processes at once: {n:,} calls split among {PRODUCERS} client processes (as web
+  workers would), started together after their warm-up; {CONCURRENT_ROUNDS} rounds, ours and
+  Celery taking turns; the row is the median. Rounds:
+{concurrent}
   "SYNCHRONOUS_ENQUEUE off": each .delay() commits without waiting for the WAL flush.
 Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready signal to the
   last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 4 unless said);
@@ -788,6 +835,7 @@ def main():
 
     rows = {
         "enq": (f"enqueue {n:,} one by one, median of {ENQUEUE_ROUNDS} (tasks/s)", 0),
+        "enq_many": (f"enqueue {n:,}: {PRODUCERS} processes at once, .delay() (tasks/s)", 0),
         "enq_relaxed": (f"enqueue {n:,} one by one, ours SYNCHRONOUS_ENQUEUE off "
                         "(tasks/s; others as above)", 0),
         "bulk": (f"enqueue {n:,} bulk: one enqueue() (tasks/s)", 0),
@@ -802,8 +850,8 @@ def main():
         "rss": ("worker RSS peak, no-op drain (MB)", 0),
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
-    order = ["enq", "enq_relaxed", "bulk", "group", "drain", "drain4", "sleep", "s50", "s99",
-             "r50", "r99", "rss", "pss"]
+    order = ["enq", "enq_many", "enq_relaxed", "bulk", "group", "drain", "drain4", "sleep",
+             "s50", "s99", "r50", "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
     res = Results()
@@ -824,6 +872,7 @@ def main():
                 res.errors.append(f"{system.name}: {exc}")
                 log(f"{system.name} FAILED: {exc}")
         more_enqueue_rounds(systems, n, res, row_labels["enq"])
+        concurrent_enqueue_rounds(systems, n, res, row_labels["enq_many"])
         # The others' drain row is the comparison for ours at prefetch 1.
         for key in ("celery", "dtdb"):
             for row, same_as in (("drain4", "drain"), ("enq_relaxed", "enq")):

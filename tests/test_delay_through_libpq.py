@@ -1,12 +1,15 @@
 """A ``.delay()`` outside a transaction on PostgreSQL runs its INSERT through
 libpq directly (queue/libpq.py): the same row, the same errors as Django's,
-the caller's transactions untouched."""
+the caller's transactions untouched. Its wake-up follows in a transaction of
+its own, in the same round trip."""
 
 import contextlib
+import logging
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import (
     DataError,
@@ -21,12 +24,12 @@ from django.utils import timezone
 
 from django_tasks.messages import Message
 from django_tasks.models import QueuedMessage
-from django_tasks.queue import enqueue
+from django_tasks.queue import enqueue, postgresql
 from tests.tasks import add
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
-DIRECT = "django_tasks_enqueue_one"
+DIRECT = ["django_tasks_insert_one", "django_tasks_wake"]
 DIRECT_RELAXED = "django_tasks_enqueue_one_relaxed"
 
 
@@ -45,7 +48,7 @@ def test_a_delay_stores_every_field_through_the_statement_prepared_once():
         (3,), {"y": "é€ ☃"}, eta=eta.astimezone(timezone.get_fixed_timezone(330)),
         expires=timedelta(days=400), priority=7, queue="file-é",
         headers={"note": "naïve ☃"})
-    assert prepared_names() == [DIRECT]
+    assert prepared_names() == DIRECT
 
     row = QueuedMessage.objects.get(task_id=plain.id)
     assert (row.task_name, row.queue, row.priority, row.deliveries) == (
@@ -71,7 +74,7 @@ def test_inside_a_transaction_the_enqueue_is_part_of_it():
         assert QueuedMessage.objects.filter(task_id=result.id).exists()
         raise Abandoned
     assert not QueuedMessage.objects.filter(task_id=result.id).exists()
-    assert DIRECT not in prepared_names()
+    assert not set(DIRECT) & set(prepared_names())
 
 
 def test_off_the_relaxed_statement_is_prepared_under_its_own_name():
@@ -104,7 +107,7 @@ def test_statements_deallocated_behind_its_back_are_prepared_again():
     assert prepared_names() == []
     result = add.delay(3, 4)
     assert QueuedMessage.objects.filter(task_id=result.id).exists()
-    assert prepared_names() == [DIRECT]
+    assert prepared_names() == DIRECT
 
 
 def test_a_session_ended_by_the_server_raises_djangos_operational_error_then_reconnects():
@@ -172,3 +175,51 @@ def test_a_hand_made_message_is_stored_or_refused_as_on_every_path(in_transactio
         with pytest.raises(IntegrityError, match=missing), block():
             enqueue([Message(**{**fields, "task_id": uuid.uuid4(), missing: None})])
     assert QueuedMessage.objects.count() == 1
+
+
+@contextlib.contextmanager
+def listening():
+    """A session of its own that LISTENs on the queue channel."""
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute(f"LISTEN {postgresql.QUEUE_CHANNEL}")
+        yield listener
+
+
+def test_the_wake_up_comes_once_the_message_is_committed():
+    with listening() as listener:
+        result = add.delay(1, 2)
+        notices = list(listener.notifies(timeout=10, stop_after=1))
+        # Seen from the listener's own session: committed before the wake-up.
+        committed = listener.execute(
+            "SELECT count(*) FROM django_tasks_queuedmessage WHERE task_id = %s",
+            [result.id]).fetchone()[0]
+    assert [n.payload for n in notices] == ["default"]
+    assert committed == 1
+
+
+def test_a_wake_up_that_fails_leaves_the_message_enqueued_and_says_so(monkeypatch, caplog):
+    """The message is committed before its wake-up runs: the caller must not
+    see an error (a retry would send it twice); idle workers find it when
+    they poll."""
+    monkeypatch.setattr(postgresql, "WAKE",
+                        (b"django_tasks_test_broken_wake", b"SELECT length($1::text) / 0"))
+    with caplog.at_level(logging.WARNING, logger="django_tasks.queue"):
+        result = add.delay(1, 2)
+    assert QueuedMessage.objects.filter(task_id=result.id).exists()
+    assert f"[{result.id}] was enqueued, but the notification" in caplog.text
+    assert "division by zero" in caplog.text
+
+
+def test_a_deallocated_wake_up_statement_is_prepared_again_and_sent():
+    add.delay(1, 2)
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE django_tasks_wake")
+    with listening() as listener:
+        result = add.delay(3, 4)
+        notices = list(listener.notifies(timeout=10, stop_after=1))
+    assert [n.payload for n in notices] == ["default"]
+    assert QueuedMessage.objects.filter(task_id=result.id).exists()
+    assert prepared_names() == DIRECT

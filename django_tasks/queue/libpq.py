@@ -1,11 +1,11 @@
-"""One prepared statement run straight through libpq (``psycopg.pq``).
+"""Prepared statements run straight through libpq (``psycopg.pq``).
 
-For the statement a producer runs on every ``.delay()`` outside a
+For the statements a producer runs on every ``.delay()`` outside a
 transaction. psycopg's cursor (query conversion, adapters, its prepared
 statement cache, result objects) cost about 40 us of client CPU per call, a
 quarter of ``.delay()``'s; here the caller hands parameters over as text and
-only the result's status is read. The statement is its own
-transaction (autocommit), so psycopg's view of the session stays true.
+only the result's status is read. Each statement is its own transaction
+(autocommit), so psycopg's view of the session stays true.
 """
 
 import re
@@ -19,10 +19,12 @@ from psycopg import errors, pq
 _prepared = weakref.WeakKeyDictionary()
 
 UNDEFINED_PREPARED_STATEMENT = "26000"
+DUPLICATE_PREPARED_STATEMENT = "42P05"
 _PLACEHOLDER = re.compile(r"%s")
 _IDLE = pq.TransactionStatus.IDLE
 _NO_PIPELINE = pq.PipelineStatus.OFF
 _SUCCEEDED = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
+_SYNCED = pq.ExecStatus.PIPELINE_SYNC
 
 
 def numbered(sql):
@@ -53,10 +55,7 @@ def run_prepared(connection, name, sql, params):
     Raises psycopg's exception for an error result. The call blocks in libpq
     with the GIL released; a Ctrl-C is seen when the statement has ended.
     """
-    for value in params:
-        if value and b"\0" in value:
-            # libpq reads a text parameter up to its first NUL: refuse, as psycopg does.
-            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    _refuse_nul(params)
     names = _prepared[connection]
     pgconn = connection.pgconn
     # psycopg's own lock: a connection Django shares between threads (live
@@ -75,20 +74,118 @@ def run_prepared(connection, name, sql, params):
             _check(pgconn, result)
 
 
+def run_then(connection, first, then):
+    """Run the prepared statement ``first``, then ``then``, each its own
+    transaction, in one round trip (a libpq pipeline with a Sync after
+    each). Each is ``(name, sql, params)`` as ``run_prepared`` takes them.
+
+    Raises ``first``'s failure. Otherwise ``first`` is committed, and what
+    comes back is ``then``'s failure (psycopg's exception) or None: the
+    caller chooses whether it matters.
+    """
+    _refuse_nul(first[2])
+    _refuse_nul(then[2])
+    names = _prepared[connection]
+    pgconn = connection.pgconn
+    with connection.lock:
+        _prepare(pgconn, names, (first, then))
+        failure, then_failure = _pipeline(pgconn, (first, then))
+        if _deallocated(failure):
+            # Deallocated behind our back: nothing ran; prepare again.
+            _prepare(pgconn, names, (first, then), again=True)
+            failure, then_failure = _pipeline(pgconn, (first, then))
+        if failure is not None:
+            raise failure
+        if _deallocated(then_failure):
+            _prepare(pgconn, names, (then,), again=True)
+            result = pgconn.exec_prepared(then[0], then[2])
+            then_failure = None if result.status in _SUCCEEDED else _error(pgconn, result)
+    return then_failure
+
+
+def _prepare(pgconn, names, statements, again=False):
+    for name, sql, _ in statements:
+        if again or name not in names:
+            result = pgconn.prepare(name, sql)
+            if _sqlstate(result) != DUPLICATE_PREPARED_STATEMENT:
+                _check(pgconn, result)
+            names.add(name)
+
+
+def _pipeline(pgconn, statements):
+    """Run ``statements`` in one round trip, each its own transaction.
+    Returns, per statement, None or psycopg's exception for its failure."""
+    pgconn.enter_pipeline_mode()
+    try:
+        for name, _, params in statements:
+            pgconn.send_query_prepared(name, params)
+            pgconn.pipeline_sync()
+        return [_outcome_until_sync(pgconn) for _ in statements]
+    finally:
+        _leave_pipeline(pgconn)
+
+
+def _outcome_until_sync(pgconn):
+    failure = None
+    while (result := pgconn.get_result()) is not None:
+        if failure is None and result.status not in _SUCCEEDED:
+            failure = _error(pgconn, result)
+    sync = pgconn.get_result()
+    if sync is None or sync.status != _SYNCED:
+        # No sync: the session is gone (ended by the server, network lost).
+        if isinstance(failure, psycopg.OperationalError):
+            raise failure
+        raise psycopg.OperationalError(
+            _message(pgconn, sync) or "the connection to the server was lost")
+    return failure
+
+
+def _deallocated(failure):
+    return failure is not None and failure.sqlstate == UNDEFINED_PREPARED_STATEMENT
+
+
+def _leave_pipeline(pgconn):
+    if pgconn.pipeline_status == _NO_PIPELINE:
+        return
+    try:
+        pgconn.exit_pipeline_mode()
+    except psycopg.OperationalError:
+        # Results left unread (a Ctrl-C between two reads, a lost session):
+        # a session stuck mid-pipeline would confuse psycopg; closed, it is
+        # a lost connection, which Django replaces.
+        pgconn.finish()
+
+
+def _refuse_nul(params):
+    for value in params:
+        if value and b"\0" in value:
+            # libpq reads a text parameter up to its first NUL: refuse, as psycopg does.
+            raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+
+
 def _sqlstate(result):
     sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
     return sqlstate.decode() if sqlstate else None
 
 
 def _check(pgconn, result):
-    if result.status in _SUCCEEDED:
-        return
-    message = (result.error_message or pgconn.error_message).decode("utf-8", "replace").strip()
+    if result.status not in _SUCCEEDED:
+        raise _error(pgconn, result)
+
+
+def _message(pgconn, result):
+    raw = (result.error_message if result is not None else b"") or pgconn.error_message
+    return raw.decode("utf-8", "replace").strip()
+
+
+def _error(pgconn, result):
+    """psycopg's exception for the error ``result``."""
+    message = _message(pgconn, result)
     sqlstate = _sqlstate(result)
     if sqlstate is None:  # no answer from the server: the connection is gone
-        raise psycopg.OperationalError(message or "the connection to the server was lost")
+        return psycopg.OperationalError(message or "the connection to the server was lost")
     try:
         error_class = errors.lookup(sqlstate)
     except KeyError:
         error_class = psycopg.DatabaseError
-    raise error_class(message)
+    return error_class(message)

@@ -21,17 +21,26 @@ def _warm_up(task):
         task.apply_async(queue="bench_warmup")
 
 
+def _wait_for(start_at):
+    """Sleep until ``start_at`` (time.time()), so that producers run together;
+    returns when this one started."""
+    if start_at:
+        time.sleep(max(0.0, start_at - time.time()))
+    return time.time()
+
+
 def cmd_enqueue(args):
     task = getattr(bench_celery, args.task)
     _warm_up(task)
     n = args.n
     if args.mode != "single":
         raise SystemExit("celery: only --mode single")
+    started = _wait_for(args.start_at)
     t0 = time.perf_counter()
     for _ in range(n):
         task.delay()
     seconds = time.perf_counter() - t0
-    return {"n": n, "seconds": seconds}
+    return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
 
 
 def cmd_latency(args):
@@ -74,6 +83,8 @@ def main():
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--mode", default="single")
     p.add_argument("--task", default="noop")
+    p.add_argument("--start-at", type=float, default=None,
+                   help="time.time() to start at, after the warm-up (concurrent producers)")
     p = sub.add_parser("latency")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--warmup", type=int, default=5)

@@ -33,6 +33,14 @@ def _warm_up(task):
         task.apply_async(queue="bench_warmup")
 
 
+def _wait_for(start_at):
+    """Sleep until ``start_at`` (time.time()), so that producers run together;
+    returns when this one started."""
+    if start_at:
+        time.sleep(max(0.0, start_at - time.time()))
+    return time.time()
+
+
 def cmd_enqueue(args):
     task = getattr(tasks, args.task)
     _warm_up(task)
@@ -41,10 +49,12 @@ def cmd_enqueue(args):
         relaxed = override_settings(DJANGO_TASKS={**getattr(settings, "DJANGO_TASKS", {}),
                                                   "SYNCHRONOUS_ENQUEUE": False})
         with relaxed if args.mode == "single-relaxed" else nullcontext():
+            started = _wait_for(args.start_at)
             t0 = time.perf_counter()
             for _ in range(n):
                 task.delay()
             seconds = time.perf_counter() - t0
+        return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
     elif args.mode == "bulk":
         t0 = time.perf_counter()
         with transaction.atomic():
@@ -82,6 +92,8 @@ def main():
     p.add_argument("--mode", default="single",
                    choices=["single", "single-relaxed", "bulk", "group"])
     p.add_argument("--task", default="noop")
+    p.add_argument("--start-at", type=float, default=None,
+                   help="time.time() to start at, after the warm-up (concurrent producers)")
     p = sub.add_parser("latency")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--warmup", type=int, default=5)
