@@ -68,12 +68,12 @@ SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM inserted
 """
 
 # Outside a transaction, a .delay() sends INSERT_ONE_SQL and then WAKE_SQL,
-# each its own transaction, in one round trip (libpq.run_then). Until its transaction ends, a
-# NOTIFY holds a lock that every notifying commit of the server waits for,
-# WAL flush included: in the INSERT's transaction it kept concurrent
-# producers from sharing flushes (8 producers, 4,700 .delay()/s in all;
-# 9,800 with the wake-up after the commit). The wake-up's transaction has
-# nothing to keep: it does not wait for the flush.
+# each its own transaction, in one round trip (libpq.run_then). Until its
+# transaction ends, a NOTIFY holds a lock that every notifying commit of the
+# server waits for, WAL flush included: in the INSERT's transaction it kept
+# concurrent producers from sharing flushes (8 producers of bare inserts:
+# 4,700/s in all; 9,800 with the wake-up after the commit). The wake-up's
+# transaction has nothing to keep: it does not wait for the flush.
 WAKE_SQL = (f"SELECT pg_notify('{QUEUE_CHANNEL}', %s), "
             "set_config('synchronous_commit', 'off', true)")
 
@@ -190,7 +190,7 @@ PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, CLAIM_SQL, 
                       CLAIM_ASYNC_COMMIT_SQL, CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL,
                       RESULT_BY_TASK_ID_SQL, MESSAGE_BY_TASK_ID_SQL))
 # A .delay() outside a transaction, and a lone outcome stored outside one,
-# run their statement through libpq directly (see libpq.py), prepared under
+# run their statements through libpq directly (see libpq.py), prepared under
 # these names.
 DIRECT = {
     sql: (name, libpq.numbered(sql).encode())
