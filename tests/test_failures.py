@@ -6,9 +6,10 @@ import uuid
 import pytest
 from django.utils import timezone
 
-from django_tasks import AsyncResult, states
-from django_tasks.exceptions import DecodeError, EncodeError, NotRegistered
+from django_tasks import AsyncResult, chain, chord, states
+from django_tasks.exceptions import ChordError, DecodeError, EncodeError, NotRegistered
 from django_tasks.models import QueuedMessage, TaskResult
+from testproject.tasks import xsum
 from tests.tasks import add, fail_with_type_error, raise_message, return_unserializable
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,6 +102,24 @@ def test_an_outcome_the_database_refuses_is_stored_as_a_failure(start_worker, po
     assert add.delay(2, 3).get(timeout=30) == 5
 
 
+def test_a_workflow_member_whose_outcome_cannot_be_stored_still_moves_its_workflow(
+        start_worker, postgres_only):
+    # A retry count that overflows the result column, as above, on a chord
+    # member and on a chain's first step: the failure stored in their place
+    # keeps their place in the workflow.
+    unstorable = {"headers": {"retries": 2**40}}
+    start_worker("-P", "solo")
+    in_chord = add.s(2, 2).set(**unstorable)
+    result = chord([add.s(1, 1), in_chord], xsum.s())()
+    with pytest.raises(ChordError, match="could not store the outcome.*out of range"):
+        result.get(timeout=30)
+    in_chain = chain(add.s(3, 3).set(**unstorable), add.s(4))()
+    with pytest.raises(EncodeError, match="could not store the outcome.*out of range"):
+        in_chain.get(timeout=30)  # the step after it: failed, never run
+    assert in_chain.parent.state == states.FAILURE
+    assert not QueuedMessage.objects.exists()
+
+
 @pytest.mark.parametrize("headers, problem", [
     ("not an object", "headers are not a JSON object"),
     ([1, 2], "headers are not a JSON object"),
@@ -120,13 +139,19 @@ def test_a_message_with_corrupt_headers_fails_and_the_worker_carries_on(
     assert "prefork child" not in worker.output  # no child failed on the way
 
 
-def test_a_workflow_header_no_hook_can_follow_fails_the_task_alone(start_worker):
+@pytest.mark.parametrize("task_name, args, header", [
+    ("tests.tasks.add", [1, 1], "link"),  # the callback of a success
+    ("tests.tasks.fail_with_type_error", [1], "link_error"),  # the errback of a failure
+])
+def test_a_workflow_header_no_hook_can_follow_fails_the_task_alone(
+        start_worker, task_name, args, header):
     # The right shape, nonsense inside: what trips is the hook that starts
-    # the callback, after the task ran.
-    corrupt = _raw_message("tests.tasks.add", '{"args": [1, 1], "kwargs": {}}',
-                           headers={"link": [{"no": "task"}]})
+    # the callback, after the task ran; the failure stored instead drops it.
+    corrupt = _raw_message(task_name, f'{{"args": {args}, "kwargs": {{}}}}',
+                           headers={header: [{"no": "task"}]})
     worker = start_worker("-P", "solo")
     with pytest.raises(EncodeError, match="could not store the outcome.*KeyError"):
         corrupt.get(timeout=30)
     assert add.delay(1, 2).get(timeout=30) == 3
-    worker.wait_for(f"Could not store the outcome of tests.tasks.add[{corrupt.id}]")
+    worker.wait_for(f"Could not store the outcome of {task_name}[{corrupt.id}]")
+    assert "refused the failure" not in worker.output

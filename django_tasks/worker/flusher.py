@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from django.db import DatabaseError, connections
+from django.db import connections
 
 from .forking import database_work
 from .reconnect import DB_ERRORS
@@ -136,17 +136,29 @@ class Flusher(threading.Thread):
             message = outcome.message
             logger.exception("Could not store the outcome of %s[%s]; storing a failure "
                              "instead", message.task_name, message.task_id)
+            self._finish_failure(outcome, exc)
+
+    def _finish_failure(self, outcome, error):
+        """Store a failure in place of ``outcome``: with its workflow headers,
+        and without them if those are what cannot be followed."""
+        failures = [outcome.unstorable(error)]
+        if failures[0].message.headers:
+            failures.append(outcome.unstorable(error, keep_workflow=False))
+        for failure in failures:
             try:
-                self.backend.finish([outcome.unstorable(exc)], self.worker_id)
+                self.backend.finish([failure], self.worker_id)
+                return
             except DB_ERRORS:
                 raise
-            except DatabaseError as again:
-                # Nothing of the task's own is left in it: the result table
-                # itself refuses (a trigger, a constraint). The message stays
-                # claimed until this worker stops, then is delivered again.
-                logger.error("The database refused the failure of %s[%s] too (%s); its "
-                             "message stays claimed", message.task_name, message.task_id,
-                             str(again).strip())
+            except Exception as again:
+                refused = again
+        # Nothing of the task's own is left in the last one: the result table
+        # itself refuses (a trigger, a constraint). The message stays claimed
+        # until this worker stops, then is delivered again.
+        message = outcome.message
+        logger.error("The database refused the failure of %s[%s] too (%s); its message "
+                     "stays claimed", message.task_name, message.task_id,
+                     str(refused).strip() or type(refused).__name__)
 
     def wait_idle(self, timeout=None):
         """Block until everything handed over so far is stored."""

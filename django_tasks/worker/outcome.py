@@ -7,6 +7,10 @@ from datetime import datetime
 from .. import serialization, states
 from ..messages import Message
 
+# Where a message stands in a workflow (see canvas.py and workflow.py).
+WORKFLOW_HEADERS = frozenset(("parent_id", "root_id", "group_id", "chord", "chain",
+                              "link_error"))
+
 RESULT_COLUMNS = ("task_id", "task_name", "state", "content_type", "result", "traceback",
                   "args", "kwargs", "queue", "worker", "retries", "deliveries", "parent_id",
                   "root_id", "group_id", "date_created", "date_started", "date_done")
@@ -70,22 +74,27 @@ class Outcome:
             group_id=headers.get("group_id"), date_created=self.message.created_at,
             date_started=self.started_at, date_done=self.done_at)
 
-    def unstorable(self, error):
+    def unstorable(self, error, keep_workflow=True):
         """A failure in place of this outcome, which could not be stored.
 
         Only what the worker itself wrote: no traceback, arguments or values
         taken from the message's headers (one of them may be what the
-        database refused, or what a workflow hook tripped over, in a
-        hand-made message), so the task still ends FAILURE.
+        database refused in a hand-made message), so the task still ends
+        FAILURE; but, with ``keep_workflow``, the headers that place it in
+        a workflow, so that its chord counts it and its errbacks and the
+        rest of its chain learn of the failure. Without them, for when they
+        are what could not be followed.
         """
         from ..exceptions import EncodeError
 
         exc = EncodeError(f"could not store the outcome of {self.message.task_name}: "
                           f"{type(error).__name__}: {str(error).strip()}")
-        return replace(self, message=replace(self.message, headers={}), state=states.FAILURE,
-                       value=exc, result_text=exception_text(exc), content_type="json",
-                       traceback=None, retry_at=None, new_body=None, args_text=None,
-                       kwargs_text=None)
+        headers = {key: value for key, value in self.message.headers.items()
+                   if key in WORKFLOW_HEADERS} if keep_workflow else {}
+        return replace(self, message=replace(self.message, headers=headers),
+                       state=states.FAILURE, value=exc, result_text=exception_text(exc),
+                       content_type="json", traceback=None, retry_at=None, new_body=None,
+                       args_text=None, kwargs_text=None)
 
 
 def exception_text(exc):
