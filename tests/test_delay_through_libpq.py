@@ -5,6 +5,8 @@ its own, in the same round trip."""
 
 import contextlib
 import logging
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -223,3 +225,33 @@ def test_a_deallocated_wake_up_statement_is_prepared_again_and_sent():
     assert [n.payload for n in notices] == ["default"]
     assert QueuedMessage.objects.filter(task_id=result.id).exists()
     assert prepared_names() == DIRECT
+
+
+GEVENT_PRODUCER = """
+import sys
+if sys.argv[1] == "gevent":
+    from gevent import monkey
+    monkey.patch_all()
+import django
+django.setup()
+from django.db import connection
+from tests.tasks import add
+result = add.delay(1, 2)
+with connection.cursor() as cursor:
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'django_tasks%%'")
+    print(sorted(row[0] for row in cursor.fetchall()), result.id)
+"""
+
+
+@pytest.mark.parametrize("green", [False, True], ids=["threads", "gevent"])
+def test_under_gevent_the_insert_goes_through_psycopg_which_lets_greenlets_run(green):
+    """A call blocking in libpq would stop every greenlet for the round trip;
+    psycopg's own waits go through gevent once it has patched select."""
+    from tests.workers import ROOT, worker_env
+
+    done = subprocess.run([sys.executable, "-c", GEVENT_PRODUCER, "gevent" if green else "plain"],
+                          cwd=ROOT, env=worker_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    names, task_id = done.stdout.strip().rsplit(" ", 1)
+    assert names == str([] if green else DIRECT)
+    assert QueuedMessage.objects.filter(task_id=task_id).exists()

@@ -9,13 +9,14 @@ only the result's status is read. Each statement is its own transaction
 """
 
 import re
+import sys
 import weakref
 
 import psycopg
 from psycopg import errors, pq
 
 # psycopg connection -> names of the statements prepared on its session, or
-# False for a session whose client encoding is not UTF-8 (Django sets UTF-8).
+# False for a session this module leaves to psycopg (see can_run).
 _prepared = weakref.WeakKeyDictionary()
 
 UNDEFINED_PREPARED_STATEMENT = "26000"
@@ -36,15 +37,25 @@ def numbered(sql):
 def can_run(connection):
     """Whether ``run_prepared`` may use ``connection`` now: no transaction
     open (a statement here would end up in it without psycopg knowing), no
-    pipeline, UTF-8 text."""
+    pipeline, UTF-8 text, and no gevent (see ``_greened``)."""
     pgconn = connection.pgconn
     if not (connection.autocommit and pgconn.transaction_status == _IDLE
             and pgconn.pipeline_status == _NO_PIPELINE):
         return False
     names = _prepared.get(connection)
     if names is None:
-        names = _prepared[connection] = set() if connection.info.encoding == "utf-8" else False
+        usable = connection.info.encoding == "utf-8" and not _greened()
+        names = _prepared[connection] = set() if usable else False
     return names is not False
+
+
+def _greened():
+    """Whether gevent has patched ``select``: psycopg then waits for the
+    server through gevent, letting other greenlets run, where a call that
+    blocks in libpq would stop them all for the round trip. psycopg makes
+    the same test."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and monkey.is_module_patched("select")
 
 
 def run_prepared(connection, name, sql, params):
