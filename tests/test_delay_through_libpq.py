@@ -5,9 +5,11 @@ its own, in the same round trip."""
 
 import contextlib
 import logging
+import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -255,3 +257,46 @@ def test_under_gevent_the_insert_goes_through_psycopg_which_lets_greenlets_run(g
     names, task_id = done.stdout.strip().rsplit(" ", 1)
     assert names == str([] if green else DIRECT)
     assert QueuedMessage.objects.filter(task_id=task_id).exists()
+
+
+INTERRUPTED_PRODUCER = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored in a background job
+import django
+django.setup()
+from django.db import connection
+from tests.tasks import add
+add.delay(0, 0)
+print("sending", flush=True)
+interrupted = closed = 0
+deadline = time.monotonic() + 60
+while interrupted < int(sys.argv[1]) and time.monotonic() < deadline:
+    try:
+        add.delay(1, 2)
+    except KeyboardInterrupt:
+        interrupted += 1
+        closed += connection.connection.closed
+print("interrupted", interrupted, "closed", closed, flush=True)
+add.delay(3, 4)  # the same session, still usable
+"""
+
+
+def test_a_ctrl_c_during_delay_leaves_the_session_usable():
+    """The signal lands between two reads of the round trip more often than
+    not: what was sent is read before the interrupt goes on."""
+    from tests.workers import ROOT, worker_env
+
+    signals = 8
+    producer = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_PRODUCER, str(signals)], cwd=ROOT,
+        env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert producer.stdout.readline().strip() == "sending"
+        for _ in range(signals):
+            time.sleep(0.1)  # spreads the signals over the loop: not a synchronization
+            producer.send_signal(signal.SIGINT)
+        out, err = producer.communicate(timeout=120)
+    finally:
+        producer.kill()
+    assert producer.returncode == 0, err
+    assert out.split() == ["interrupted", str(signals), "closed", "0"]

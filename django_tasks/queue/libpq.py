@@ -130,10 +130,35 @@ def _pipeline(pgconn, statements):
     try:
         for name, _, params in statements:
             pgconn.send_query_prepared(name, params)
-            pgconn.pipeline_sync()
+            pgconn.pipeline_sync()  # ends the statement's transaction
         return [_outcome_until_sync(pgconn) for _ in statements]
+    except BaseException:
+        _settle(pgconn)
+        raise
     finally:
         _leave_pipeline(pgconn)
+
+
+# More results than a pipeline of run_then's two statements can leave unread.
+_SETTLE_READS = 20
+
+
+def _settle(pgconn):
+    """Interrupted (a Ctrl-C lands between two calls into libpq): end what
+    was sent and read it all, so that the session stays usable, as after a
+    statement run alone (which may have committed before the interrupt was
+    seen: so may these)."""
+    if pgconn.status != pq.ConnStatus.OK:
+        return
+    # A statement queued without its Sync would never be answered; one Sync
+    # too many is answered and read like the others.
+    pgconn.pipeline_sync()
+    for _ in range(_SETTLE_READS):
+        try:
+            pgconn.exit_pipeline_mode()
+            return
+        except psycopg.OperationalError:
+            pgconn.get_result()  # results still due: read one
 
 
 def _outcome_until_sync(pgconn):
@@ -161,9 +186,9 @@ def _leave_pipeline(pgconn):
     try:
         pgconn.exit_pipeline_mode()
     except psycopg.OperationalError:
-        # Results left unread (a Ctrl-C between two reads, a lost session):
-        # a session stuck mid-pipeline would confuse psycopg; closed, it is
-        # a lost connection, which Django replaces.
+        # Results left unread (a lost session, a second Ctrl-C while the
+        # rest was read): a session stuck mid-pipeline would confuse
+        # psycopg; closed, it is a lost connection, which Django replaces.
         pgconn.finish()
 
 
