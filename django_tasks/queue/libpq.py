@@ -71,16 +71,15 @@ def run_prepared(connection, name, sql, params):
     pgconn = connection.pgconn
     # psycopg's own lock: a connection Django shares between threads (live
     # server tests) must not see two statements at once.
+    statement = ((name, sql, params),)
     with connection.lock:
-        if name not in names:
-            _check(pgconn, pgconn.prepare(name, sql))
-            names.add(name)
+        _prepare(pgconn, names, statement)
         result = pgconn.exec_prepared(name, params)
         if result.status not in _SUCCEEDED:
             if _sqlstate(result) == UNDEFINED_PREPARED_STATEMENT:
                 # Deallocated behind our back (DISCARD ALL, or psycopg's own
                 # DEALLOCATE ALL after a ROLLBACK): nothing ran, prepare again.
-                _check(pgconn, pgconn.prepare(name, sql))
+                _prepare(pgconn, names, statement, again=True)
                 result = pgconn.exec_prepared(name, params)
             _check(pgconn, result)
 
@@ -115,6 +114,8 @@ def run_then(connection, first, then):
 
 
 def _prepare(pgconn, names, statements, again=False):
+    """Prepare those of ``statements`` this session lacks (``again``: all of
+    them, after a deallocation); one found already there is as good."""
     for name, sql, _ in statements:
         if again or name not in names:
             result = pgconn.prepare(name, sql)

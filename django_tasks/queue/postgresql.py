@@ -273,6 +273,19 @@ def _log_query(connection, sql, started):
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
+def _through_libpq(connection, sql, run, *args):
+    """``run(*args)``, a call of libpq.py on Django's ``connection``, with
+    Django's errors and DEBUG's query log (as ``sql``), as its cursors have."""
+    started = time.monotonic()
+    try:
+        outcome = run(*args)
+    except psycopg.Error:
+        with connection.wrap_database_errors:  # raised again as Django's
+            raise
+    _log_query(connection, sql, started)
+    return outcome
+
+
 def _identity(value):
     return value
 
@@ -386,14 +399,8 @@ class PostgreSQLQueue(BaseQueue):
     @staticmethod
     def _insert_then_wake(connection, m, params):
         """INSERT_ONE_SQL, then WAKE_SQL after its commit, in one round trip."""
-        started = time.monotonic()
-        try:
-            woken = libpq.run_then(connection.connection, (*INSERT_ONE, params),
-                                   (*WAKE, (params[2],)))
-        except psycopg.Error:
-            with connection.wrap_database_errors:  # raised again as Django's
-                raise
-        _log_query(connection, INSERT_ONE_SQL, started)
+        woken = _through_libpq(connection, INSERT_ONE_SQL, libpq.run_then, connection.connection,
+                               (*INSERT_ONE, params), (*WAKE, (params[2],)))
         if woken is not None:
             # The message is committed: the caller must not see an error (a
             # retry would send it twice). Idle workers find it when they poll.
@@ -410,13 +417,8 @@ class PostgreSQLQueue(BaseQueue):
     @staticmethod
     def _run_directly(connection, sql, params):
         """Run ``sql``, one of DIRECT, with ``params`` as libpq text."""
-        started = time.monotonic()
-        try:
-            libpq.run_prepared(connection.connection, *DIRECT[sql], params)
-        except psycopg.Error:
-            with connection.wrap_database_errors:  # raised again as Django's
-                raise
-        _log_query(connection, sql, started)
+        _through_libpq(connection, sql, libpq.run_prepared, connection.connection,
+                       *DIRECT[sql], params)
 
     def _enqueue_by_copy(self, messages):
         # One transaction for the rows and their wake-up, even in autocommit.
