@@ -14,7 +14,6 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from django.db import (
     DataError,
@@ -31,6 +30,7 @@ from django_tasks.messages import Message
 from django_tasks.models import QueuedMessage
 from django_tasks.queue import enqueue, postgresql
 from tests.tasks import add
+from tests.workers import listening
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
@@ -180,17 +180,6 @@ def test_a_hand_made_message_is_stored_or_refused_as_on_every_path(in_transactio
         with pytest.raises(IntegrityError, match=missing), block():
             enqueue([Message(**{**fields, "task_id": uuid.uuid4(), missing: None})])
     assert QueuedMessage.objects.count() == 1
-
-
-@contextlib.contextmanager
-def listening():
-    """A session of its own that LISTENs on the queue channel."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as listener:
-        listener.execute(f"LISTEN {postgresql.QUEUE_CHANNEL}")
-        yield listener
 
 
 def test_the_wake_up_comes_once_the_message_is_committed():

@@ -2,14 +2,13 @@
 
 import statistics
 
-import psycopg
 import pytest
 from django.db import connection
 
 from django_tasks.models import TaskResult
 from django_tasks.queue import get_backend
 from tests.tasks import add
-from tests.workers import wait_until
+from tests.workers import listening, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,13 +98,9 @@ def test_one_message_wakes_one_idle_child_not_all(start_worker, postgres_only):
 
 def test_a_bulk_enqueue_announces_how_many_messages(postgres_only):
     from django_tasks import group
-    from django_tasks.queue.postgresql import QUEUE_CHANNEL, _wakeups_announced
+    from django_tasks.queue.postgresql import _wakeups_announced
 
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as listener:
-        listener.execute(f"LISTEN {QUEUE_CHANNEL}")
+    with listening() as listener:
         add.delay(1, 1)
         group(add.s(i, i) for i in range(5)).apply_async()
         group(add.s(i, i) for i in range(250)).apply_async()  # through COPY
