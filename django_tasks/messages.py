@@ -2,6 +2,7 @@
 
 import inspect
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -80,14 +81,19 @@ def checked_headers(headers):
 
 
 def new_task_id():
-    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` gives it.
+    """A version 7 UUID (RFC 9562) as text: the clock's milliseconds, then 74
+    random bits.
 
-    Formatted from the random bytes directly: half the cost of going through
-    a ``UUID`` object, paid for every task sent and every group member.
+    Ids that grow with time land at the right edge of the results' primary
+    key and of the indexes over parent and group ids, where random ones
+    would each dirty a page of their own. Formatted from the bytes
+    directly: half the cost of going through a ``UUID`` object, paid for
+    every task sent and every group member.
     """
     raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    raw[:6] = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
     text = raw.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 

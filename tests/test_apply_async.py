@@ -1,5 +1,6 @@
 """apply_async options: countdown, eta, queue, expires, priority, task_id, routes."""
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -134,10 +135,27 @@ def test_countdown_and_eta_together_is_an_error():
         add.apply_async((1, 1), countdown=1, eta=timezone.now())
 
 
-def test_task_ids_are_random_version_4_uuids_in_canonical_text():
+def test_task_ids_are_version_7_uuids_in_canonical_text():
+    before_ms = time.time_ns() // 1_000_000
     ids = [new_task_id() for _ in range(2000)]
+    after_ms = time.time_ns() // 1_000_000
     assert len(set(ids)) == len(ids)
     for task_id in ids:
         parsed = uuid.UUID(task_id)
         assert str(parsed) == task_id
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        # The first 48 bits are the clock's milliseconds.
+        assert before_ms <= parsed.int >> 80 <= after_ms
+
+
+def test_task_ids_sent_later_sort_after_earlier_ones():
+    """What keeps the results' primary key growing at its right edge."""
+    earlier = [new_task_id() for _ in range(100)]
+    millisecond = time.time_ns() // 1_000_000
+    while time.time_ns() // 1_000_000 == millisecond:
+        pass  # ids of the same millisecond are in random order
+    later = [new_task_id() for _ in range(100)]
+    assert max(earlier) < min(later)
+    assert max(map(uuid.UUID, earlier)) < min(map(uuid.UUID, later))
+
+
