@@ -90,7 +90,7 @@ class Task:
                     expires=None, queue=None, priority=None, task_id=None,
                     link=None, link_error=None, ignore_result=None, headers=None,
                     serializer=None, time_limit=None, soft_time_limit=None):
-        message = self.build_message(
+        message = MessageBuilder(self).build(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
             ignore_result=ignore_result, headers=headers, serializer=serializer,
