@@ -511,7 +511,7 @@ def enqueue(system, n, mode="single", task="noop"):
     return {"rate": out["n"] / out["seconds"], "seconds": out["seconds"], "info": out}
 
 
-def concurrent_enqueue(system, n, producers):
+def concurrent_enqueue(system, n, producers, mode="single"):
     """``n`` calls from ``producers`` client processes starting at one moment;
     the rate is over the span from that moment to the last one's end."""
     from concurrent.futures import ThreadPoolExecutor
@@ -520,7 +520,7 @@ def concurrent_enqueue(system, n, producers):
     share = n // producers
     with ThreadPoolExecutor(producers) as pool:
         outs = list(pool.map(lambda _: system.driver(
-            "enqueue", "--n", share, "--mode", "single", "--start-at", f"{start_at:.3f}",
+            "enqueue", "--n", share, "--mode", mode, "--start-at", f"{start_at:.3f}",
             timeout=600), range(producers)))
     late = max(out["started"] for out in outs) - start_at
     if late > 0.5:
@@ -650,22 +650,29 @@ def more_enqueue_rounds(systems, n, res, row):
         res.set(row, key, statistics.median(rates))
 
 
-def concurrent_enqueue_rounds(systems, n, res, row):
+def concurrent_enqueue_rounds(systems, n, res, row, atomic_row):
     """PRODUCERS processes enqueueing at once, ours and Celery taking turns
-    (django-tasks-db has no comparable fast path to load: left out)."""
+    (django-tasks-db has no comparable fast path to load: left out); ours
+    also with each call in its own transaction.atomic() (``atomic_row``)."""
     systems = [s for s in systems if s.key in ("ours", "celery")]
+    runs = [(s, "single") for s in systems]
+    runs[1:1] = [(s, "single-atomic") for s in systems if s.key == "ours"]
     for round_ in range(CONCURRENT_ROUNDS):
-        for system in (reversed(systems) if round_ % 2 else systems):
+        for system, mode in (reversed(runs) if round_ % 2 else runs):
             system.truncate()
-            r = res.attempt(f"{system.name}: enqueue {n} from {PRODUCERS} processes at once, "
-                            f"round {round_ + 1}", [(row, system.key)],
-                            lambda s=system: concurrent_enqueue(s, n, PRODUCERS))
+            key = system.key if mode == "single" else f"{system.key} in atomic()"
+            r = res.attempt(f"{system.name}: enqueue {n} from {PRODUCERS} processes at once"
+                            f"{'' if mode == 'single' else ', each in atomic()'}, "
+                            f"round {round_ + 1}",
+                            [(row if mode == "single" else atomic_row, system.key)],
+                            lambda s=system, m=mode: concurrent_enqueue(s, n, PRODUCERS, m))
             if r is not None:
-                res.concurrent_rounds.setdefault(system.key, []).append(r["rate"])
+                res.concurrent_rounds.setdefault(key, []).append(r["rate"])
     for system in systems:
         system.truncate()
     for key, rates in res.concurrent_rounds.items():
-        res.set(row, key, statistics.median(rates))
+        system_key, _, atomic = key.partition(" ")
+        res.set(atomic_row if atomic else row, system_key, statistics.median(rates))
 
 
 def machine_info(celery_py, dtdb_py):
@@ -785,6 +792,8 @@ Enqueue: {n:,} calls in one client process, each its own transaction/round trip
   workers would), started together after their warm-up; {CONCURRENT_ROUNDS} rounds, ours and
   Celery taking turns; the row is the median. Rounds:
 {concurrent}
+  "each in atomic()": every .delay() inside its own transaction.atomic(), as a view under
+  ATOMIC_REQUESTS sends it (its NOTIFY in that transaction); ours only.
   "SYNCHRONOUS_ENQUEUE off": each .delay() commits without waiting for the WAL flush.
 Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready signal to the
   last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 4 unless said);
@@ -836,6 +845,8 @@ def main():
     rows = {
         "enq": (f"enqueue {n:,} one by one, median of {ENQUEUE_ROUNDS} (tasks/s)", 0),
         "enq_many": (f"enqueue {n:,}: {PRODUCERS} processes at once, .delay() (tasks/s)", 0),
+        "enq_many_atomic": (f"enqueue {n:,}: {PRODUCERS} processes at once, ours each in "
+                            "atomic() (tasks/s; others as above)", 0),
         "enq_relaxed": (f"enqueue {n:,} one by one, ours SYNCHRONOUS_ENQUEUE off "
                         "(tasks/s; others as above)", 0),
         "bulk": (f"enqueue {n:,} bulk: one enqueue() (tasks/s)", 0),
@@ -850,8 +861,8 @@ def main():
         "rss": ("worker RSS peak, no-op drain (MB)", 0),
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
-    order = ["enq", "enq_many", "enq_relaxed", "bulk", "group", "drain", "drain4", "sleep",
-             "s50", "s99", "r50", "r99", "rss", "pss"]
+    order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "bulk", "group", "drain",
+             "drain4", "sleep", "s50", "s99", "r50", "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
     res = Results()
@@ -872,10 +883,12 @@ def main():
                 res.errors.append(f"{system.name}: {exc}")
                 log(f"{system.name} FAILED: {exc}")
         more_enqueue_rounds(systems, n, res, row_labels["enq"])
-        concurrent_enqueue_rounds(systems, n, res, row_labels["enq_many"])
+        concurrent_enqueue_rounds(systems, n, res, row_labels["enq_many"],
+                                  row_labels["enq_many_atomic"])
         # The others' drain row is the comparison for ours at prefetch 1.
         for key in ("celery", "dtdb"):
-            for row, same_as in (("drain4", "drain"), ("enq_relaxed", "enq")):
+            for row, same_as in (("drain4", "drain"), ("enq_relaxed", "enq"),
+                                 ("enq_many_atomic", "enq_many")):
                 if (row_labels[same_as], key) in res.values:
                     res.values[(row_labels[row], key)] = res.values[(row_labels[same_as], key)]
     finally:

@@ -55,6 +55,15 @@ def cmd_enqueue(args):
                 task.delay()
             seconds = time.perf_counter() - t0
         return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
+    elif args.mode == "single-atomic":
+        # As a view under ATOMIC_REQUESTS sends it: the NOTIFY in its transaction.
+        started = _wait_for(args.start_at)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            with transaction.atomic():
+                task.delay()
+        seconds = time.perf_counter() - t0
+        return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
     elif args.mode == "bulk":
         t0 = time.perf_counter()
         with transaction.atomic():
@@ -90,7 +99,7 @@ def main():
     p = sub.add_parser("enqueue")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--mode", default="single",
-                   choices=["single", "single-relaxed", "bulk", "group"])
+                   choices=["single", "single-relaxed", "single-atomic", "bulk", "group"])
     p.add_argument("--task", default="noop")
     p.add_argument("--start-at", type=float, default=None,
                    help="time.time() to start at, after the warm-up (concurrent producers)")
