@@ -535,7 +535,7 @@ class Results:
         self.values = {}   # (row, system key) -> number or text
         self.errors = []
         self.enqueue_rounds = {}  # system key -> one-by-one enqueue rates, in order
-        self.concurrent_rounds = {}  # system key -> concurrent producers' rates, in order
+        self.concurrent_rounds = {}  # label -> concurrent producers' rates, in order
 
     def set(self, row, key, value):
         self.values[(row, key)] = value
@@ -655,24 +655,24 @@ def concurrent_enqueue_rounds(systems, n, res, row, atomic_row):
     (django-tasks-db has no comparable fast path to load: left out); ours
     also with each call in its own transaction.atomic() (``atomic_row``)."""
     systems = [s for s in systems if s.key in ("ours", "celery")]
-    runs = [(s, "single") for s in systems]
-    runs[1:1] = [(s, "single-atomic") for s in systems if s.key == "ours"]
+    # (system, driver mode, the label of its rounds in the notes, its cell)
+    plain = [(s, "single", s.key, (row, s.key)) for s in systems]
+    in_atomic = [(s, "single-atomic", f"{s.key} in atomic()", (atomic_row, s.key))
+                 for s in systems if s.key == "ours"]
+    runs = plain[:1] + in_atomic + plain[1:]
     for round_ in range(CONCURRENT_ROUNDS):
-        for system, mode in (reversed(runs) if round_ % 2 else runs):
+        for system, mode, label, cell in (reversed(runs) if round_ % 2 else runs):
             system.truncate()
-            key = system.key if mode == "single" else f"{system.key} in atomic()"
-            r = res.attempt(f"{system.name}: enqueue {n} from {PRODUCERS} processes at once"
-                            f"{'' if mode == 'single' else ', each in atomic()'}, "
-                            f"round {round_ + 1}",
-                            [(row if mode == "single" else atomic_row, system.key)],
+            r = res.attempt(f"{label}: enqueue {n} from {PRODUCERS} processes at once, "
+                            f"round {round_ + 1}", [cell],
                             lambda s=system, m=mode: concurrent_enqueue(s, n, PRODUCERS, m))
             if r is not None:
-                res.concurrent_rounds.setdefault(key, []).append(r["rate"])
+                res.concurrent_rounds.setdefault(label, []).append(r["rate"])
     for system in systems:
         system.truncate()
-    for key, rates in res.concurrent_rounds.items():
-        system_key, _, atomic = key.partition(" ")
-        res.set(atomic_row if atomic else row, system_key, statistics.median(rates))
+    for _, _, label, cell in runs:
+        if label in res.concurrent_rounds:
+            res.set(*cell, statistics.median(res.concurrent_rounds[label]))
 
 
 def machine_info(celery_py, dtdb_py):

@@ -384,11 +384,11 @@ class PostgreSQLQueue(BaseQueue):
         # The connection is looked up once and handed down: Django's look-up
         # (a thread-local) is a microsecond each time.
         if autocommit and self._can_run_directly(connection):
+            params = _as_text(m, headers)
             if settings.SYNCHRONOUS_ENQUEUE:
-                self._insert_then_wake(connection, m, _as_text(m, headers))
+                self._insert_then_wake(connection, m, params)
             else:  # its commit does not wait for the flush: the NOTIFY may stay in it
-                self._run_directly(connection, ENQUEUE_ONE_ASYNC_COMMIT_SQL,
-                                   _as_text(m, headers))
+                self._run_directly(connection, ENQUEUE_ONE_ASYNC_COMMIT_SQL, params)
             return
         sql = ENQUEUE_ONE_SQL if settings.SYNCHRONOUS_ENQUEUE or not autocommit \
             else ENQUEUE_ONE_ASYNC_COMMIT_SQL

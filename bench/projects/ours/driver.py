@@ -41,6 +41,16 @@ def _wait_for(start_at):
     return time.time()
 
 
+def _one_by_one(n, start_at, call):
+    """``call()`` ``n`` times from ``start_at``, timed."""
+    started = _wait_for(start_at)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        call()
+    seconds = time.perf_counter() - t0
+    return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
+
+
 def cmd_enqueue(args):
     task = getattr(tasks, args.task)
     _warm_up(task)
@@ -49,21 +59,14 @@ def cmd_enqueue(args):
         relaxed = override_settings(DJANGO_TASKS={**getattr(settings, "DJANGO_TASKS", {}),
                                                   "SYNCHRONOUS_ENQUEUE": False})
         with relaxed if args.mode == "single-relaxed" else nullcontext():
-            started = _wait_for(args.start_at)
-            t0 = time.perf_counter()
-            for _ in range(n):
-                task.delay()
-            seconds = time.perf_counter() - t0
-        return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
+            return _one_by_one(n, args.start_at, task.delay)
     elif args.mode == "single-atomic":
-        # As a view under ATOMIC_REQUESTS sends it: the NOTIFY in its transaction.
-        started = _wait_for(args.start_at)
-        t0 = time.perf_counter()
-        for _ in range(n):
+        def in_its_transaction():
+            # As a view under ATOMIC_REQUESTS sends it: the NOTIFY in its transaction.
             with transaction.atomic():
                 task.delay()
-        seconds = time.perf_counter() - t0
-        return {"n": n, "seconds": seconds, "started": started, "ended": time.time()}
+
+        return _one_by_one(n, args.start_at, in_its_transaction)
     elif args.mode == "bulk":
         t0 = time.perf_counter()
         with transaction.atomic():
