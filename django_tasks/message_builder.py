@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from .conf import settings
 from .context import running_task
-from .messages import Message, compute_available_at, compute_expires, encode_body, new_task_id
+from .messages import (
+    Message,
+    checked_time_limit,
+    compute_available_at,
+    compute_expires,
+    encode_body,
+    new_task_id,
+)
 from .routing import resolve_options
 
 
@@ -43,9 +50,10 @@ class MessageBuilder:
         if ignore_result if ignore_result is not None else task.ignore_result:
             message_headers["ignore_result"] = True
         if time_limit is not None:
-            message_headers["time_limit"] = time_limit
+            message_headers["time_limit"] = checked_time_limit(time_limit, "time_limit")
         if soft_time_limit is not None:
-            message_headers["soft_time_limit"] = soft_time_limit
+            message_headers["soft_time_limit"] = checked_time_limit(soft_time_limit,
+                                                                    "soft_time_limit")
         if link:
             message_headers["link"] = _signature_list(link)
         if link_error:

@@ -1,10 +1,11 @@
 """The message: what ``apply_async`` writes and what a worker claims."""
 
 import inspect
+import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 
@@ -36,9 +37,25 @@ class Message:
         return self.headers.get("retries", 0)
 
 
-def _number(value):
+# Longer than any task should run, short enough for the interval timer
+# (setitimer) and the supervisor's clock arithmetic.
+MAX_TIME_LIMIT = 10 * 365 * 24 * 3600.0
+# What the results table's integer columns hold.
+MAX_COUNT = 2**31 - 1
+
+
+def _time_limit(value):
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                             and value >= 0)
+                             and 0 <= value <= MAX_TIME_LIMIT)
+
+
+def checked_time_limit(value, what):
+    """A time limit as given to ``@task`` or ``apply_async``: refused at once
+    if the worker could not apply it."""
+    if not _time_limit(value):
+        raise ValueError(f"{what} must be a number of seconds from 0 to {MAX_TIME_LIMIT:g} "
+                         f"(or None), got {value!r:.80}")
+    return value
 
 
 def _text(value):
@@ -53,8 +70,8 @@ def _signatures(value):
 # each must be for it to read them safely.
 HEADER_CHECKS = {
     "retries": lambda value: isinstance(value, int) and not isinstance(value, bool)
-    and value >= 0,
-    "time_limit": _number, "soft_time_limit": _number,
+    and 0 <= value <= MAX_COUNT,
+    "time_limit": _time_limit, "soft_time_limit": _time_limit,
     "ignore_result": lambda value: value is None or isinstance(value, bool),
     "parent_id": _text, "root_id": _text, "group_id": _text, "chord": _text,
     "link": _signatures, "link_error": _signatures, "chain": _signatures,
@@ -98,20 +115,61 @@ def new_task_id():
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+# The instants a message may name: PostgreSQL stores far wider ones, but
+# Python's datetime (psycopg, Django, the admin) reads only years 1 to
+# 9999, in any time zone it is shown in. A day inside that on each side.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def to_aware(value, what):
-    """Accept an aware datetime, or a naive one in the current time zone."""
+    """Accept an aware datetime, or a naive one in the current time zone,
+    within the range every part of the system can read back."""
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
-    if timezone.is_naive(value):
-        return timezone.make_aware(value)
+    try:
+        if timezone.is_naive(value):
+            value = timezone.make_aware(value)
+        in_range = EARLIEST <= value <= LATEST
+    except (OverflowError, ValueError):  # the zone's offset leaves datetime's range
+        in_range = False
+    if not in_range:
+        raise ValueError(f"{what} {value!r} is out of range: give a moment between "
+                         f"{EARLIEST.date()} and {LATEST.date()} (UTC)")
     return value
+
+
+def _later(now, seconds, what):
+    """``now`` plus ``seconds`` (a number or a timedelta), checked."""
+    if isinstance(seconds, timedelta):
+        delta = seconds
+    else:
+        try:
+            if isinstance(seconds, bool):
+                raise TypeError
+            seconds = float(seconds)
+        except (TypeError, ValueError):
+            raise TypeError(f"{what} must be a number of seconds, got {seconds!r:.80}") from None
+        if not math.isfinite(seconds):
+            raise ValueError(f"{what} must be a finite number of seconds, got {seconds!r}")
+        try:
+            delta = timedelta(seconds=seconds)
+        except OverflowError:
+            delta = None
+    try:
+        moment = None if delta is None else now + delta
+    except OverflowError:
+        moment = None
+    if moment is None:
+        raise ValueError(f"{what} {seconds!r:.80} is out of range: it ends after {LATEST.date()}")
+    return to_aware(moment, what)
 
 
 def compute_available_at(now, countdown=None, eta=None):
     if countdown is not None and eta is not None:
         raise ValueError("give countdown or eta, not both")
     if countdown is not None:
-        return now + timedelta(seconds=float(countdown))
+        return _later(now, countdown, "countdown")
     if eta is not None:
         return to_aware(eta, "eta")
     return now
@@ -121,11 +179,9 @@ def compute_expires(now, expires):
     """``expires`` is seconds from now, a timedelta, or a datetime."""
     if expires is None:
         return None
-    if isinstance(expires, timedelta):
-        return now + expires
-    if isinstance(expires, (int, float)) and not isinstance(expires, bool):
-        return now + timedelta(seconds=expires)
-    return to_aware(expires, "expires")
+    if isinstance(expires, datetime):
+        return to_aware(expires, "expires")
+    return _later(now, expires, "expires")
 
 
 _PLAIN = (int, float, str, bool, type(None))

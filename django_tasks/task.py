@@ -12,6 +12,7 @@ from .conf import settings
 from .context import DIRECT_CALL
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
+from .messages import checked_time_limit, compute_available_at
 from .queue import enqueue
 from .registry import tasks as registry
 from .result import AsyncResult
@@ -49,6 +50,8 @@ class Task:
             setattr(self, key, options.get(key, default))
         self.name = self.name or f"{run.__module__}.{run.__qualname__}"
         self.autoretry_for = tuple(self.autoretry_for or ())
+        for limit in ("time_limit", "soft_time_limit"):
+            checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
         self.is_async = inspect.iscoroutinefunction(run)
         self._local = threading.local()
         self.__doc__ = run.__doc__
@@ -152,16 +155,13 @@ class Task:
                 f"kwargs:{request.kwargs} (max_retries={limit})")
         if eta is None:
             countdown = self.default_retry_delay if countdown is None else countdown
-            when = timezone.now() + _seconds(countdown)
-        else:
-            when = eta if isinstance(eta, datetime) else timezone.now() + _seconds(eta)
+        elif isinstance(eta, datetime):
+            countdown = None  # eta wins, as before
+        else:  # seconds, as Celery also takes
+            eta, countdown = None, eta
+        when = compute_available_at(timezone.now(), countdown=countdown, eta=eta)
         raise Retry(exc=exc, when=when, message=options.pop("message", None)) \
             .with_call(args, kwargs)
-
-
-def _seconds(value):
-    from datetime import timedelta
-    return timedelta(seconds=float(value))
 
 
 def task_for_sending(name):

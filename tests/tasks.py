@@ -128,6 +128,7 @@ def record_tick(self):
 
 
 from .canvas_tasks import *  # noqa: E402, F403  (workers import tests.tasks only)
+from .poison_tasks import *  # noqa: E402, F403
 
 
 @task

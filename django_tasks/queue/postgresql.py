@@ -216,16 +216,32 @@ def _announcement(queue, count):
     return queue if count == 1 else f"{count} {queue}"
 
 
+# More than any worker has children: a larger count in a payload is not
+# ours (NOTIFY needs no privilege), and wakes everyone.
+MAX_ANNOUNCED = 100_000
+
+
 def _wakeups_announced(payloads):
-    """How many children the queue notifications ``payloads`` call for (None: all)."""
+    """How many children the queue notifications ``payloads`` call for (None: all).
+
+    Anyone who can log in may NOTIFY this channel: a payload that is not one
+    of ours, of any length or shape, wakes every idle child, never more harm.
+    """
     total = 0
     for payload in payloads:
         if payload == RELEASE:
             return None
         count, separator, _ = payload.partition(" ")
+        if not (separator and count.isascii() and count.isdigit()):
+            total += 1  # one message, on the queue the payload names
+            continue
         # A name that merely looks like a count wakes more children than
         # needed, never fewer than one.
-        total += int(count) if separator and count.isdigit() else 1
+        if len(count) > len(str(MAX_ANNOUNCED)):
+            return None
+        total += int(count)
+        if total > MAX_ANNOUNCED:
+            return None
     return total
 
 

@@ -26,7 +26,8 @@ from ..exceptions import (
 )
 from ..messages import decode_body
 from ..registry import tasks as registry
-from .outcome import Outcome, exception_text
+from .outcome import Outcome, exception_text, short_repr
+from .shutdown import ColdShutdown
 
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # How arguments are shown with a result (one encoder, not one per call).
@@ -106,6 +107,14 @@ def _call(task, message, request, args, kwargs):
         outcome = _autoretry(task, message, exc)
     except Exception as exc:
         outcome = _failure(task, message, exc)
+    except ColdShutdown:
+        raise
+    except BaseException as exc:
+        # sys.exit() or a BaseException of the task's own ends the task, not
+        # the worker; in eager mode it is the caller's to see (Ctrl-C).
+        if request.is_eager:
+            raise
+        outcome = _failure(task, message, exc)
     else:
         outcome = _success(task, message, value)
     finally:
@@ -177,6 +186,18 @@ def _autoretry(task, message, exc):
         return _retry_outcome(task, message, retry)
     except Exception as final:  # retries exhausted: retry() re-raised exc
         return _failure(task, message, final)
+
+
+def unrecordable_outcome(message, error, hostname):
+    """FAILURE in place of an outcome the worker could not turn into a result
+    (a value too deep to encode, an exception whose text cannot be built):
+    the task ends with a reason, the worker goes on."""
+    exc = EncodeError(f"could not record the outcome of {message.task_name}: "
+                      f"{type(error).__name__}: {short_repr(error)}")
+    outcome = _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
+    outcome.hostname = hostname
+    outcome.done_at = outcome.started_at = timezone.now()
+    return outcome
 
 
 def interrupted_outcome(message, exc, hostname):

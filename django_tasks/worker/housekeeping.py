@@ -33,7 +33,8 @@ def lost_or_failed(message, reason, max_deliveries):
     if message.deliveries < max_deliveries:
         return None
     error = WorkerLostError(f"{reason}; delivered {message.deliveries} time(s), "
-                            f"MAX_DELIVERIES is {max_deliveries}")
+                            f"MAX_DELIVERIES is {max_deliveries}: it looks like a poison "
+                            "message (one that ends whatever runs it)")
     now = timezone.now()
     return Outcome(message=message, state=states.FAILURE, value=error,
                    result_text=exception_text(error), started_at=now, done_at=now)

@@ -1,13 +1,17 @@
 """Running one claimed message in a pool slot, the same way in every pool."""
 
+import logging
 from contextlib import nullcontext
 
 from django.db import connections, transaction
 
 from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from ..registry import tasks as registry
-from .execution import execute, interrupted_outcome
+from .execution import execute, interrupted_outcome, unrecordable_outcome
+from .reconnect import DB_ERRORS
 from .timelimits import MainThreadTask, limits_for, main_thread_limits
+
+logger = logging.getLogger("django_tasks.worker")
 
 INTERRUPTIONS = (SoftTimeLimitExceeded, TimeLimitExceeded, TaskRevokedError)
 
@@ -40,6 +44,15 @@ def run_message(message, hostname, backend, worker_id, in_main_thread):
         # The alarm or a terminate signal landed outside the task body
         # (between the body and storing its result): still this task's end.
         return interrupted_outcome(message, exc, hostname)
+    except DB_ERRORS:
+        raise  # the database went away (atomic tasks store here): the loop rides it out
+    except Exception as exc:
+        # Not the task's own error (execute() keeps those): turning what it
+        # did into a result failed. That message fails; the slot, and the
+        # messages claimed with it, go on.
+        logger.exception("Could not record the outcome of %s[%s]", message.task_name,
+                         message.task_id)
+        return unrecordable_outcome(message, exc, hostname)
     finally:
         if in_main_thread:
             MainThreadTask.running = None

@@ -1,5 +1,6 @@
 """The threads pool: N threads in the worker process, for I/O-bound tasks."""
 
+import logging
 import os
 import queue
 import threading
@@ -7,10 +8,18 @@ import time
 
 from django.db import connections
 
-from ...exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
+from ...exceptions import (
+    SoftTimeLimitExceeded,
+    TaskRevokedError,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
+from ..execution import interrupted_outcome
 from ..slot import run_message
 from ..timelimits import raise_in_thread
 from .base import Pool
+
+logger = logging.getLogger("django_tasks.worker")
 
 
 class ThreadPool(Pool):
@@ -26,11 +35,13 @@ class ThreadPool(Pool):
         self._threads = []
 
     def start(self):
-        for slot in range(self.concurrency):
-            thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
-                                      name=f"ThreadPoolWorker-{slot + 1}")
-            thread.start()
-            self._threads.append(thread)
+        self._threads = [self._start_thread(slot) for slot in range(self.concurrency)]
+
+    def _start_thread(self, slot):
+        thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
+                                  name=f"ThreadPoolWorker-{slot + 1}")
+        thread.start()
+        return thread
 
     def _work(self, slot):
         inbox = self._inboxes[slot]
@@ -60,6 +71,12 @@ class ThreadPool(Pool):
                 continue
         except BlockingIOError:
             pass  # the wake-up pipe is drained; the outcomes are in the queue
+        outcomes = self._finished()
+        if not all(thread.is_alive() for thread in self._threads):
+            outcomes += self._replace_dead_threads()
+        return outcomes
+
+    def _finished(self):
         outcomes = []
         while True:
             try:
@@ -68,6 +85,28 @@ class ThreadPool(Pool):
                 return outcomes
             self.jobs.pop(slot, None)
             outcomes.append(outcome)
+
+    def _replace_dead_threads(self):
+        """A slot whose thread died (something raised past the task's own
+        handling) gets a new thread; the task it was running fails."""
+        dead = [slot for slot, thread in enumerate(self._threads) if not thread.is_alive()]
+        # A thread that died just after handing its outcome over: that outcome stands.
+        outcomes = self._finished()
+        for slot in dead:
+            name = self._threads[slot].name
+            job = self.jobs.pop(slot, None)
+            if job is not None:
+                message = job.message
+                logger.error("%s died running %s[%s]; its slot gets a new thread", name,
+                             message.task_name, message.task_id)
+                error = WorkerLostError(f"{name} died running the task (see the worker's "
+                                        "log for what it raised)")
+                outcomes.append(interrupted_outcome(message, error, self.hostname))
+            else:
+                logger.error("%s died; its slot gets a new thread", name)
+            self._inboxes[slot] = queue.SimpleQueue()
+            self._threads[slot] = self._start_thread(slot)
+        return outcomes
 
     def _interrupt(self, job, exc_type):
         return raise_in_thread(self._threads[job.slot].ident, exc_type)
