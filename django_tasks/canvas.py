@@ -123,7 +123,12 @@ class Plan:
         """One MessageBuilder per task for the whole plan (see message_builder)."""
         builder = self._builders.get(task_name)
         if builder is None:
-            builder = self._builders[task_name] = MessageBuilder(registry.lookup(task_name))
+            from .task import task_for_sending  # task.py imports this module
+
+            # A task this process does not know is still sent, by name, as
+            # Celery does: a link or errback of one ends as that task's own
+            # NotRegistered failure on a worker, not as the sender's error.
+            builder = self._builders[task_name] = MessageBuilder(task_for_sending(task_name))
         return builder
 
     def add(self, message):

@@ -40,8 +40,6 @@ class Message:
 # Longer than any task should run, short enough for the interval timer
 # (setitimer) and the supervisor's clock arithmetic.
 MAX_TIME_LIMIT = 10 * 365 * 24 * 3600.0
-# What the results table's integer columns hold.
-MAX_COUNT = 2**31 - 1
 
 
 def _time_limit(value):
@@ -70,7 +68,7 @@ def _signatures(value):
 # each must be for it to read them safely.
 HEADER_CHECKS = {
     "retries": lambda value: isinstance(value, int) and not isinstance(value, bool)
-    and 0 <= value <= MAX_COUNT,
+    and value >= 0,
     "time_limit": _time_limit, "soft_time_limit": _time_limit,
     "ignore_result": lambda value: value is None or isinstance(value, bool),
     "parent_id": _text, "root_id": _text, "group_id": _text, "chord": _text,

@@ -147,3 +147,37 @@ def test_a_retry_too_far_away_fails_the_task_with_the_reason(start_worker):
     with pytest.raises(ValueError, match="countdown .* out of range"):
         result.get(timeout=30)
     assert add.delay(1, 2).get(timeout=30) == 3
+
+
+UNKNOWN = "some.task.this_worker_does_not_know"
+
+
+def _unknown(task_id):
+    from django_tasks import signature
+
+    return signature(UNKNOWN, task_id=task_id)
+
+
+def test_links_to_a_task_no_one_knows_end_as_that_links_failure(start_worker):
+    import uuid
+
+    from django_tasks import AsyncResult
+    from django_tasks.exceptions import NotRegistered, TaskRevokedError
+
+    worker = start_worker("-P", "prefork", "-c", "2")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    # Expires before it can start: housekeeping ends it and follows its errback.
+    expired = add.apply_async((1, 1), eta=datetime.now(UTC) + timedelta(seconds=3),
+                              expires=1, link_error=_unknown(ids[0]))
+    succeeded = add.apply_async((2, 2), link=_unknown(ids[1]))
+    revoked = add.apply_async((3, 3), countdown=3600, link_error=_unknown(ids[2]))
+    assert revoked.revoke() == 1  # in the caller: follows the errback too
+    assert succeeded.get(timeout=30) == 4 and succeeded.state == states.SUCCESS
+    with pytest.raises(TaskRevokedError, match="expired"):
+        expired.get(timeout=30)
+    for link_id in ids:
+        with pytest.raises(NotRegistered, match=UNKNOWN):
+            AsyncResult(link_id).get(timeout=30)
+    assert revoked.state == states.REVOKED
+    _assert_alive(worker)
+    assert add.delay(5, 5).get(timeout=30) == 10

@@ -15,6 +15,7 @@ import time
 
 from django.db import connections
 
+from . import storing
 from .forking import database_work
 from .reconnect import DB_ERRORS
 
@@ -114,47 +115,7 @@ class Flusher(threading.Thread):
                 self._idle.set()
 
     def _finish(self, batch):
-        if self._refusal(batch) is None:
-            return
-        # One outcome that cannot be stored (the database refuses a value; a
-        # hand-made message's workflow headers make no sense) must not take
-        # the rest of the batch with it, nor this thread and the worker: one
-        # by one.
-        while batch:
-            self._finish_one(batch[0])
-            del batch[0]  # stored: not again if the database then goes away
-
-    def _refusal(self, outcomes):
-        """Store ``outcomes``; what refused them, or None. An unavailable
-        database raises (the caller stores them again)."""
-        try:
-            self.backend.finish(outcomes, self.worker_id)
-        except DB_ERRORS:
-            raise
-        except Exception as exc:
-            return exc
-        return None
-
-    def _finish_one(self, outcome):
-        error = self._refusal([outcome])
-        if error is None:
-            return
-        message = outcome.message
-        logger.error("Could not store the outcome of %s[%s]; storing a failure instead",
-                     message.task_name, message.task_id, exc_info=error)
-        # Its workflow headers kept, and without them if those are what
-        # cannot be followed.
-        failure = outcome.unstorable(error)
-        refused = self._refusal([failure])
-        if refused is not None and failure.message.headers:
-            refused = self._refusal([outcome.unstorable(error, keep_workflow=False)])
-        if refused is not None:
-            # Nothing of the task's own is left in it: the result table itself
-            # refuses (a trigger, a constraint). The message stays claimed
-            # until this worker stops, then is delivered again.
-            logger.error("The database refused the failure of %s[%s] too (%s); its message "
-                         "stays claimed", message.task_name, message.task_id,
-                         str(refused).strip() or type(refused).__name__)
+        storing.store(self.backend, batch, self.worker_id)
 
     def wait_idle(self, timeout=None):
         """Block until everything handed over so far is stored."""

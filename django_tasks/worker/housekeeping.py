@@ -16,7 +16,9 @@ from ..conf import settings
 from ..exceptions import TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
 from ..monitoring import lost_cutoff
+from . import storing
 from .outcome import Outcome, exception_text
+from .reconnect import DB_ERRORS
 
 logger = logging.getLogger("django_tasks.worker")
 
@@ -55,7 +57,7 @@ def recover_lost_workers(backend):
     failed_ids = {o.message.id for o in failed}
     again = [m.id for m in orphans if m.id not in failed_ids]
     if failed:
-        backend.finish(failed, worker_id=None)
+        storing.store(backend, failed, worker_id=None)
     if again:
         backend.release_messages(again)
     logger.warning("Recovered %d message(s) from lost workers: %d delivered again, %d failed "
@@ -74,7 +76,7 @@ def revoke_expired_messages(backend):
         error = TaskRevokedError(f"expired at {message.expires.isoformat()}")
         outcomes.append(Outcome(message=message, state=states.REVOKED, value=error,
                                 result_text=exception_text(error), done_at=now))
-    backend.finish(outcomes, worker_id=None)
+    storing.store(backend, outcomes, worker_id=None)
     logger.info("Revoked %d expired message(s)", len(outcomes))
     return len(outcomes)
 
@@ -108,4 +110,14 @@ class Housekeeper:
             period = interval()
             self.next_check[name] = now + period.total_seconds()
             if self.backend.take_turn(name, period):
-                job(self.backend)
+                self._run(name, job)
+
+    def _run(self, name, job):
+        try:
+            job(self.backend)
+        except DB_ERRORS:
+            raise  # the worker's loop rides the outage out, then runs it again
+        except Exception:
+            # A bug or a row no job foresaw must not stop the worker; the
+            # job runs again at its next turn.
+            logger.exception("Housekeeping job %s failed; it runs again at its next turn", name)

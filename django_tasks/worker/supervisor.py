@@ -31,7 +31,7 @@ from .. import signals
 from ..conf import settings
 from ..exceptions import TimeLimitExceeded
 from ..queue import get_backend
-from . import housekeeping
+from . import housekeeping, storing
 from .child import NEW_WORK, WARM_SHUTDOWN, SlotState, child_main
 from .execution import interrupted_outcome
 from .forking import database_work
@@ -258,7 +258,7 @@ class Supervisor:
                 self._with_reconnect(lambda: self.backend.release_messages([running.id]))
                 return
         outcome.hostname = self.hostname
-        self._with_reconnect(lambda: self.backend.finish([outcome], self.worker_id))
+        self._with_reconnect(lambda: storing.store(self.backend, [outcome], self.worker_id))
         logger.error("Task %s[%s] failed: %s", running.task_name, running.task_id,
                      outcome.describe())
 
