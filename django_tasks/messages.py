@@ -76,6 +76,24 @@ HEADER_CHECKS = {
 }
 
 
+class Unreadable:
+    """A stored column value Python cannot hold (a timestamp of 'infinity' or
+    year 10000, JSON nested thousands deep, text that is not UTF-8), read
+    in its place so that one bad row does not fail the read of its batch."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error):
+        self.error = error
+
+    def __repr__(self):
+        return f"<unreadable: {self.error}>"
+
+
+# What reading a stored value may raise, besides the database's own errors.
+READ_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+
+
 def checked_headers(headers):
     """A claimed message's headers, and what is wrong with them (None if nothing).
 
@@ -84,7 +102,7 @@ def checked_headers(headers):
     the way.
     """
     if not isinstance(headers, dict):
-        return {}, f"headers are not a JSON object: {headers!r:.80}"
+        return {}, f"headers are not a JSON object: {headers!r:.120}"
     # Over the message's own keys (usually one or two): this runs for every
     # message claimed.
     wrong = [key for key, value in headers.items()

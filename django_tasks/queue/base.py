@@ -8,7 +8,7 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..messages import Message, checked_headers
+from ..messages import READ_ERRORS, Message, Unreadable, checked_headers
 from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Worker
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
@@ -366,17 +366,67 @@ class BaseQueue:
             deliveries=row.deliveries, created_at=row.created_at, corrupt=corrupt)
 
     @staticmethod
-    def message_from_row(row, parse_datetime, parse_uuid, parse_json):
+    def message_from_row(row, parse_datetime, parse_uuid, parse_json, parse_text=None):
+        """A claimed row (CLAIM_COLUMNS) as a Message; a row whose values cannot
+        be read comes back ``corrupt``, to fail as such, never raising."""
         (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
          body, headers, deliveries, created_at, started_at) = row
-        headers, corrupt = checked_headers(parse_json(headers) or {})
+        try:
+            if parse_text is not None:
+                task_name, queue, content_type, body, headers = (
+                    parse_text(task_name), parse_text(queue), parse_text(content_type),
+                    parse_text(body), parse_text(headers))
+            available_at = parse_datetime(available_at)
+            expires = parse_datetime(expires) if expires is not None else None
+            created_at = parse_datetime(created_at)
+            headers = parse_json(headers)
+        except READ_ERRORS:
+            return _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
+        if Unreadable in (type(available_at), type(expires), type(created_at), type(headers)):
+            return _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
+        headers, corrupt = checked_headers(headers or {})
         return Message(
             id=pk, task_id=str(parse_uuid(task_id)), task_name=task_name, queue=queue,
-            priority=priority, available_at=parse_datetime(available_at),
-            expires=parse_datetime(expires) if expires is not None else None,
+            priority=priority, available_at=available_at, expires=expires,
             content_type=content_type, body=body, headers=headers,
-            deliveries=deliveries, created_at=parse_datetime(created_at),
+            deliveries=deliveries, created_at=created_at,
             started=started_at is not None, corrupt=corrupt)
+
+
+def _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text):
+    """The Message of a row some of whose values cannot be read: what can be
+    read is kept (so its result names the task), the rest is replaced with
+    values that can be stored, and ``corrupt`` says what was wrong."""
+    (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
+     body, headers, deliveries, created_at, started_at) = row
+    problems = []
+
+    def read(parse, value, column, fallback):
+        try:
+            value = parse(value) if parse is not None else value
+        except READ_ERRORS as exc:
+            value = Unreadable(f"{type(exc).__name__}: {exc}")
+        if isinstance(value, Unreadable):
+            problems.append(f"{column} cannot be read ({value.error})")
+            return fallback
+        return value
+
+    now = timezone.now()
+    text = {column: read(parse_text, value, column, "")
+            for column, value in (("task_name", task_name), ("queue", queue),
+                                  ("content_type", content_type), ("body", body),
+                                  ("headers", headers))}
+    parsed = read(parse_json, text["headers"], "headers", {}) if text["headers"] else {}
+    headers, bad_header = checked_headers(parsed or {})
+    return Message(
+        id=pk, task_id=str(parse_uuid(task_id)), task_name=text["task_name"] or "?",
+        queue=text["queue"], priority=priority,
+        available_at=read(parse_datetime, available_at, "available_at", now),
+        expires=None if expires is None else read(parse_datetime, expires, "expires", None),
+        content_type=text["content_type"], body=text["body"], headers=headers,
+        deliveries=deliveries, created_at=read(parse_datetime, created_at, "created_at", now),
+        started=started_at is not None,
+        corrupt="; ".join(problems + ([bad_header] if bad_header else [])) or "unreadable row")
 
 
 def _latest_per_task(outcomes):

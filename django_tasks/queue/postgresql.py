@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 
 import psycopg
 from django.db import connections, transaction
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 
 from ..conf import settings
-from ..models import QueuedMessage, TaskResult
+from ..messages import READ_ERRORS, Unreadable
+from ..models import QueuedMessage, TaskResult, Worker
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
@@ -141,6 +144,20 @@ CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + CLAIM_ONE_QUEUE_SQL
     ") AS picked\nWHERE", ") AS picked, relaxed\nWHERE")
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
+
+# The queue base's ORM reads of whole messages, as statements whose rows
+# are read tolerantly (see _tolerant).
+WORKERS = Worker._meta.db_table
+CLAIMED_BY_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
+                  "WHERE claimed_by = %s::uuid AND claimed_pid = %s ORDER BY id")
+ORPHANED_SQL = f"""
+SELECT {CLAIM_COLUMNS} FROM {TABLE}
+WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (
+    SELECT id FROM {WORKERS} WHERE stopped_at IS NULL AND last_heartbeat >= %s)
+ORDER BY id LIMIT %s
+"""
+EXPIRED_WAITING_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
+                       "WHERE claimed_by IS NULL AND expires < %s ORDER BY id LIMIT %s")
 
 RESULTS = TaskResult._meta.db_table
 RESULT_TYPES = ("uuid", "varchar", "varchar", "varchar", "text", "text", "text", "text",
@@ -306,6 +323,38 @@ def _identity(value):
     return value
 
 
+def _tolerant(loader):
+    """``loader`` that reads a value Python cannot hold (a timestamp of
+    'infinity' or past year 9999, jsonb too deep or with a 5,000-digit
+    number) as ``Unreadable`` instead of failing the whole fetch: a claim
+    has already committed when its rows are read, and one bad row must not
+    hide its batch-mates from the worker that claimed them."""
+
+    class Tolerant(Loader):
+        format = loader.format
+
+        def __init__(self, oid, context=None):
+            super().__init__(oid, context)
+            self._inner = loader(oid, context)
+
+        def load(self, data):
+            try:
+                return self._inner.load(data)
+            except (psycopg.DataError, *READ_ERRORS) as exc:
+                return Unreadable(f"{type(exc).__name__}: {exc}")
+
+    return Tolerant
+
+
+def _read_messages_tolerantly(cursor):
+    """Make ``cursor`` read the columns of a message that can hold what
+    Python cannot (binary results) tolerantly."""
+    adapters = cursor.adapters
+    for name in ("timestamptz", "jsonb"):
+        oid = adapters.types[name].oid
+        adapters.register_loader(oid, _tolerant(adapters.get_loader(oid, Format.BINARY)))
+
+
 class CopyWriter(BatchWriter):
     """Messages streamed with one COPY as a canvas plans them.
 
@@ -446,7 +495,7 @@ class PostgreSQLQueue(BaseQueue):
     def message_writer(self):
         return CopyWriter(self)
 
-    def _execute_raw(self, sql, params, fetch=False, binary=False):
+    def _execute_raw(self, sql, params, fetch=False, binary=False, messages=False):
         """Run ``sql`` on psycopg's own cursor over Django's connection (same
         transaction).
 
@@ -468,6 +517,8 @@ class PostgreSQLQueue(BaseQueue):
         # psycopg.Cursor explicitly: Django's connections default to a
         # client-side binding cursor class.
         with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+            if messages:  # rows of the queue table (binary): see _tolerant
+                _read_messages_tolerantly(cursor)
             cursor.execute(sql, params, binary=binary, prepare=prepare)
             rows = cursor.fetchall() if fetch else None
         _log_query(connection, sql, started)
@@ -480,14 +531,34 @@ class PostgreSQLQueue(BaseQueue):
         if len(queues) == 1 and start >= limit:
             rows = self._execute_raw(
                 CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                [str(worker_id), pid, queues[0], limit], fetch=True, binary=True)
+                [str(worker_id), pid, queues[0], limit], fetch=True, binary=True, messages=True)
         else:
             rows = self._execute_raw(
                 CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
-                [list(queues), limit, limit, str(worker_id), pid, start], fetch=True, binary=True)
+                [list(queues), limit, limit, str(worker_id), pid, start], fetch=True, binary=True,
+                messages=True)
+        return sort_claimed(self._messages_from_rows(rows))
+
+    def _messages_from_rows(self, rows):
         # Binary results: jsonb comes decoded (a JSON string as a str).
-        return sort_claimed([self.message_from_row(r, _identity, _identity, _identity)
-                             for r in rows])
+        return [self.message_from_row(r, _identity, _identity, _identity) for r in rows]
+
+    def _read_messages(self, sql, params):
+        return self._messages_from_rows(
+            self._execute_raw(sql, params, fetch=True, binary=True, messages=True))
+
+    # The worker's other reads of whole messages: as tolerant as the claim.
+
+    def claimed_messages(self, worker_id, pid):
+        if pid is None:
+            return super().claimed_messages(worker_id, pid)
+        return self._read_messages(CLAIMED_BY_SQL, [str(worker_id), pid])
+
+    def orphaned_messages(self, cutoff, limit):
+        return self._read_messages(ORPHANED_SQL, [cutoff, limit])
+
+    def expired_waiting(self, now, limit):
+        return self._read_messages(EXPIRED_WAITING_SQL, [now, limit])
 
     def get_result(self, task_id):
         return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_FIELDS, task_id)

@@ -30,14 +30,23 @@ FROM (
     LIMIT %s
 ) AS picked
 WHERE {TABLE}.id = picked.id
-RETURNING {', '.join(TABLE + '.' + c.strip() for c in CLAIM_COLUMNS.split(','))}
+RETURNING {{returning}}
 """
+# Text columns come back as bytes, decoded here: sqlite3 fails the whole
+# fetch on one value that is not UTF-8, after the claim has committed.
+TEXT_COLUMNS = ("task_name", "queue", "content_type", "body", "headers")
+CLAIM_SQL = CLAIM_SQL.replace("{returning}", ", ".join(
+    f"CAST({TABLE}.{column} AS BLOB)" if column in TEXT_COLUMNS else f"{TABLE}.{column}"
+    for column in (c.strip() for c in CLAIM_COLUMNS.split(","))))
 
 
 def _datetime(value):
     """SQLite keeps UTC datetimes without an offset; give them theirs back."""
     if isinstance(value, str):
-        value = parse_datetime(value)
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValueError(f"not a datetime: {value!r:.60}")
+        value = parsed
     if isinstance(value, datetime.datetime) and timezone.is_naive(value):
         return value.replace(tzinfo=datetime.UTC)
     return value
@@ -45,6 +54,10 @@ def _datetime(value):
 
 def _uuid(value):
     return uuid.UUID(value) if isinstance(value, str) else value
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _json(value):
@@ -75,7 +88,7 @@ class SQLiteQueue(BaseQueue):
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 rows = cursor.fetchall()
-            return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json) for r in rows])
+            return self._claimed(rows)
         with connection.cursor() as cursor:
             cursor.execute("BEGIN IMMEDIATE")
             try:
@@ -85,4 +98,8 @@ class SQLiteQueue(BaseQueue):
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
-        return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json) for r in rows])
+        return self._claimed(rows)
+
+    def _claimed(self, rows):
+        return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json, _text)
+                             for r in rows])

@@ -24,7 +24,7 @@ from ..exceptions import (
     Retry,
     TaskRevokedError,
 )
-from ..messages import decode_body
+from ..messages import READ_ERRORS, decode_body
 from ..registry import tasks as registry
 from .outcome import Outcome, exception_text, short_repr
 from .shutdown import ColdShutdown
@@ -222,7 +222,7 @@ def _exception_outcome(message, state, exc, with_traceback=True):
 def _arguments_text(body):
     try:
         data = json.loads(body)
-    except ValueError:
+    except READ_ERRORS:
         return None, None
     return (_readable_json(data.get("args", [])), _readable_json(data.get("kwargs", {})))
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from .. import states
 from ..conf import settings
-from ..exceptions import TaskRevokedError, WorkerLostError
+from ..exceptions import DecodeError, TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
 from ..monitoring import lost_cutoff
 from . import storing
@@ -73,8 +73,12 @@ def revoke_expired_messages(backend):
         return 0
     outcomes = []
     for message in expired:
-        error = TaskRevokedError(f"expired at {message.expires.isoformat()}")
-        outcomes.append(Outcome(message=message, state=states.REVOKED, value=error,
+        if message.corrupt:
+            state, error = states.FAILURE, DecodeError(f"corrupt message: {message.corrupt}")
+        else:
+            state = states.REVOKED
+            error = TaskRevokedError(f"expired at {message.expires.isoformat()}")
+        outcomes.append(Outcome(message=message, state=state, value=error,
                                 result_text=exception_text(error), done_at=now))
     storing.store(backend, outcomes, worker_id=None)
     logger.info("Revoked %d expired message(s)", len(outcomes))
