@@ -93,3 +93,13 @@ def test_nothing_the_worker_does_stays_in_the_session_for_the_next_client(
         # The server session every client of this PgBouncer gets in turn.
         assert client.execute("SHOW synchronous_commit").fetchone()[0] == "on"
         assert session_state(client) == {}
+
+
+def test_prepared_statements_left_on_behind_this_pgbouncer_fail_saying_what_to_set(
+        start_worker, pgbouncer):
+    # PgBouncer 1.18 hands every client's prepared statements to whichever
+    # client gets the server session next: the two children's claims collide.
+    worker = start_worker(*POOLS["prefork"], env={**BEHIND_PGBOUNCER,
+                                                  "TESTS_PREPARED_STATEMENTS": "1"},
+                          database=pgbouncer.database, ready=False)
+    worker.wait_for("set DJANGO_TASKS['PREPARED_STATEMENTS'] = False", timeout=60)

@@ -11,7 +11,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import psycopg
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 
 from ..conf import settings
 from ..models import QueuedMessage, TaskResult
@@ -287,6 +287,28 @@ def _log_query(connection, sql, started):
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
+# A session's prepared statements found missing, or another's found there:
+# what a pooler that hands each transaction any server session does to them.
+_LOST_PREPARED = (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement)
+LOST_PREPARED_HINT = (
+    "The server session's prepared statements are not this connection's: behind "
+    "PgBouncer in transaction mode (older than 1.22, or without max_prepared_statements) "
+    "set DJANGO_TASKS['PREPARED_STATEMENTS'] = False")
+
+
+@contextmanager
+def _database_errors(connection):
+    """Django's errors for psycopg's, as its cursors raise them; where
+    prepared statements went astray, with a note saying what to set."""
+    try:
+        with connection.wrap_database_errors:
+            yield
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, _LOST_PREPARED):
+            exc.add_note(LOST_PREPARED_HINT)
+        raise
+
+
 def _through_libpq(connection, sql, run, *args):
     """``run(*args)``, a call of libpq.py on Django's ``connection``, with
     Django's errors and DEBUG's query log (as ``sql``), as its cursors have."""
@@ -294,7 +316,7 @@ def _through_libpq(connection, sql, run, *args):
     try:
         outcome = run(*args)
     except psycopg.Error:
-        with connection.wrap_database_errors:  # raised again as Django's
+        with _database_errors(connection):  # raised again as Django's
             raise
     _log_query(connection, sql, started)
     return outcome
@@ -465,7 +487,7 @@ class PostgreSQLQueue(BaseQueue):
                 raw.prepare_threshold = ONLY_WHEN_ASKED
         # psycopg.Cursor explicitly: Django's connections default to a
         # client-side binding cursor class.
-        with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        with _database_errors(connection), psycopg.Cursor(raw) as cursor:
             cursor.execute(sql, params, binary=binary, prepare=prepare)
             rows = cursor.fetchall() if fetch else None
         _log_query(connection, sql, started)
