@@ -38,7 +38,7 @@ DJANGO_TASKS = {
     "WORKER_LOST_TIMEOUT": 3.0,
     # "0" for a worker that must poll (PgBouncer in transaction mode).
     "LISTEN_NOTIFY": os.environ.get("TESTS_LISTEN_NOTIFY", "1") == "1",
-    # "0" behind a PgBouncer that does not keep prepared statements (before 1.21).
+    # "0" behind PgBouncer in transaction mode before 1.22.1 (tests/test_pgbouncer.py).
     "PREPARED_STATEMENTS": os.environ.get("TESTS_PREPARED_STATEMENTS", "1") == "1",
 }
 

@@ -292,7 +292,7 @@ def _log_query(connection, sql, started):
 _LOST_PREPARED = (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement)
 LOST_PREPARED_HINT = (
     "The server session's prepared statements are not this connection's: behind "
-    "PgBouncer in transaction mode (older than 1.22, or without max_prepared_statements) "
+    "PgBouncer in transaction mode (older than 1.22.1, or without max_prepared_statements) "
     "set DJANGO_TASKS['PREPARED_STATEMENTS'] = False")
 
 
