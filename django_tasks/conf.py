@@ -47,7 +47,8 @@ DEFAULTS = {
     "SYNCHRONOUS_ENQUEUE": True,
     # Prepare the statements every task runs (enqueue, claim, store) once
     # per connection (PostgreSQL). Turn off behind PgBouncer in transaction
-    # mode older than 1.21 or without max_prepared_statements.
+    # mode older than 1.22.1 (psycopg's DEALLOCATE ALL after a rollback, and
+    # COPY, need its fixes) or without max_prepared_statements.
     "PREPARED_STATEMENTS": True,
     # Rows deleted per statement when purging expired results.
     "PURGE_BATCH_SIZE": 5000,

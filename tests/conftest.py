@@ -1,6 +1,7 @@
 import pytest
 from django.db import connection
 
+from tests.pgbouncer import PgBouncer, executable
 from tests.workers import WorkerProcess
 
 CALL_REPORT = pytest.StashKey()
@@ -16,14 +17,15 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture
 def start_worker(transactional_db, request):
-    """Start real ``runworker`` processes on the test database; stopped after the test.
+    """Start real ``runworker`` processes on the test database (or Django's
+    settings ``database``); stopped after the test.
 
     When the test fails, the end of each worker's log is printed with it.
     """
     started = []
 
-    def start(*args, env=None, ready=True):
-        worker = WorkerProcess(*args, env=env)
+    def start(*args, env=None, ready=True, database=None):
+        worker = WorkerProcess(*args, env=env, database=database)
         started.append(worker)
         return worker.wait_ready() if ready else worker
 
@@ -58,6 +60,26 @@ def postgres_only(vendor):
     if vendor != "postgresql":
         pytest.skip("PostgreSQL-only behaviour (LISTEN/NOTIFY, SKIP LOCKED, restarts, "
                     "synchronous_commit)")
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(django_db_setup):
+    """A real PgBouncer in transaction pooling mode in front of the test
+    database, with a single server connection (so that whatever one client
+    leaves in a session, the next one finds); stopped after the module.
+
+    Fails (never skips) where pgbouncer is not installed."""
+    if connection.vendor != "postgresql":
+        pytest.skip("PgBouncer runs in front of PostgreSQL")
+    try:
+        executable()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    bouncer = PgBouncer(connection.settings_dict, pool_size=1)
+    try:
+        yield bouncer.start()
+    finally:
+        bouncer.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,8 @@ DJANGO_TASKS = {
     "WORKER_LOST_TIMEOUT": 3.0,
     # "0" for a worker that must poll (PgBouncer in transaction mode).
     "LISTEN_NOTIFY": os.environ.get("TESTS_LISTEN_NOTIFY", "1") == "1",
+    # "0" behind PgBouncer in transaction mode before 1.22.1 (tests/test_pgbouncer.py).
+    "PREPARED_STATEMENTS": os.environ.get("TESTS_PREPARED_STATEMENTS", "1") == "1",
 }
 
 # A BEAT_SCHEDULE for the worker processes a test starts: JSON

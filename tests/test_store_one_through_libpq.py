@@ -18,7 +18,7 @@ from tests.tasks import add
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
-STORE_ONE = "django_tasks_store_one"
+STORE_ONE = "django_tasks_store_one_relaxed"  # SYNCHRONOUS_ACKS off, the default
 WORKER = uuid.uuid4()
 
 

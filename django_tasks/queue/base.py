@@ -113,8 +113,12 @@ class BaseQueue:
                 [o.message.id for o in outcomes],
                 notify_ids=[o.message.task_id for o in outcomes])
             return
-        with transaction.atomic(using=self.alias):
+        with self.acknowledging_transaction():
             self.finish_in_transaction(outcomes, worker_id, started_ids)
+
+    def acknowledging_transaction(self):
+        """The transaction ``finish`` stores and acknowledges in."""
+        return transaction.atomic(using=self.alias)
 
     def finishes_in_one_statement(self, outcomes):
         """No retries to reschedule and no hook with work to do."""
@@ -268,9 +272,6 @@ class BaseQueue:
     def drain_queue_notifications(self):
         """Consume pending queue wake-ups after the socket turned readable;
         returns how many new messages they announce (None: unknown, any)."""
-
-    def tune_worker_session(self, connection):
-        """Settings for the worker's own bookkeeping connection (none by default)."""
 
     def close_listener(self):
         """Drop any connection kept for waiting (before fork, at shutdown)."""

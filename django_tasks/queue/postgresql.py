@@ -7,11 +7,11 @@ import logging
 import threading
 import time
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import psycopg
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
@@ -133,10 +133,11 @@ WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
 
-# The claims again, committing without waiting for the WAL flush, for a
-# connection task code shares (solo, prefork children), whose session
-# keeps synchronous commits (see tune_worker_session); outside a
-# transaction block only, as ENQUEUE_ONE_ASYNC_COMMIT_SQL.
+# The claims again, committing without waiting for the WAL flush
+# (SYNCHRONOUS_ACKS off); outside a transaction block only, as
+# ENQUEUE_ONE_ASYNC_COMMIT_SQL. Never a session-level SET, not even on the
+# worker's own connections: behind PgBouncer in transaction mode a session
+# setting would reach whichever client gets that server connection next.
 CLAIM_ASYNC_COMMIT_SQL = CLAIM_SQL.replace(
     "WITH due AS (", f"WITH {RELAXED_CTE},\ndue AS (",
 ).replace("FROM picked WHERE", "FROM picked, relaxed WHERE")
@@ -190,6 +191,17 @@ WITH stored AS (
 )
 SELECT pg_notify('{RESULT_CHANNEL}', %s::text)
 """
+# Both again, committing without waiting for the WAL flush, as the claims.
+# An uncorrelated EXISTS is a filter the server checks once before any row,
+# so the setting is made even when no result is to be announced.
+STORE_AND_ACK_ASYNC_COMMIT_SQL = STORE_AND_ACK_SQL.replace(
+    "WITH stored AS (", f"WITH {RELAXED_CTE},\nstored AS (",
+) + "WHERE EXISTS (SELECT FROM relaxed)\n"
+STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL = STORE_AND_ACK_ONE_SQL.replace(
+    "WITH stored AS (", f"WITH {RELAXED_CTE},\nstored AS (",
+).replace("%s::text)\n", "%s::text) FROM relaxed\n")
+# Opens a transaction finish() stores in, for the same reason.
+RELAX_TRANSACTION_SQL = "SET LOCAL synchronous_commit TO off"
 
 # AsyncResult's look-ups by task id (get() runs one on every wake-up): the
 # ORM spent about 400 us of client CPU compiling each, the statement a few.
@@ -205,7 +217,8 @@ MESSAGE_BY_TASK_ID_SQL = f"SELECT {', '.join(MESSAGE_FIELDS)} FROM {TABLE} WHERE
 # planning cost as much as running it).
 PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, CLAIM_SQL, CLAIM_ONE_QUEUE_SQL,
                       CLAIM_ASYNC_COMMIT_SQL, CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL,
-                      RESULT_BY_TASK_ID_SQL, MESSAGE_BY_TASK_ID_SQL))
+                      STORE_AND_ACK_ASYNC_COMMIT_SQL, RESULT_BY_TASK_ID_SQL,
+                      MESSAGE_BY_TASK_ID_SQL))
 # A .delay() outside a transaction, and a lone outcome stored outside one,
 # run their statements through libpq directly (see libpq.py), prepared under
 # these names.
@@ -214,7 +227,8 @@ DIRECT = {
     for sql, name in ((INSERT_ONE_SQL, b"django_tasks_insert_one"),
                       (WAKE_SQL, b"django_tasks_wake"),
                       (ENQUEUE_ONE_ASYNC_COMMIT_SQL, b"django_tasks_enqueue_one_relaxed"),
-                      (STORE_AND_ACK_ONE_SQL, b"django_tasks_store_one"))
+                      (STORE_AND_ACK_ONE_SQL, b"django_tasks_store_one"),
+                      (STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL, b"django_tasks_store_one_relaxed"))
 }
 INSERT_ONE, WAKE = DIRECT[INSERT_ONE_SQL], DIRECT[WAKE_SQL]
 # A prepare_threshold no statement reaches by being run: only those executed
@@ -306,6 +320,28 @@ def _log_query(connection, sql, started):
         connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
 
 
+# A session's prepared statements found missing, or another's found there:
+# what a pooler that hands each transaction any server session does to them.
+_LOST_PREPARED = (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement)
+LOST_PREPARED_HINT = (
+    "The server session's prepared statements are not this connection's: behind "
+    "PgBouncer in transaction mode (older than 1.22.1, or without max_prepared_statements) "
+    "set DJANGO_TASKS['PREPARED_STATEMENTS'] = False")
+
+
+@contextmanager
+def _database_errors(connection):
+    """Django's errors for psycopg's, as its cursors raise them; where
+    prepared statements went astray, with a note saying what to set."""
+    try:
+        with connection.wrap_database_errors:
+            yield
+    except DatabaseError as exc:
+        if isinstance(exc.__cause__, _LOST_PREPARED):
+            exc.add_note(LOST_PREPARED_HINT)
+        raise
+
+
 def _through_libpq(connection, sql, run, *args):
     """``run(*args)``, a call of libpq.py on Django's ``connection``, with
     Django's errors and DEBUG's query log (as ``sql``), as its cursors have."""
@@ -313,7 +349,7 @@ def _through_libpq(connection, sql, run, *args):
     try:
         outcome = run(*args)
     except psycopg.Error:
-        with connection.wrap_database_errors:  # raised again as Django's
+        with _database_errors(connection):  # raised again as Django's
             raise
     _log_query(connection, sql, started)
     return outcome
@@ -516,7 +552,7 @@ class PostgreSQLQueue(BaseQueue):
                 raw.prepare_threshold = ONLY_WHEN_ASKED
         # psycopg.Cursor explicitly: Django's connections default to a
         # client-side binding cursor class.
-        with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        with _database_errors(connection), psycopg.Cursor(raw) as cursor:
             if messages:  # rows of the queue table (binary): see _tolerant
                 _read_messages_tolerantly(cursor)
             cursor.execute(sql, params, binary=binary, prepare=prepare)
@@ -527,7 +563,7 @@ class PostgreSQLQueue(BaseQueue):
     def claim(self, worker_id, queues, limit, start=0, pid=None):
         # Binary results: psycopg's C loaders read the timestamps (Django's
         # text loader for them is Python, and was most of the claim's cost).
-        relaxed = not settings.SYNCHRONOUS_ACKS and self.connection.get_autocommit()
+        relaxed = self._relaxes_commit()
         if len(queues) == 1 and start >= limit:
             rows = self._execute_raw(
                 CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
@@ -560,6 +596,22 @@ class PostgreSQLQueue(BaseQueue):
     def expired_waiting(self, now, limit):
         return self._read_messages(EXPIRED_WAITING_SQL, [now, limit])
 
+    def _relaxes_commit(self):
+        """Whether the worker's claim or acknowledgement about to run may
+        commit without waiting for the WAL flush: SYNCHRONOUS_ACKS off, and
+        no transaction of a caller's open (task code's own commits keep their
+        setting). A server crash can then lose only the last instant of them,
+        and those tasks run again (at-least-once)."""
+        return not settings.SYNCHRONOUS_ACKS and self.connection.get_autocommit()
+
+    @contextmanager
+    def acknowledging_transaction(self):
+        relaxed = self._relaxes_commit()  # before it opens: then it is ours
+        with transaction.atomic(using=self.alias):
+            if relaxed:
+                self._execute_raw(RELAX_TRANSACTION_SQL, None)
+            yield
+
     def get_result(self, task_id):
         return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_FIELDS, task_id)
 
@@ -584,8 +636,9 @@ class PostgreSQLQueue(BaseQueue):
         values = [o.result_values() for o in stored]
         columns = [list(column) for column in zip(*values, strict=True)] if values \
             else [[] for _ in RESULT_COLUMNS]
-        self._execute_raw(STORE_AND_ACK_SQL,
-                          [*columns, list(done_ids), _notify_payloads(notify_ids)])
+        self._execute_raw(
+            STORE_AND_ACK_ASYNC_COMMIT_SQL if self._relaxes_commit() else STORE_AND_ACK_SQL,
+            [*columns, list(done_ids), _notify_payloads(notify_ids)])
 
     def _store_one_directly(self, outcome, done_ids, notify_ids):
         """One outcome stored, acknowledged and notified, outside a transaction:
@@ -598,7 +651,9 @@ class PostgreSQLQueue(BaseQueue):
         if not (connection.get_autocommit() and self._can_run_directly(connection)):
             return False
         values = outcome.result_values()
-        self._run_directly(connection, STORE_AND_ACK_ONE_SQL, (
+        sql = STORE_AND_ACK_ONE_SQL if settings.SYNCHRONOUS_ACKS \
+            else STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL
+        self._run_directly(connection, sql, (
             *(_timestamp_utf8(v) if isinstance(v, datetime) else _utf8(v) for v in values),
             b"%d" % message.id, _utf8(message.task_id)))
         return True
@@ -688,16 +743,6 @@ class PostgreSQLQueue(BaseQueue):
                            [model._meta.db_table])
             row = cursor.fetchone()
         return row[0] if row and row[0] >= 0 else None
-
-    def tune_worker_session(self, connection):
-        # Claims, acknowledgements and results need not wait for the WAL
-        # flush: a server crash can only lose the last fraction of a second
-        # of them together, and those tasks then run again (at-least-once).
-        # Task code never uses this connection (children and threads have
-        # their own); atomic=True tasks commit synchronously.
-        if not settings.SYNCHRONOUS_ACKS:
-            with connection.cursor() as cursor:
-                cursor.execute("SET synchronous_commit TO off")
 
     def close_listener(self):
         for channel in (QUEUE_CHANNEL, RESULT_CHANNEL):

@@ -20,9 +20,6 @@ import select
 import threading
 import time
 
-from django.db import connections
-from django.db.backends.signals import connection_created
-
 from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
@@ -69,8 +66,6 @@ class Consumer:
     # -- life cycle -------------------------------------------------------
 
     def start(self):
-        connection_created.connect(self._tune_connection, weak=False)
-        connections[self.backend.alias].close()  # reopen with the tuning
         self._register()
         self.pool = create_pool(self.pool_name, self.concurrency, hostname=self.hostname,
                                 backend=self.backend, worker_id=self.worker_id,
@@ -151,17 +146,6 @@ class Consumer:
         signals.worker_shutdown.send(sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname,
                     self.processed, self.failed)
-
-    def _tune_connection(self, sender, connection, **kwargs):
-        # Only this process's own bookkeeping: the results thread always,
-        # the loop's thread unless task code runs on it too (solo). Never
-        # pool threads.
-        if connection.alias != self.backend.alias or os.getpid() != self.pid:
-            return
-        current = threading.current_thread()
-        if current is self.flusher or (current is threading.main_thread()
-                                       and self.pool_name != "solo"):
-            self.backend.tune_worker_session(connection)
 
     # -- the loop ---------------------------------------------------------
 
