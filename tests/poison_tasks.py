@@ -53,9 +53,28 @@ def raise_own_base_exception():
 
 @task
 def raise_cold_shutdown():
-    """Ends a pool thread the way nothing else can: only the worker's own
-    shutdown passes through a slot uncaught."""
+    """The worker's own exception, raised by a task: that task's failure."""
     raise ColdShutdown("raised by a task")
+
+
+@task
+def end_the_pool_thread():
+    """Ends a pool thread the way nothing else can: only a cold shutdown the
+    worker asked for passes through a slot uncaught."""
+    raise ColdShutdown.on_signal("raised by a task")
+
+
+@task
+def sabotage_the_loop():
+    """Breaks the consumer loop of the process it runs in, after it returns:
+    a stand-in for a bug in the worker's own code."""
+    from django_tasks.worker.consumer import Consumer
+
+    def broken(self, outcome):
+        raise RuntimeError("the loop was sabotaged by a task")
+
+    Consumer._count_and_log = broken
+    return "sabotaged"
 
 
 @task(bind=True)

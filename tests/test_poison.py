@@ -27,6 +27,7 @@ POISON = [
     (poison_tasks.raise_with_nested_args, (5_000,)),
     (poison_tasks.exit_the_process, ()),
     (poison_tasks.raise_own_base_exception, ()),
+    (poison_tasks.raise_cold_shutdown, ()),
 ]
 
 
@@ -64,7 +65,7 @@ def test_poison_results_fail_their_task_and_nothing_else(start_worker, pool):
 
 def test_a_dead_pool_thread_is_replaced_and_its_task_failed(start_worker):
     worker = start_worker("-P", "threads", "-c", "2")
-    killers = [poison_tasks.raise_cold_shutdown.delay() for _ in range(3)]
+    killers = [poison_tasks.end_the_pool_thread.delay() for _ in range(3)]
     for killer in killers:
         with pytest.raises(WorkerLostError, match="ThreadPoolWorker-.* died"):
             killer.get(timeout=30)
@@ -181,3 +182,43 @@ def test_links_to_a_task_no_one_knows_end_as_that_links_failure(start_worker):
     assert revoked.state == states.REVOKED
     _assert_alive(worker)
     assert add.delay(5, 5).get(timeout=30) == 10
+
+
+def test_a_message_that_breaks_the_loop_is_counted_and_its_batch_mates_are_not(start_worker):
+    from tests.workers import wait_until
+
+    sabotage = poison_tasks.sabotage_the_loop.delay()
+    mates = [add.delay(i, 1) for i in range(3)]
+    # One child: it claims the saboteur with its batch-mates, every time.
+    worker = start_worker("-P", "prefork", "-c", "1")
+    with pytest.raises(WorkerLostError, match="loop failed .*sabotaged.*poison message"):
+        sabotage.get(timeout=60)
+    assert [r.get(timeout=30) for r in mates] == [1, 2, 3]
+    assert TaskResult.objects.get(task_id=sabotage.id).deliveries == 3
+    assert [TaskResult.objects.get(task_id=r.id).deliveries for r in mates] == [1, 1, 1]
+    _assert_alive(worker)
+    assert add.delay(2, 2).get(timeout=30) == 4
+
+    # A solo worker is that loop: it hands back what it held and exits.
+    assert worker.stop() == 0
+    sabotage = poison_tasks.sabotage_the_loop.delay()
+    mate = add.delay(5, 5)
+    solo = start_worker("-P", "solo", "--prefetch-multiplier", "4")
+    assert solo.wait_exit() == 1
+    rows = {str(row.task_id): row for row in QueuedMessage.objects.all()}
+    wait_until(lambda: not QueuedMessage.objects.filter(claimed_by__isnull=False).exists())
+    assert rows[sabotage.id].deliveries == 1
+    assert rows[mate.id].deliveries == 0
+
+
+def test_a_message_that_kills_its_child_counts_only_its_own_deliveries(start_worker):
+    from tests.tasks import always_exit
+
+    killer = always_exit.delay()
+    mates = [add.delay(i, 2) for i in range(3)]
+    worker = start_worker("-P", "prefork", "-c", "1")
+    with pytest.raises(WorkerLostError, match="delivered 3 time.*poison message"):
+        killer.get(timeout=90)
+    assert [r.get(timeout=30) for r in mates] == [2, 3, 4]
+    assert [TaskResult.objects.get(task_id=r.id).deliveries for r in mates] == [1, 1, 1]
+    _assert_alive(worker)

@@ -180,7 +180,7 @@ class ChildConsumer(Consumer):
 
 
 def _cold_shutdown(signum, frame):
-    raise ColdShutdown("SIGUSR2")
+    raise ColdShutdown.on_signal("SIGUSR2")
 
 
 def child_main(control, inherited, queues, hostname, prefetch_multiplier, worker_id, states,

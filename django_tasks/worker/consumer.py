@@ -23,9 +23,10 @@ import time
 from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
-from . import housekeeping
+from . import housekeeping, storing
 from .flusher import Flusher
 from .heartbeat import Heartbeat
+from .outcome import short_repr
 from .pools import create_pool
 from .reconnect import with_reconnect
 from .shutdown import ColdShutdown, ShutdownState
@@ -62,6 +63,9 @@ class Consumer:
         self.flusher = None
         self.processed = 0
         self.failed = 0
+        # Messages handed to the pool whose outcomes are not with the
+        # results thread yet: what a crash of this loop leaves undone.
+        self.dispatched = {}  # message id -> Message
 
     # -- life cycle -------------------------------------------------------
 
@@ -107,9 +111,38 @@ class Consumer:
             logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
                            "back to the queue", len(self.pool.jobs))
             self.pool.stop(cold=True)
+        except BaseException as exc:
+            self._account_for_crash(exc)
+            raise
         finally:
             self.stop()
         return 0
+
+    def _account_for_crash(self, exc):
+        """The loop itself failed (a bug, not a task's error): what it was
+        running counts a delivery, as if its process had died (so a message
+        that keeps doing this ends FAILURE after MAX_DELIVERIES), and what
+        it had only prefetched goes back uncounted."""
+        reason = f"the worker's loop failed ({type(exc).__name__}: {short_repr(exc)})"
+        logger.critical("%s; handing back what it held", reason, exc_info=exc)
+        prefetched = self._take_prefetched()
+        if prefetched:
+            self._with_reconnect(
+                lambda: self.backend.release_messages(prefetched, undeliver=True), attempts=5)
+        for message in list(self.dispatched.values()):
+            outcome = housekeeping.lost_or_failed(message, f"{reason} while running it",
+                                                  settings.MAX_DELIVERIES)
+            if outcome is None:
+                self._with_reconnect(
+                    lambda message=message: self.backend.release_messages([message.id]),
+                    attempts=5)
+                continue
+            outcome.hostname = self.hostname
+            self._with_reconnect(
+                lambda outcome=outcome: storing.store(self.backend, [outcome], self.worker_id),
+                attempts=5)
+            logger.error("Task %s[%s] failed: %s", message.task_name, message.task_id,
+                         outcome.describe())
 
     def _warm_shutdown(self):
         ids = self._take_prefetched()
@@ -184,6 +217,7 @@ class Consumer:
                 _, message = self.buffer.popleft()
                 self.task_started = time.monotonic()
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
+            self.dispatched[message.id] = message
             self.pool.submit(message)
             if self.pool.runs_inline:
                 return  # the next step stores its result before another task starts
@@ -263,12 +297,14 @@ class Consumer:
     # -- outcomes ---------------------------------------------------------
 
     def _collect_and_store(self):
-        outcomes = [o for o in self.pool.collect()
-                    if not (o.redeliver and self._deliver_again(o))]
+        collected = self.pool.collect()
+        outcomes = [o for o in collected if not (o.redeliver and self._deliver_again(o))]
         self.pool.enforce_time_limits()
         for outcome in outcomes:
             self._count_and_log(outcome)
         self.flusher.store([o for o in outcomes if not o.stored])
+        for outcome in collected:
+            self.dispatched.pop(outcome.message.id, None)
 
     def _deliver_again(self, outcome):
         message = outcome.message

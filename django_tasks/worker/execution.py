@@ -107,12 +107,10 @@ def _call(task, message, request, args, kwargs):
         outcome = _autoretry(task, message, exc)
     except Exception as exc:
         outcome = _failure(task, message, exc)
-    except ColdShutdown:
-        raise
     except BaseException as exc:
         # sys.exit() or a BaseException of the task's own ends the task, not
         # the worker; in eager mode it is the caller's to see (Ctrl-C).
-        if request.is_eager:
+        if request.is_eager or (isinstance(exc, ColdShutdown) and exc.requested):
             raise
         outcome = _failure(task, message, exc)
     else:

@@ -16,6 +16,16 @@ logger = logging.getLogger("django_tasks.worker")
 class ColdShutdown(BaseException):
     """Raised in the main thread on the second stop signal."""
 
+    #: Set on the ones the worker's signal handlers raise: the same class
+    #: raised by task code is that task's failure, not a shutdown.
+    requested = False
+
+    @classmethod
+    def on_signal(cls, name):
+        shutdown = cls(name)
+        shutdown.requested = True
+        return shutdown
+
 
 class ShutdownState:
     def __init__(self):
@@ -47,7 +57,7 @@ class ShutdownState:
         if signum == signal.SIGQUIT or self.warm:
             logger.warning("worker: Cold shutdown (%s): stopping running tasks and "
                            "handing them back to the queue", name)
-            raise ColdShutdown(name)
+            raise ColdShutdown.on_signal(name)
         self.warm = True
         logger.warning("worker: Warm shutdown (%s): finishing running tasks; "
                        "send it again for a cold shutdown", name)

@@ -10,6 +10,7 @@ from django_tasks.conf import settings
 from django_tasks.registry import tasks as registry
 from django_tasks.worker import banner
 from django_tasks.worker.consumer import Consumer
+from django_tasks.worker.logs import RepeatFilter
 from django_tasks.worker.supervisor import Supervisor
 
 LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
@@ -92,6 +93,7 @@ class Command(BaseCommand):
 def _configure_logging(level, logfile):
     handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RepeatFilter())
     logger = logging.getLogger("django_tasks")
     logger.handlers[:] = [handler]
     logger.setLevel(level)
