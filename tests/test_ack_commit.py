@@ -17,6 +17,7 @@ from django_tasks.queue import get_backend
 from django_tasks.queue.postgresql import STORE_AND_ACK_ASYNC_COMMIT_SQL
 from django_tasks.worker.outcome import RESULT_COLUMNS, Outcome
 from tests.tasks import add
+from tests.workers import live_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
@@ -33,7 +34,7 @@ def synchronous_commit():
 
 def outcomes(count, retry=False):
     sent = [add.delay(i, i) for i in range(count)]
-    claimed = get_backend().claim(WORKER, ["default"], count, start=count, pid=1)
+    claimed = get_backend().claim(live_worker(WORKER), ["default"], count, start=count, pid=1)
     assert sorted(m.task_id for m in claimed) == sorted(r.id for r in sent)
     now = timezone.now()
     return [Outcome(message=m, state=states.RETRY if retry else states.SUCCESS,

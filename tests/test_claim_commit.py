@@ -1,7 +1,6 @@
 """A claim on a connection task code shares commits without waiting for the WAL
 flush (SYNCHRONOUS_ACKS off, the default), and never relaxes a caller's transaction."""
 
-import uuid
 
 import pytest
 from django.db import connection, transaction
@@ -10,6 +9,7 @@ from django.test.utils import CaptureQueriesContext, override_settings
 from django_tasks.models import QueuedMessage
 from django_tasks.queue import get_backend
 from tests.tasks import add
+from tests.workers import live_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
@@ -26,7 +26,7 @@ def synchronous_commit():
 def claim_sql(queues=(QUEUE,), **settings):
     sent = add.apply_async((1, 2), queue=QUEUE)
     with override_settings(DJANGO_TASKS=settings), CaptureQueriesContext(connection) as queries:
-        claimed = get_backend().claim(uuid.uuid4(), list(queues), 5, start=5, pid=4242)
+        claimed = get_backend().claim(live_worker(), list(queues), 5, start=5, pid=4242)
     assert [m.task_id for m in claimed] == [sent.id]
     assert QueuedMessage.objects.get(task_id=sent.id).claimed_pid == 4242
     return " ".join(q["sql"] for q in queries.captured_queries)

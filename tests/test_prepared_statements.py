@@ -1,7 +1,6 @@
 """The statements every task runs (enqueue, claim, store) are prepared once per
 connection on PostgreSQL, unless PREPARED_STATEMENTS is off; nothing else is."""
 
-import uuid
 
 import pytest
 from django.db import connection
@@ -12,6 +11,7 @@ from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.queue import get_backend
 from django_tasks.worker.execution import execute
 from tests.tasks import add
+from tests.workers import live_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
@@ -37,7 +37,7 @@ def prepared_statements():
 
 def enqueue_claim_run_and_store(count):
     sent = [add.apply_async((i, i), queue=QUEUE) for i in range(count)]
-    backend, worker_id = get_backend(), uuid.uuid4()
+    backend, worker_id = get_backend(), live_worker()
     claimed = []
     while len(claimed) < count:  # a claim at a time: the statements run again
         batch = backend.claim(worker_id, [QUEUE], 2, start=2, pid=4242)

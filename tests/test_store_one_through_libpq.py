@@ -15,6 +15,7 @@ from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.queue import get_backend
 from django_tasks.worker.outcome import Outcome
 from tests.tasks import add
+from tests.workers import live_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("postgres_only")]
 
@@ -30,7 +31,7 @@ def prepared_names():
 
 def claimed(count, **options):
     results = [add.apply_async((1,), {"y": "é ☃"}, **options) for _ in range(count)]
-    messages = get_backend().claim(WORKER, ["default"], count, start=count, pid=1)
+    messages = get_backend().claim(live_worker(WORKER), ["default"], count, start=count, pid=1)
     assert sorted(m.task_id for m in messages) == sorted(r.id for r in results)
     return messages
 

@@ -129,3 +129,17 @@ def listening():
     with psycopg.connect(**params, autocommit=True) as listener:
         listener.execute(f"LISTEN {QUEUE_CHANNEL}")
         yield listener
+
+
+def live_worker(worker_id=None):
+    """The id of a live worker row (claims take nothing for an unknown or
+    stopped one), registered now if needed."""
+    import uuid
+
+    from django_tasks.models import Worker
+
+    row, _ = Worker.objects.update_or_create(
+        id=worker_id or uuid.uuid4(),
+        defaults={"hostname": "test", "pid": os.getpid(), "queues": [], "pool": "solo",
+                  "concurrency": 1, "stopped_at": None})
+    return row.id

@@ -345,10 +345,13 @@ class BaseQueue:
         return Worker.objects.using(self.alias).create(id=uuid.uuid4(), **fields)
 
     def heartbeat(self, worker_id, processed=None, failed=None):
+        """Keep the worker's row fresh; False once it was declared lost (or
+        stopped), which no heartbeat undoes: it must go on as a new worker."""
         update = {"last_heartbeat": timezone.now()}
         if processed is not None:
             update.update(processed=processed, failed=failed)
-        Worker.objects.using(self.alias).filter(id=worker_id).update(**update)
+        return bool(Worker.objects.using(self.alias).filter(
+            id=worker_id, stopped_at__isnull=True).update(**update))
 
     def stop_worker(self, worker_id, processed, failed):
         Worker.objects.using(self.alias).filter(id=worker_id).update(

@@ -91,6 +91,12 @@ ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
 
 CLAIM_RETURNING = ", ".join("m." + c.strip() for c in CLAIM_COLUMNS.split(","))
 
+WORKERS = Worker._meta.db_table
+# A claim takes nothing for a worker declared lost (its row stopped): what
+# it claimed would count as orphaned at once, and run twice. Uncorrelated,
+# so the server checks it once per claim, before reading the queue.
+LIVE_CLAIMANT = f"EXISTS (SELECT FROM {WORKERS} WHERE id = %s::uuid AND stopped_at IS NULL)"
+
 # Per queue, the claim index hands over rows already in run order, so a
 # claim reads only the rows it takes, however deep the queue.
 CLAIM_SQL = f"""
@@ -100,7 +106,7 @@ WITH due AS (
     CROSS JOIN LATERAL (
         SELECT id, priority, available_at FROM {TABLE}
         WHERE claimed_by IS NULL AND queue = q.name
-          AND available_at <= statement_timestamp()
+          AND available_at <= statement_timestamp() AND {LIVE_CLAIMANT}
         ORDER BY priority DESC, available_at, id
         LIMIT %s
         FOR UPDATE SKIP LOCKED
@@ -125,6 +131,7 @@ SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
 FROM (
     SELECT id FROM {TABLE}
     WHERE claimed_by IS NULL AND queue = %s AND available_at <= statement_timestamp()
+      AND {LIVE_CLAIMANT}
     ORDER BY priority DESC, available_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -148,7 +155,6 @@ NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 # The queue base's ORM reads of whole messages, as statements whose rows
 # are read tolerantly (see _tolerant).
-WORKERS = Worker._meta.db_table
 CLAIMED_BY_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
                   "WHERE claimed_by = %s::uuid AND claimed_pid = %s ORDER BY id")
 ORPHANED_SQL = f"""
@@ -567,11 +573,13 @@ class PostgreSQLQueue(BaseQueue):
         if len(queues) == 1 and start >= limit:
             rows = self._execute_raw(
                 CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                [str(worker_id), pid, queues[0], limit], fetch=True, binary=True, messages=True)
+                [str(worker_id), pid, queues[0], str(worker_id), limit], fetch=True,
+                binary=True, messages=True)
         else:
             rows = self._execute_raw(
                 CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
-                [list(queues), limit, limit, str(worker_id), pid, start], fetch=True, binary=True,
+                [list(queues), str(worker_id), limit, limit, str(worker_id), pid, start],
+                fetch=True, binary=True,
                 messages=True)
         return sort_claimed(self._messages_from_rows(rows))
 

@@ -13,10 +13,11 @@ import uuid
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..models import QueuedMessage
+from ..models import QueuedMessage, Worker
 from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
 
 TABLE = QueuedMessage._meta.db_table
+WORKERS = Worker._meta.db_table
 
 CLAIM_SQL = f"""
 UPDATE {TABLE}
@@ -26,6 +27,7 @@ FROM (
     SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS position
     FROM {TABLE}
     WHERE claimed_by IS NULL AND queue IN ({{placeholders}}) AND available_at <= %s
+      AND EXISTS (SELECT 1 FROM {WORKERS} WHERE id = %s AND stopped_at IS NULL)
     ORDER BY priority DESC, available_at, id
     LIMIT %s
 ) AS picked
@@ -81,7 +83,8 @@ class SQLiteQueue(BaseQueue):
         ops = connection.ops
         now = ops.adapt_datetimefield_value(timezone.now())
         sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
-        params = [uuid.UUID(str(worker_id)).hex, pid, now, start, now, *queues, now, limit]
+        worker = uuid.UUID(str(worker_id)).hex
+        params = [worker, pid, now, start, now, *queues, now, worker, limit]
         connection.ensure_connection()
         if connection.in_atomic_block:
             # The caller's transaction already makes this atomic (tests, helpers).

@@ -66,6 +66,11 @@ class Consumer:
         # Messages handed to the pool whose outcomes are not with the
         # results thread yet: what a crash of this loop leaves undone.
         self.dispatched = {}  # message id -> Message
+        # Set by the heartbeat thread: the id this worker was declared lost under.
+        self.lost_id = None
+        # Messages of an identity declared lost, still running: their
+        # outcomes are not this worker's to store.
+        self.disowned = set()
 
     # -- life cycle -------------------------------------------------------
 
@@ -95,7 +100,8 @@ class Consumer:
         if self.install_signals:
             self.shutdown.install()
         self.heartbeat = Heartbeat(self.backend, self.worker_id, settings.HEARTBEAT_INTERVAL,
-                                   lambda: (self.processed, self.failed), self._terminate)
+                                   lambda: (self.processed, self.failed), self._terminate,
+                                   on_lost=self._on_lost)
         self.heartbeat.start()
         logger.info("%s ready.", self.hostname)
         signals.worker_ready.send(sender=self)
@@ -183,6 +189,8 @@ class Consumer:
     # -- the loop ---------------------------------------------------------
 
     def step(self):
+        if self.lost_id is not None and self.lost_id == self.worker_id:
+            self._rejoin()
         if not self.flusher.is_alive():
             # Without it nothing finished would ever be stored: stop, and let
             # the supervisor restart the worker (claimed work is redelivered).
@@ -298,6 +306,8 @@ class Consumer:
 
     def _collect_and_store(self):
         collected = self.pool.collect()
+        if self.disowned:
+            collected = self._drop_disowned(collected)
         outcomes = [o for o in collected if not (o.redeliver and self._deliver_again(o))]
         self.pool.enforce_time_limits()
         for outcome in outcomes:
@@ -331,6 +341,43 @@ class Consumer:
             self.failed += 1
             logger.error("Task %s raised unexpected: %s\n%s", name, outcome.describe(),
                          outcome.traceback or "(no traceback)")
+
+    # -- declared lost -----------------------------------------------------
+
+    def _on_lost(self, worker_id):
+        """From the heartbeat thread: this worker was declared lost under
+        ``worker_id``. What it runs is being delivered elsewhere: stop it now."""
+        if worker_id != self.worker_id or self.lost_id == worker_id:
+            return
+        self.lost_id = worker_id
+        for message in self.pool.running():
+            self.pool.terminate(message.task_id)
+
+    def _rejoin(self):
+        """Go on under a new identity, without what the lost one held."""
+        lost = self.worker_id
+        dropped = self._take_prefetched()  # not handed back: no longer ours to hand
+        self.disowned.update(self.dispatched)
+        self._with_reconnect(self._register)
+        self.pool.worker_id = self.flusher.worker_id = self.heartbeat.worker_id = self.worker_id
+        logger.warning("Going on as worker %s (declared lost as %s): %d prefetched message(s) "
+                       "dropped and %d running task(s) stopped; the worker that recovers them "
+                       "delivers them again", self.worker_id, lost, len(dropped),
+                       len(self.disowned))
+
+    def _drop_disowned(self, outcomes):
+        kept = []
+        for outcome in outcomes:
+            message = outcome.message
+            if message.id not in self.disowned:
+                kept.append(outcome)
+                continue
+            self.disowned.discard(message.id)
+            self.dispatched.pop(message.id, None)
+            logger.warning("Task %s[%s] ended (%s) under an identity declared lost: its outcome "
+                           "is not stored (it is delivered again)", message.task_name,
+                           message.task_id, outcome.state)
+        return kept
 
     # -- control ----------------------------------------------------------
 

@@ -5,21 +5,26 @@ import threading
 
 from django.db import DatabaseError, connections
 
+from ..conf import settings
 from .forking import database_work
 
 logger = logging.getLogger("django_tasks.worker")
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, backend, worker_id, interval, counters, on_terminate=None):
+    def __init__(self, backend, worker_id, interval, counters, on_terminate=None, on_lost=None):
         super().__init__(name="django_tasks-heartbeat", daemon=True)
         self.backend = backend
+        # Replaced (by the worker's loop) when the worker goes on under a new identity.
         self.worker_id = worker_id
         self.interval = interval
         self.counters = counters  # callable -> (processed, failed)
         # Called with {task id: (message id, pid)} of running tasks revoked
         # with terminate=True.
         self.on_terminate = on_terminate
+        # Called once a beat finds the worker's row declared lost (it was
+        # stalled past WORKER_LOST_TIMEOUT): its messages are no longer its own.
+        self.on_lost = on_lost
         self._terminated = set()
         self._stop_event = threading.Event()
 
@@ -36,8 +41,15 @@ class Heartbeat(threading.Thread):
 
     def _beat(self):
         processed, failed = self.counters()
+        worker_id = self.worker_id
         try:
-            self.backend.heartbeat(self.worker_id, processed, failed)
+            if not self.backend.heartbeat(worker_id, processed, failed):
+                logger.error("This worker was declared lost (no heartbeat for over %ss: "
+                             "stopped, or starved); its messages are delivered elsewhere",
+                             settings.WORKER_LOST_TIMEOUT)
+                if self.on_lost is not None:
+                    self.on_lost(worker_id)
+                return
             if self.on_terminate is not None:
                 requested = self.backend.terminate_requests(self.worker_id)
                 new = {task_id: held for task_id, held in requested.items()

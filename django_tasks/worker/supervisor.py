@@ -89,6 +89,8 @@ class Supervisor:
         self.children = {}  # slot -> Child
         self.states = SlotState.block(concurrency)
         self.retired = (0, 0)  # processed, failed by children no longer running
+        # Set by the heartbeat thread: the id this worker was declared lost under.
+        self.lost_id = None
 
     # -- life cycle -------------------------------------------------------
 
@@ -110,15 +112,12 @@ class Supervisor:
         return 0
 
     def start(self):
-        row = self.backend.register_worker(
-            hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool="prefork",
-            concurrency=self.concurrency)
-        self.worker_id = row.id
+        self._register()
         self.housekeeper = housekeeping.Housekeeper(self.backend)
         if self.install_signals:
             self.shutdown.install()
         self.heartbeat = Heartbeat(self.backend, self.worker_id, settings.HEARTBEAT_INTERVAL,
-                                   self.counters, self._terminate)
+                                   self.counters, self._terminate, on_lost=self._on_lost)
         self.heartbeat.start()
         for slot in range(self.concurrency):
             self._spawn(slot)
@@ -137,6 +136,12 @@ class Supervisor:
         self.backend.close_listener()
         signals.worker_shutdown.send(sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname, processed, failed)
+
+    def _register(self):
+        row = self.backend.register_worker(
+            hostname=self.hostname, pid=os.getpid(), queues=self.queues, pool="prefork",
+            concurrency=self.concurrency)
+        self.worker_id = row.id
 
     def counters(self):
         processed, failed = self.retired
@@ -185,6 +190,8 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------
 
     def step(self):
+        if self.lost_id is not None and self.lost_id == self.worker_id:
+            self._rejoin()
         for slot in self._exited():
             self._after_exit(self._forget(slot))
             self._spawn(slot)
@@ -295,6 +302,10 @@ class Supervisor:
         logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
                        "back to the queue",
                        sum(1 for child in self.children.values() if child.state.running))
+        self._stop_children_now()
+
+    def _stop_children_now(self):
+        """Cold-stop every child: each hands back what it held."""
         for child in self.children.values():
             _signal(child, signal.SIGUSR2)
         deadline = time.monotonic() + COLD_GRACE
@@ -307,6 +318,29 @@ class Supervisor:
                 select.select([c.process.sentinel for c in self.children.values()], [], [],
                               TICK)
         self._kill_children()
+
+    # -- declared lost ----------------------------------------------------
+
+    def _on_lost(self, worker_id):
+        """From the heartbeat thread (see Consumer._on_lost)."""
+        if worker_id == self.worker_id:
+            self.lost_id = worker_id
+
+    def _rejoin(self):
+        """Go on under a new identity: the children, which claim under the lost
+        one, stop now (handing back what is still theirs) and fresh ones start."""
+        lost = self.worker_id
+        running = sum(1 for child in self.children.values() if child.state.running)
+        self._stop_children_now()
+        released = self._with_reconnect(lambda: self.backend.release(lost))
+        self._with_reconnect(self._register)
+        self.heartbeat.worker_id = self.worker_id
+        logger.warning("Going on as worker %s (declared lost as %s): %d running task(s) "
+                       "stopped, %d message(s) still held handed back; the worker that "
+                       "recovers the rest delivers them again", self.worker_id, lost, running,
+                       released or 0)
+        for slot in range(self.concurrency):
+            self._spawn(slot)
 
     def _kill_children(self):
         for slot in list(self.children):
