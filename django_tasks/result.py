@@ -225,11 +225,15 @@ def revoke_ids(task_ids, terminate=False):
 
 
 def _decode(row):
+    """The stored value or exception; a row that cannot be read raises DecodeError.
+
+    Rows are data, possibly forged: an exception is rebuilt only from a
+    class already imported here (see ``serialization.exception_from_dict``).
+    """
     if row.result is None:
         return None
     if row.state in states.EXCEPTION_STATES:
-        data = serialization.loads(row.result, "json", ["json"])
-        return serialization.exception_from_dict(data)
+        return serialization.exception_from_json(row.result)
     return serialization.loads(row.result, row.content_type, settings.ACCEPT_CONTENT)
 
 
