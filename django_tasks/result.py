@@ -203,6 +203,7 @@ def revoke_ids(task_ids, terminate=False):
     """Revoke tasks: waiting ones end ``REVOKED`` now; running ones are asked to
     stop (``terminate``) at the worker that holds them. Returns how many were hit."""
     from .models import QueuedMessage
+    from .timestamps import readable
     from .worker.outcome import Outcome
 
     backend = _backend()
@@ -210,7 +211,10 @@ def revoke_ids(task_ids, terminate=False):
     now = timezone.now()
     task_ids = [str(t) for t in task_ids]
     with transaction.atomic(using=alias):
-        waiting = list(QueuedMessage.objects.using(alias).select_for_update()
+        # Readable whatever their timestamps hold (a hand-made row with
+        # 'infinity'...): revoking is how such a row leaves the queue.
+        waiting = list(readable(QueuedMessage.objects.using(alias).select_for_update(),
+                                ["created_at", "available_at", "expires"])
                        .filter(task_id__in=task_ids, claimed_by__isnull=True))
         outcomes = []
         for row in waiting:
