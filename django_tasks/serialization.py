@@ -225,8 +225,14 @@ _CONTAINER_TAGS = {"dict", "tuple", "set", "frozenset"}
 _DECODING_ERRORS = (ValueError, TypeError, ArithmeticError)
 
 
+# What json.loads makes of JSON's scalars: nothing to decode (a shortcut, as
+# most items are).
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _decode_list(items, depth):
-    return [_from_json_tree(item, depth) for item in items]
+    return [item if item.__class__ in _JSON_SCALARS else _from_json_tree(item, depth)
+            for item in items]
 
 
 def _from_json_tree(value, depth=0):
@@ -234,13 +240,17 @@ def _from_json_tree(value, depth=0):
     if isinstance(value, list):
         if depth >= MAX_DEPTH:
             raise _too_deep()
-        return _decode_list(value, depth + 1)
+        depth += 1
+        return [item if item.__class__ in _JSON_SCALARS else _from_json_tree(item, depth)
+                for item in value]
     if isinstance(value, dict):
         if TYPE_KEY in value and len(value) == 2 and "value" in value:
             return _decode_tagged(value[TYPE_KEY], value["value"], depth)
         if depth >= MAX_DEPTH:
             raise _too_deep()
-        return {key: _from_json_tree(item, depth + 1) for key, item in value.items()}
+        depth += 1
+        return {key: item if item.__class__ in _JSON_SCALARS else _from_json_tree(item, depth)
+                for key, item in value.items()}
     return value
 
 
@@ -297,7 +307,14 @@ class JSONSerializer:
             raise EncodeError(f"{what} cannot be serialized: {_describe(exc)}") from exc
 
     def loads(self, text):
-        return _decode_tree(parse_json(text))
+        try:
+            return _from_json_tree(json.loads(text))
+        except DecodeError:
+            raise
+        except RecursionError:  # json.loads's, or ours under a caller deep already
+            raise _too_deep() from None
+        except (ValueError, TypeError) as exc:
+            raise DecodeError(f"cannot decode JSON: {exc}") from None
 
 
 def parse_json(text):
