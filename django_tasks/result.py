@@ -9,7 +9,7 @@ from django.utils import timezone
 from . import serialization, states
 from .conf import settings
 from .context import running_task
-from .exceptions import TaskRevokedError, TimeoutError
+from .exceptions import DecodeError, TaskRevokedError, TimeoutError
 from .worker.outcome import exception_text
 
 
@@ -410,6 +410,24 @@ def _members_to_data(results):
             if isinstance(r, GroupResult) else r.id for r in results]
 
 
-def _members_from_data(data):
-    return [GroupResult(item["group_id"], _members_from_data(item["results"]))
-            if isinstance(item, dict) else AsyncResult(item) for item in data]
+def _members_from_data(data, depth=0):
+    """Saved members back to results; a saved row of another shape is a DecodeError."""
+    if not isinstance(data, list) or depth >= serialization.MAX_DEPTH:
+        raise DecodeError(f"cannot decode a saved group: {_short(data)} is not a list of "
+                          f"task ids and groups (at most {serialization.MAX_DEPTH} deep)")
+    members = []
+    for item in data:
+        if isinstance(item, str):
+            members.append(AsyncResult(item))
+        elif isinstance(item, dict) and isinstance(item.get("group_id"), str):
+            members.append(GroupResult(item["group_id"],
+                                       _members_from_data(item.get("results"), depth + 1)))
+        else:
+            raise DecodeError(f"cannot decode a saved group: member {_short(item)} is "
+                              "neither a task id nor a group")
+    return members
+
+
+def _short(value):
+    text = repr(value) if not isinstance(value, (list, dict)) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -12,9 +12,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_tasks import AsyncResult, chord, states
+from django_tasks import AsyncResult, GroupResult, chord, states
 from django_tasks.exceptions import ChordError, DecodeError
-from django_tasks.models import QueuedMessage, TaskResult
+from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
 from testproject.tasks import xsum
 from tests.forged import never_imported_guard
 from tests.tasks import add
@@ -136,3 +136,15 @@ def test_a_chord_counting_down_a_forged_member_fails_its_body_and_the_worker_car
         assert second.get(timeout=10) == 4
         assert add.delay(3, 4).get(timeout=20) == 7
         assert worker.proc.poll() is None
+
+
+@pytest.mark.parametrize("members", [[{"x": 1}], 5, [3], [{"group_id": "g", "results": 7}],
+                                     json.loads("[" + '{"group_id": "g", "results": [' * 150
+                                                + "]}" * 150 + "]")],
+                         ids=["dict without group_id", "not a list", "a number",
+                              "results not a list", "150 groups deep"])
+def test_a_saved_group_of_another_shape_is_a_decode_error(members):
+    group_id = uuid.uuid4()
+    TaskGroup.objects.create(group_id=group_id, results=members)
+    with pytest.raises(DecodeError, match="cannot decode a saved group"):
+        GroupResult.restore(group_id)
