@@ -307,14 +307,7 @@ class JSONSerializer:
             raise EncodeError(f"{what} cannot be serialized: {_describe(exc)}") from exc
 
     def loads(self, text):
-        try:
-            return _from_json_tree(json.loads(text))
-        except DecodeError:
-            raise
-        except RecursionError:  # json.loads's, or ours under a caller deep already
-            raise _too_deep() from None
-        except (ValueError, TypeError) as exc:
-            raise DecodeError(f"cannot decode JSON: {exc}") from None
+        return _decode_tree(parse_json(text))
 
 
 def parse_json(text):
