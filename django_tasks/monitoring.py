@@ -2,6 +2,8 @@
 
 Shared by the ``tasks_status`` command and the admin, with vendor-neutral
 queries that each use an index (claim index, heartbeat index, done index).
+Timestamps are read through ``timestamps.readable``/``clamped``: a row
+holding one Python cannot (infinity, year 10000) must not fail the page.
 """
 
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from django.utils import timezone
 from . import states
 from .conf import settings
 from .models import QueuedMessage, TaskResult, Worker
+from .timestamps import clamped, readable
 
 
 @dataclass
@@ -30,8 +33,9 @@ def queue_figures(now=None):
     rows = (QueuedMessage.objects.using(settings.DATABASE).values("queue")
             .annotate(waiting=Count("id", filter=Q(claimed_by__isnull=True)),
                       running=Count("id", filter=Q(claimed_by__isnull=False)),
-                      oldest=Min("available_at", filter=Q(claimed_by__isnull=True,
-                                                           available_at__lte=now)))
+                      # Clamped: a hand-made '-infinity' must not fail the query.
+                      oldest=Min(clamped("available_at"), filter=Q(claimed_by__isnull=True,
+                                                                    available_at__lte=now)))
             .order_by("queue"))
     return [QueueFigures(row["queue"], row["waiting"], row["running"],
                          (now - row["oldest"]).total_seconds() if row["oldest"] else None)
@@ -47,13 +51,14 @@ def live_workers(now=None):
     """Workers whose heartbeat is fresh, each with the tasks it holds."""
     now = now or timezone.now()
     cutoff = lost_cutoff(now)
-    workers = list(Worker.objects.using(settings.DATABASE)
+    workers = list(readable(Worker.objects.using(settings.DATABASE),
+                            ["started_at", "last_heartbeat", "stopped_at"])
                    .filter(stopped_at__isnull=True, last_heartbeat__gte=cutoff)
                    .order_by("hostname", "started_at"))
     running = {}
-    for message in (QueuedMessage.objects.using(settings.DATABASE)
-                    .filter(claimed_by__in=[w.id for w in workers])
-                    .only("task_id", "task_name", "claimed_by", "started_at")):
+    for message in readable(QueuedMessage.objects.using(settings.DATABASE)
+                            .filter(claimed_by__in=[w.id for w in workers])
+                            .only("task_id", "task_name", "claimed_by"), ["started_at"]):
         running.setdefault(message.claimed_by, []).append(message)
     for worker in workers:
         worker.current = running.get(worker.id, [])
@@ -70,7 +75,10 @@ def finished_per_minute(minutes=15, now=None):
     """
     now = (now or timezone.now()).replace(second=0, microsecond=0) + timedelta(minutes=1)
     since = now - timedelta(minutes=minutes)
-    rows = (TaskResult.objects.using(settings.DATABASE).filter(date_done__gte=since)
+    # Bounded above too: rows past the window are not counted anyway, and a
+    # hand-made 'infinity' would fail the query.
+    rows = (TaskResult.objects.using(settings.DATABASE)
+            .filter(date_done__gte=since, date_done__lt=now)
             .annotate(minute=TruncMinute("date_done", tzinfo=UTC))
             .values("minute", "state").annotate(n=Count("*")).order_by())
     buckets = {since + timedelta(minutes=i): {} for i in range(minutes)}
@@ -100,10 +108,10 @@ def oldest_waiting(queues, now=None):
     now = now or timezone.now()
     oldest = {}
     for queue in queues:
-        message = (QueuedMessage.objects.using(settings.DATABASE)
+        message = (readable(QueuedMessage.objects.using(settings.DATABASE)
+                            .only("id", "task_id", "task_name", "queue"), ["available_at"])
                    .filter(queue=queue, claimed_by__isnull=True, available_at__lte=now)
-                   .order_by("available_at", "id")
-                   .only("id", "task_id", "task_name", "queue", "available_at").first())
+                   .order_by("available_at", "id").first())
         if message is not None:
             oldest[queue] = message
     return oldest

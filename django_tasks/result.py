@@ -9,7 +9,7 @@ from django.utils import timezone
 from . import serialization, states
 from .conf import settings
 from .context import running_task
-from .exceptions import TaskRevokedError, TimeoutError
+from .exceptions import DecodeError, TaskRevokedError, TimeoutError
 from .worker.outcome import exception_text
 
 
@@ -203,6 +203,7 @@ def revoke_ids(task_ids, terminate=False):
     """Revoke tasks: waiting ones end ``REVOKED`` now; running ones are asked to
     stop (``terminate``) at the worker that holds them. Returns how many were hit."""
     from .models import QueuedMessage
+    from .timestamps import readable
     from .worker.outcome import Outcome
 
     backend = _backend()
@@ -210,7 +211,10 @@ def revoke_ids(task_ids, terminate=False):
     now = timezone.now()
     task_ids = [str(t) for t in task_ids]
     with transaction.atomic(using=alias):
-        waiting = list(QueuedMessage.objects.using(alias).select_for_update()
+        # Readable whatever their timestamps hold (a hand-made row with
+        # 'infinity'...): revoking is how such a row leaves the queue.
+        waiting = list(readable(QueuedMessage.objects.using(alias).select_for_update(),
+                                ["created_at", "available_at", "expires"])
                        .filter(task_id__in=task_ids, claimed_by__isnull=True))
         outcomes = []
         for row in waiting:
@@ -225,11 +229,15 @@ def revoke_ids(task_ids, terminate=False):
 
 
 def _decode(row):
+    """The stored value or exception; a row that cannot be read raises DecodeError.
+
+    Rows are data, possibly forged: an exception is rebuilt only from a
+    class already imported here (see ``serialization.exception_from_dict``).
+    """
     if row.result is None:
         return None
     if row.state in states.EXCEPTION_STATES:
-        data = serialization.loads(row.result, "json", ["json"])
-        return serialization.exception_from_dict(data)
+        return serialization.exception_from_json(row.result)
     return serialization.loads(row.result, row.content_type, settings.ACCEPT_CONTENT)
 
 
@@ -402,6 +410,24 @@ def _members_to_data(results):
             if isinstance(r, GroupResult) else r.id for r in results]
 
 
-def _members_from_data(data):
-    return [GroupResult(item["group_id"], _members_from_data(item["results"]))
-            if isinstance(item, dict) else AsyncResult(item) for item in data]
+def _members_from_data(data, depth=0):
+    """Saved members back to results; a saved row of another shape is a DecodeError."""
+    if not isinstance(data, list) or depth >= serialization.MAX_DEPTH:
+        raise DecodeError(f"cannot decode a saved group: {_short(data)} is not a list of "
+                          f"task ids and groups (at most {serialization.MAX_DEPTH} deep)")
+    members = []
+    for item in data:
+        if isinstance(item, str):
+            members.append(AsyncResult(item))
+        elif isinstance(item, dict) and isinstance(item.get("group_id"), str):
+            members.append(GroupResult(item["group_id"],
+                                       _members_from_data(item.get("results"), depth + 1)))
+        else:
+            raise DecodeError(f"cannot decode a saved group: member {_short(item)} is "
+                              "neither a task id nor a group")
+    return members
+
+
+def _short(value):
+    text = repr(value) if not isinstance(value, (list, dict)) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."

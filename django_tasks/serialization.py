@@ -8,12 +8,12 @@ unpickling runs code chosen by whoever wrote the message.
 """
 
 import base64
-import builtins
 import datetime
 import decimal
-import importlib
+import inspect
 import json
 import pickle
+import sys
 import uuid
 
 from .exceptions import ContentDisallowed, DecodeError, EncodeError
@@ -28,7 +28,8 @@ def reusable_json_encoder(item_separator=", ", key_separator=": "):
     costs more than encoding a task's arguments or headers; the C encoder
     itself can be kept and called again. Without the circular-reference
     check, which would share state between threads, a cycle ends in
-    ``RecursionError``.
+    ``RecursionError``: give it trees made by ``_to_json_tree`` (bounded by
+    ``MAX_DEPTH``), or plain data of known shape.
     """
     fallback = json.JSONEncoder(separators=(item_separator, key_separator),
                                 ensure_ascii=False, check_circular=False)
@@ -47,30 +48,47 @@ def reusable_json_encoder(item_separator=", ", key_separator=": "):
 compact_json = reusable_json_encoder(",", ":")
 
 
+#: The deepest nesting of lists, dicts, tuples and sets a value may have.
+#: An explicit limit, not the interpreter's recursion limit, so a value
+#: encodes (and decodes) the same in any caller and any thread; deep enough
+#: for data, shallow enough that its JSON (at most three levels per level,
+#: for dicts with non-string keys) stays far from that limit. A cyclic value
+#: ends here too.
+MAX_DEPTH = 100
+
+_CONTAINERS = (list, dict, tuple, set, frozenset)
+
+
 class _Unencodable(Exception):
-    def __init__(self, path, value):
-        self.path = path
+    """Raised out of the walk; ``path`` collects where, outermost last."""
+
+    def __init__(self, value, too_deep=False):
         self.value = value
+        self.too_deep = too_deep
+        self.path = []
 
 
-def _to_json_tree(value, path):
-    """Return ``value`` as plain JSON data, tagging the types JSON lacks."""
+def _to_json_tree(value, depth=0):
+    """``value`` as plain JSON data, tagging the types JSON lacks.
+
+    ``depth`` counts the containers around ``value``. Loops rather than
+    comprehensions, so that an error can name the index or key it came from
+    (built only then, not for every item).
+    """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, list):
-        return [_to_json_tree(item, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        if all(isinstance(key, str) for key in value) and TYPE_KEY not in value:
-            return {key: _to_json_tree(item, f"{path}[{key!r}]") for key, item in value.items()}
-        return _tagged("dict", [[_to_json_tree(key, f"{path}<key {key!r}>"),
-                                 _to_json_tree(item, f"{path}[{key!r}]")]
-                                for key, item in value.items()])
-    if isinstance(value, tuple):
-        items = [_to_json_tree(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        return _tagged("tuple", items)
-    if isinstance(value, (set, frozenset)):
-        items = [_to_json_tree(item, f"{path}<item>") for item in value]
-        return _tagged("frozenset" if isinstance(value, frozenset) else "set", items)
+    if isinstance(value, _CONTAINERS):
+        if depth >= MAX_DEPTH:
+            raise _Unencodable(value, too_deep=True)
+        depth += 1
+        if isinstance(value, list):
+            return _items(value, depth)
+        if isinstance(value, dict):
+            return _dict(value, depth)
+        if isinstance(value, tuple):
+            return _tagged("tuple", _items(value, depth))
+        name = "frozenset" if isinstance(value, frozenset) else "set"
+        return _tagged(name, _items(value, depth, member=True))
     if isinstance(value, datetime.datetime):
         return _tagged("datetime", value.isoformat())
     if isinstance(value, datetime.date):
@@ -85,39 +103,186 @@ def _to_json_tree(value, path):
         return _tagged("uuid", str(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _tagged("bytes", base64.b64encode(bytes(value)).decode("ascii"))
-    raise _Unencodable(path, value)
+    raise _Unencodable(value)
+
+
+def _items(items, depth, member=False):
+    tree = []
+    index = 0
+    try:
+        for index, item in enumerate(items):  # noqa: B007 (read when an item fails)
+            tree.append(_to_json_tree(item, depth))
+    except _Unencodable as exc:
+        exc.path.append("<item>" if member else f"[{index}]")
+        raise
+    return tree
+
+
+def _dict(value, depth):
+    plain = TYPE_KEY not in value
+    tree = {}
+    key = None
+    try:
+        for key, item in value.items():
+            if not isinstance(key, str):
+                plain = False
+                break
+            tree[key] = _to_json_tree(item, depth)
+    except _Unencodable as exc:
+        exc.path.append(f"[{_short_repr(key, 40)}]")
+        raise
+    if plain:
+        return tree
+    pairs = []
+    in_key = False
+    try:
+        for key, item in value.items():
+            in_key = True
+            encoded_key = _to_json_tree(key, depth)
+            in_key = False
+            pairs.append([encoded_key, _to_json_tree(item, depth)])
+    except _Unencodable as exc:
+        shown = _short_repr(key, 40)
+        exc.path.append(f"<key {shown}>" if in_key else f"[{shown}]")
+        raise
+    return _tagged("dict", pairs)
 
 
 def _tagged(name, value):
     return {TYPE_KEY: name, "value": value}
 
 
+class _Malformed(ValueError):
+    """A tagged value of the wrong shape (_decode_tagged says which)."""
+
+
+def _require(kind):
+    def check(decode):
+        def checked(value, depth):
+            if not isinstance(value, kind):
+                raise _Malformed(f"holds {type(value).__name__}, not {kind.__name__}")
+            return decode(value, depth)
+        return checked
+    return check
+
+
+@_require(list)
+def _decode_dict(pairs, depth):
+    value = {}
+    for pair in pairs:
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise _Malformed(f"holds {_short_repr(pair, 40)}, not a [key, value] pair")
+        value[_from_json_tree(pair[0], depth)] = _from_json_tree(pair[1], depth)
+    return value
+
+
+@_require(list)
+def _decode_tuple(items, depth):
+    return tuple(_decode_list(items, depth))
+
+
+@_require(list)
+def _decode_set(items, depth):
+    return set(_decode_list(items, depth))
+
+
+@_require(list)
+def _decode_frozenset(items, depth):
+    return frozenset(_decode_list(items, depth))
+
+
+@_require(list)
+def _decode_timedelta(parts, depth):
+    if len(parts) != 3 or not all(type(part) is int for part in parts):
+        raise _Malformed("is not [days, seconds, microseconds]")
+    return datetime.timedelta(days=parts[0], seconds=parts[1], microseconds=parts[2])
+
+
+def _from_text(parse):
+    return _require(str)(lambda text, depth: parse(text))
+
+
+#: Each decoder takes the tag's value and the depth; bad input raises
+#: _Malformed or one of _DECODING_ERRORS, which _decode_tagged turns into a
+#: DecodeError (bad values nested in it raise DecodeError themselves).
 _DECODERS = {
-    "dict": lambda v: {_from_json_tree(k): _from_json_tree(item) for k, item in v},
-    "tuple": lambda v: tuple(_from_json_tree(item) for item in v),
-    "set": lambda v: {_from_json_tree(item) for item in v},
-    "frozenset": lambda v: frozenset(_from_json_tree(item) for item in v),
-    "datetime": datetime.datetime.fromisoformat,
-    "date": datetime.date.fromisoformat,
-    "time": datetime.time.fromisoformat,
-    "timedelta": lambda v: datetime.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
-    "decimal": decimal.Decimal,
-    "uuid": uuid.UUID,
-    "bytes": lambda v: base64.b64decode(v),
+    "dict": _decode_dict,
+    "tuple": _decode_tuple,
+    "set": _decode_set,
+    "frozenset": _decode_frozenset,
+    "datetime": _from_text(datetime.datetime.fromisoformat),
+    "date": _from_text(datetime.date.fromisoformat),
+    "time": _from_text(datetime.time.fromisoformat),
+    "timedelta": _decode_timedelta,
+    "decimal": _from_text(decimal.Decimal),
+    "uuid": _from_text(uuid.UUID),
+    "bytes": _from_text(lambda text: base64.b64decode(text, validate=True)),
 }
+_CONTAINER_TAGS = {"dict", "tuple", "set", "frozenset"}
+# What parsing a tagged value raises on bad input: ValueError (and its
+# binascii.Error), TypeError (an unhashable set member or dict key),
+# OverflowError and decimal.InvalidOperation (both ArithmeticError).
+_DECODING_ERRORS = (ValueError, TypeError, ArithmeticError)
 
 
-def _from_json_tree(value):
+# What json.loads makes of JSON's scalars: nothing to decode (a shortcut, as
+# most items are).
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _decode_list(items, depth):
+    return [item if item.__class__ in _JSON_SCALARS else _from_json_tree(item, depth)
+            for item in items]
+
+
+def _from_json_tree(value, depth=0):
+    """Parsed JSON back to the value it encodes; only DecodeError on bad input."""
     if isinstance(value, list):
-        return [_from_json_tree(item) for item in value]
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
+        return [item if item.__class__ in _JSON_SCALARS else _from_json_tree(item, depth)
+                for item in value]
     if isinstance(value, dict):
         if TYPE_KEY in value and len(value) == 2 and "value" in value:
-            decoder = _DECODERS.get(value[TYPE_KEY])
-            if decoder is None:
-                raise DecodeError(f"unknown tagged type {value[TYPE_KEY]!r}")
-            return decoder(value["value"])
-        return {key: _from_json_tree(item) for key, item in value.items()}
+            return _decode_tagged(value[TYPE_KEY], value["value"], depth)
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
+        return {key: item if item.__class__ in _JSON_SCALARS else _from_json_tree(item, depth)
+                for key, item in value.items()}
     return value
+
+
+def _decode_tagged(name, value, depth):
+    decoder = _DECODERS.get(name) if isinstance(name, str) else None
+    if decoder is None:
+        raise DecodeError(f"cannot decode: unknown tagged type {_short_repr(name, 40)}")
+    if name in _CONTAINER_TAGS:
+        if depth >= MAX_DEPTH:
+            raise _too_deep()
+        depth += 1
+    try:
+        return decoder(value, depth)
+    except DecodeError:  # a value nested in this one said what is wrong
+        raise
+    except _Malformed as exc:
+        raise DecodeError(f"cannot decode a {name!r} tagged value: it {exc}") from None
+    except _DECODING_ERRORS as exc:
+        raise DecodeError(f"cannot decode a {name!r} tagged value "
+                          f"{_short_repr(value, 60)}: {type(exc).__name__}: {exc}") from None
+
+
+def _decode_tree(tree):
+    try:
+        return _from_json_tree(tree)
+    except RecursionError:  # MAX_DEPTH keeps clear of it, unless the caller is deep already
+        raise DecodeError("cannot decode JSON: nested too deeply for the stack here") from None
+
+
+def _too_deep():
+    return DecodeError(f"cannot decode JSON: nested too deeply (more than {MAX_DEPTH} levels "
+                       "of lists, dicts, tuples or sets)")
 
 
 class JSONSerializer:
@@ -125,18 +290,34 @@ class JSONSerializer:
 
     def dumps(self, value, what="value"):
         try:
-            tree = _to_json_tree(value, what)
+            return compact_json(_to_json_tree(value))
         except _Unencodable as exc:
+            where = what + "".join(reversed(exc.path))
+            if len(where) > 120:
+                where = where[:100] + "..." + where[-17:]
+            if exc.too_deep:
+                raise EncodeError(f"{where} is nested too deeply or cyclic (more than "
+                                  f"{MAX_DEPTH} levels of lists, dicts, tuples or sets)") from None
+            kind = type(exc.value)
             raise EncodeError(
-                f"{exc.path} of type {type(exc.value).__module__}.{type(exc.value).__qualname__} "
+                f"{where} of type {kind.__module__}.{kind.__qualname__} "
                 f"is not JSON serializable: {_short_repr(exc.value)}") from None
-        return compact_json(tree)
+        except Exception as exc:  # the value's own methods: items(), isoformat()...
+            # Also the integer too long for text (ValueError past 4,300 digits).
+            raise EncodeError(f"{what} cannot be serialized: {_describe(exc)}") from exc
 
     def loads(self, text):
-        try:
-            return _from_json_tree(json.loads(text))
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise DecodeError(f"cannot decode JSON: {exc}") from exc
+        return _decode_tree(parse_json(text))
+
+
+def parse_json(text):
+    """``json.loads`` that raises only DecodeError (also when nested 100,000 deep)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _too_deep() from None
+    except (ValueError, TypeError) as exc:
+        raise DecodeError(f"cannot decode JSON: {exc}") from None
 
 
 class PickleSerializer:
@@ -145,23 +326,41 @@ class PickleSerializer:
     def dumps(self, value, what="value"):
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise EncodeError(f"{what} cannot be pickled: {exc}") from exc
+        except RecursionError:
+            raise EncodeError(f"{what} is nested too deeply to be pickled") from None
+        except Exception as exc:  # __reduce__ and friends: the value's own code
+            raise EncodeError(f"{what} cannot be pickled: {_describe(exc)}") from exc
         return base64.b64encode(data).decode("ascii")
 
     def loads(self, text):
         try:
             return pickle.loads(base64.b64decode(text))
         except Exception as exc:  # unpickling can raise anything the data names
-            raise DecodeError(f"cannot unpickle: {exc!r}") from exc
+            raise DecodeError(f"cannot unpickle: {_describe(exc)}") from exc
 
 
 SERIALIZERS = {"json": JSONSerializer(), "pickle": PickleSerializer()}
 
 
 def _short_repr(value, limit=80):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception as exc:  # a value's own __repr__, or one nested too deep
+        text = f"<{type(value).__qualname__} object: repr() raised {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exc):
+    """``Type: message`` of an exception raised by someone else's code."""
+    return f"{type(exc).__name__}: {_text_of(exc)}"
+
+
+def _text_of(exc):
+    """``str(exc)``, or a placeholder where that raises (or recurses)."""
+    try:
+        return str(exc)
+    except Exception as error:  # the exception's own __str__
+        return f"<unprintable {type(exc).__qualname__}: str() raised {type(error).__name__}>"
 
 
 def get_serializer(name):
@@ -187,59 +386,94 @@ def loads(text, content_type, accept):
     return SERIALIZERS[content_type].loads(text)
 
 
-# Exceptions are stored as plain data and rebuilt only from importable
-# classes, never by unpickling what a worker wrote.
+# Exceptions are stored as plain data and rebuilt only from classes this
+# process has already imported, never by importing what a stored row names
+# or by unpickling what a worker wrote (as Celery after CVE-2021-23727).
 
 def exception_to_dict(exc):
+    """``exc`` as plain JSON data; never raises, whatever the exception holds.
+
+    Arguments that cannot be stored (cyclic, too deep, of other types) are
+    replaced by the exception's text, and a text that cannot be made by a
+    placeholder naming the class.
+    """
     cls = type(exc)
+    message = _text_of(exc)
     try:
         args = json.loads(JSONSerializer().dumps(list(exc.args)))
-    except EncodeError:
-        args = [str(exc)]
+    except Exception:  # args may be a property of the exception's own
+        args = [message]
+    module = cls.__module__
     return {
         "exc_type": cls.__qualname__,
-        "exc_module": cls.__module__,
-        "exc_message": str(exc),
+        "exc_module": module if isinstance(module, str) else None,
+        "exc_message": message,
         "exc_args": args,
     }
 
 
-def exception_from_dict(data):
-    """Rebuild an exception instance of the original type where that is safe.
+def exception_from_json(text):
+    """The exception stored as ``text`` (see ``exception_from_dict``)."""
+    return exception_from_dict(parse_json(text))
 
-    The class must be importable and a subclass of ``BaseException``;
-    otherwise an ``Exception`` subclass of the same name is made up, so
-    callers still see which error happened.
+
+def exception_from_dict(data):
+    """Rebuild an exception of the original type where that is safe.
+
+    The class must already be imported (this never imports a module a
+    stored row names) and be a subclass of ``Exception`` (never
+    ``SystemExit``, ``KeyboardInterrupt``...), and building it with the
+    stored arguments must work; otherwise an ``Exception`` subclass of the
+    same name stands in, so callers still see which error happened.
+    Malformed data raises ``DecodeError``.
     """
+    if not isinstance(data, dict):
+        raise DecodeError(f"cannot decode a stored exception: {_short_repr(data, 60)} "
+                          "is not a dict")
     name = data.get("exc_type") or "Exception"
     module = data.get("exc_module") or "builtins"
-    message = data.get("exc_message", "")
-    args = _from_json_tree(data.get("exc_args", [message]))
-    cls = _import_exception_class(module, name)
+    message = data.get("exc_message") or ""
+    args = data.get("exc_args", [message])
+    for field, value, kind in (("exc_type", name, str), ("exc_module", module, str),
+                               ("exc_message", message, str), ("exc_args", args, list)):
+        if not isinstance(value, kind):
+            raise DecodeError(f"cannot decode a stored exception: its {field} is "
+                              f"{_short_repr(value, 60)}, not {kind.__name__}")
+    args = _decode_tree(args)
+    cls = _imported_exception_class(module, name)
     if cls is not None:
         rebuilt = _construct(cls, args)
         if rebuilt is not None:
             return rebuilt
-    made_up = type(name.rsplit(".", 1)[-1], (Exception,), {"__module__": module})
-    return made_up(message)
+    return _stand_in(module, name)(message)
+
+
+def _imported_exception_class(module, qualname):
+    """The ``Exception`` subclass named, if its module is imported; else None.
+
+    Static look-ups only: no module ``__getattr__`` (which may import) and no
+    descriptor runs.
+    """
+    target = sys.modules.get(module)
+    for part in qualname.split("."):
+        if target is None:
+            return None
+        target = inspect.getattr_static(target, part, None)
+    if isinstance(target, type) and issubclass(target, Exception):
+        return target
+    return None
 
 
 def _construct(cls, args):
     try:
-        return cls(*args)
-    except (TypeError, ValueError):  # a constructor that wants other arguments
+        rebuilt = cls(*args)
+        str(rebuilt)  # callers print it: a __str__ that fails is no use
+    except Exception:  # the class's own code: any failure means "stand in"
         return None
+    return rebuilt if isinstance(rebuilt, Exception) else None
 
 
-def _import_exception_class(module, qualname):
-    try:
-        target = builtins if module == "builtins" else importlib.import_module(module)
-    except ImportError:
-        return None
-    for part in qualname.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return None
-    if isinstance(target, type) and issubclass(target, BaseException):
-        return target
-    return None
+def _stand_in(module, qualname):
+    qualname = qualname.replace("\0", "") or "Exception"
+    name = qualname.rsplit(".", 1)[-1] or "Exception"
+    return type(name, (Exception,), {"__module__": module, "__qualname__": qualname})

@@ -18,7 +18,6 @@ Per finished task (from its message headers):
   (or fails it with ``ChordError`` naming the first failed member).
 """
 
-import json
 import logging
 from collections import Counter
 
@@ -27,6 +26,7 @@ from django.utils import timezone
 
 from . import serialization, states
 from .canvas import Plan, chord_error, from_header
+from .exceptions import DecodeError
 from .models import TaskGroup, TaskResult
 from .worker.outcome import Outcome, exception_text
 
@@ -98,7 +98,7 @@ def _advance_one(outcome, plan, silent):
 def _stored_value(outcome):
     """The value (or exception) as stored: pools may drop the live object in transit."""
     if outcome.state in states.EXCEPTION_STATES:
-        return serialization.exception_from_dict(json.loads(outcome.result_text))
+        return serialization.exception_from_json(outcome.result_text)
     return serialization.loads(outcome.result_text, outcome.content_type, [outcome.content_type])
 
 
@@ -146,17 +146,34 @@ def _count_down(queue, chord_id, count, plan, silent):
     values = []
     for member_id in group.results:
         row = members.get(member_id)
-        if row is None or row.state != states.SUCCESS:
-            reason = _decode(row) if row is not None else LookupError(
-                "no result stored (ignore_result=True?)")
+        value, reason = _member_outcome(row)
+        if reason is not None:
             error = chord_error(member_id, reason)
             failures = list(_unreachable(body, error, context))
             # The body's own errbacks run (as in Celery); the rest stay silent.
             silent.update(f.message.task_id for f in failures[1:])
             return failures
-        values.append(_decode(row))
+        values.append(value)
     body.plan(plan, (values,), {}, context)
     return []
+
+
+def _member_outcome(row):
+    """``(value, None)`` for a member that succeeded, else ``(None, why it did not)``.
+
+    A member result that cannot be decoded (corrupt, forged, pickled where
+    pickle is not accepted) fails the chord with that DecodeError: it must
+    not fail the transaction that stores the last member's result.
+    """
+    if row is None:
+        return None, LookupError("no result stored (ignore_result=True?)")
+    try:
+        value = _decode(row)
+    except DecodeError as exc:
+        return None, exc
+    if row.state != states.SUCCESS:
+        return None, value
+    return value, None
 
 
 def _root_of(rows):

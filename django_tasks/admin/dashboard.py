@@ -22,7 +22,7 @@ from django.utils.safestring import mark_safe
 from .. import monitoring, states, svgcharts
 from ..models import Dashboard, TaskResult
 from ..queue import get_backend
-from .display import STATE_COLOURS, ReadOnlyAdmin, human_duration, state_badge
+from .display import STATE_COLOURS, ReadOnlyAdmin, human_duration, state_badge, stored_time
 
 WINDOW_MINUTES = 60
 DEFAULT_REFRESH = 5
@@ -45,6 +45,13 @@ def failure_rate(done, failed):
     return 100 * failed / done if done else None
 
 
+def age(row, column, now):
+    """How long ago ``row.column`` was; marked if it holds a time Python cannot."""
+    if column in row.out_of_range:
+        return stored_time(row, column)
+    return human_duration(now - getattr(row, column))
+
+
 def dashboard_figures(now=None):
     """Everything the dashboard shows, as plain values for the template."""
     now = now or timezone.now()
@@ -52,8 +59,7 @@ def dashboard_figures(now=None):
     oldest = monitoring.oldest_waiting([q.name for q in queues], now)
     for q in queues:
         q.oldest = oldest.get(q.name)
-        q.oldest_age = (human_duration(now - q.oldest.available_at)
-                        if q.oldest is not None else "-")
+        q.oldest_age = "-" if q.oldest is None else age(q.oldest, "available_at", now)
     # One scan of the last hour's results gives both the chart and the states.
     per_minute = monitoring.finished_per_minute(WINDOW_MINUTES, now)
     by_state = Counter()
@@ -66,7 +72,7 @@ def dashboard_figures(now=None):
     failed = sum(f for _, _, f in rows)
     workers = monitoring.live_workers(now)
     for worker in workers:
-        worker.heartbeat_age = human_duration(now - worker.last_heartbeat)
+        worker.heartbeat_age = age(worker, "last_heartbeat", now)
     return {
         "now": now,
         "window_minutes": WINDOW_MINUTES,

@@ -4,6 +4,7 @@ import json
 import pprint
 
 from django.contrib import admin
+from django.contrib.admin.utils import display_for_value
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -57,25 +58,65 @@ def between(start, end):
     return human_duration(end - start) if start and end else "-"
 
 
-def pretty_text(text, content_type="json"):
-    """Stored arguments or a result, for reading.
+#: How a stored value the app cannot read shows: in this mark, then as stored.
+CANNOT_DECODE_STYLE = ("display:inline-block;padding:1px 7px;border-radius:4px;color:#fff;"
+                       "font-weight:bold;background:#c62828")
+
+
+def cannot_decode(reason, text=None):
+    """The mark for stored data that cannot be read back, and the data as stored.
+
+    ``reason`` is the DecodeError's message, or what was stored where that
+    says enough (a timestamp Python cannot hold).
+    """
+    reason = str(reason)
+    if not reason.startswith("cannot decode"):
+        reason = f"cannot decode: {reason}"
+    mark = format_html('<span class="django-tasks-cannot-decode" style="{}">{}</span>',
+                       CANNOT_DECODE_STYLE, reason)
+    return mark if text is None else format_html("{}{}", mark, pre(text))
+
+
+def stored_value(text, content_type="json"):
+    """Stored arguments or a result, for reading (HTML).
 
     JSON is decoded with the app's serializer: plain JSON comes out indented;
     values with types JSON lacks (datetimes, tuples, ...) come out as their
-    Python repr, so the type shows. Anything else (pickle, text that does not
-    parse) is shown raw: the admin never unpickles.
+    Python repr, so the type shows. Text that does not decode is shown as
+    stored, under a "cannot decode" mark saying why; pickle is shown raw:
+    the admin never unpickles.
     """
     if text is None:
-        return None
+        return "-"
     if content_type != "json":
-        return text
+        return pre(text)
     try:
         value = serialization.loads(text, "json", ["json"])
-    except serialization.DecodeError:
-        return text
+    except serialization.DecodeError as exc:
+        return cannot_decode(exc, text)
     if serialization.TYPE_KEY in text:
-        return pprint.pformat(value, width=100, sort_dicts=False)
-    return json.dumps(value, indent=2, ensure_ascii=False)
+        return pre(pprint.pformat(value, width=100, sort_dicts=False))
+    return pre(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def stored_time(row, column):
+    """A timestamp column of a row read with ``timestamps.readable()``.
+
+    One Python cannot hold (infinity, year 10000, BC) shows as stored, marked.
+    """
+    text = getattr(row, "out_of_range", {}).get(column)
+    if text is not None:
+        return cannot_decode(f"cannot decode {text}")
+    return display_for_value(getattr(row, column), "-")
+
+
+def time_column(column, description=None):
+    """A list or detail column showing ``stored_time(row, column)``, sorted by the column."""
+    @admin.display(description=description or column.replace("_", " "), ordering=column)
+    def show(modeladmin, row):
+        return stored_time(row, column)
+
+    return show
 
 
 def pre(text):

@@ -14,6 +14,8 @@ claimed-by partial indexes, and a text search scans the table.
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -22,8 +24,9 @@ from ..conf import settings
 from ..models import QueuedMessage, Worker
 from ..queue import get_backend
 from ..result import revoke_ids
+from ..timestamps import readable
 from .actions import confirmation_page, confirmed
-from .display import ReadOnlyAdmin, badge, human_duration
+from .display import ReadOnlyAdmin, badge, cannot_decode, human_duration, stored_value, time_column
 from .pagination import EstimatedCountPaginator
 from .results import parse_uuid
 
@@ -31,6 +34,9 @@ from .results import parse_uuid
 ACTION_LIMIT = 10_000
 
 STATE_COLOURS = {"running": "#1565c0", "waiting": "#2e7d32", "scheduled": "#ef6c00"}
+#: Read through timestamps.readable(): a row may hold times Python cannot.
+TIMESTAMPS = ["created_at", "available_at", "expires", "claimed_at", "started_at",
+              "terminate_requested_at"]
 
 
 def message_state(message, now):
@@ -86,8 +92,8 @@ def worker_link(worker_id, worker):
 
 @admin.register(QueuedMessage)
 class QueuedMessageAdmin(ReadOnlyAdmin):
-    list_display = ["task_name", "task_id", "queue", "priority", "state", "available_at",
-                    "expires", "deliveries", "worker", "since"]
+    list_display = ["task_name", "task_id", "queue", "priority", "state", "available_at_shown",
+                    "expires_shown", "deliveries", "worker", "since"]
     list_filter = ["queue", MessageStateFilter]
     search_fields = ["task_id", "task_name"]
     search_help_text = "A task id finds its message; other text is searched in task names."
@@ -98,12 +104,14 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
     actions = ["revoke", "run_now"]
     fieldsets = [
         (None, {"fields": ["task_name", "task_id", "queue", "priority", "state"]}),
-        ("Timing", {"fields": ["created_at", "available_at", "expires"]}),
-        ("Delivery", {"fields": ["deliveries", "worker", "claimed_at", "started_at",
-                                 "terminate_requested_at"]}),
-        ("Message", {"fields": ["content_type", "body", "headers"]}),
+        ("Timing", {"fields": ["created_at_shown", "available_at_shown", "expires_shown"]}),
+        ("Delivery", {"fields": ["deliveries", "worker", "claimed_at_shown", "started_at_shown",
+                                 "terminate_requested_at_shown"]}),
+        ("Message", {"fields": ["content_type", "body_pretty", "headers_pretty"]}),
     ]
-    readonly_fields = ["state", "worker"]
+    readonly_fields = ["state", "worker", "created_at_shown", "available_at_shown",
+                       "expires_shown", "claimed_at_shown", "started_at_shown",
+                       "terminate_requested_at_shown", "body_pretty", "headers_pretty"]
 
     def has_revoke_permission(self, request):
         return request.user.has_perm("django_tasks.revoke_queuedmessage")
@@ -113,6 +121,14 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
 
     def get_changelist(self, request, **kwargs):
         return MessageChangeList
+
+    def get_queryset(self, request):
+        # Rows may hold what Python cannot load (timestamps out of its range,
+        # headers nested too deep for json.loads): the timestamps come
+        # clamped and the headers as text, so every page and action can read
+        # them, and revoke them.
+        return (readable(super().get_queryset(request), TIMESTAMPS).defer("headers")
+                .annotate(headers_text=Cast("headers", TextField())))
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip()
@@ -124,6 +140,22 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         return queryset.filter(task_name__icontains=term), False
 
     # -- columns ------------------------------------------------------
+
+    created_at_shown = time_column("created_at", "created at")
+    available_at_shown = time_column("available_at", "available at")
+    expires_shown = time_column("expires")
+    claimed_at_shown = time_column("claimed_at", "claimed at")
+    started_at_shown = time_column("started_at", "started at")
+    terminate_requested_at_shown = time_column("terminate_requested_at",
+                                               "terminate requested at")
+
+    @admin.display(description="body")
+    def body_pretty(self, obj):
+        return stored_value(obj.body, obj.content_type)
+
+    @admin.display(description="headers")
+    def headers_pretty(self, obj):
+        return stored_value(obj.headers_text)
 
     @admin.display(description="state")
     def state(self, obj):
@@ -144,6 +176,9 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         if when is None:
             return "-"
         how = "started" if obj.started_at else "claimed"
+        stored = obj.out_of_range.get(f"{how}_at")
+        if stored is not None:
+            return cannot_decode(f"cannot decode {stored}")
         return f"{human_duration(timezone.now() - when)} ({how})"
 
     # -- actions ------------------------------------------------------
@@ -171,8 +206,8 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
     @admin.action(description="Run selected tasks now", permissions=["run_now"])
     def run_now(self, request, queryset):
         now = timezone.now()
-        rows = list(queryset.only("id", "task_id", "task_name", "claimed_by", "available_at")
-                    [:ACTION_LIMIT + 1])
+        rows = list(queryset.only("id", "task_id", "task_name", "claimed_by")
+                    [:ACTION_LIMIT + 1])  # and available_at, clamped by get_queryset
         if len(rows) > ACTION_LIMIT:
             return self._too_many(request)
         delayed = [r for r in rows if r.claimed_by is None and r.available_at > now]

@@ -28,15 +28,19 @@ from ..models import TaskGroup, TaskResult
 from ..queue import enqueue, get_backend
 from ..registry import tasks as registry
 from ..task import task_for_sending
+from ..timestamps import clamped, readable
 from .actions import confirmation_page, confirmed
 from .display import (
     ReadOnlyAdmin,
     between,
+    cannot_decode,
     human_duration,
     pre,
-    pretty_text,
     result_link,
     state_badge,
+    stored_time,
+    stored_value,
+    time_column,
 )
 from .pagination import CAP, EstimatedCountPaginator
 
@@ -50,6 +54,8 @@ RETRY_LIMIT = 1_000
 RELATED_LISTED = 50
 
 RETRIABLE = (states.FAILURE, states.REVOKED)
+#: Read through timestamps.readable(): a row may hold times Python cannot.
+TIMESTAMPS = ["date_created", "date_started", "date_done"]
 GAPS = {("created", "started"): "waited", ("started", "done"): "ran"}
 
 
@@ -87,7 +93,7 @@ class QueueFilter(IndexedValuesFilter):
 @admin.register(TaskResult)
 class TaskResultAdmin(ReadOnlyAdmin):
     list_display = ["task_id", "task_name", "state_badge", "queue", "worker", "retries",
-                    "date_created", "date_started", "date_done", "runtime"]
+                    "date_created_shown", "date_started_shown", "date_done_shown", "runtime"]
     list_filter = ["state", TaskNameFilter, QueueFilter, "date_done"]
     search_fields = ["task_id", "task_name", "args", "kwargs"]
     search_help_text = ("A task or group id finds it among all results; other text is "
@@ -123,7 +129,14 @@ class TaskResultAdmin(ReadOnlyAdmin):
     def has_purge_permission(self, request):
         return request.user.has_perm("django_tasks.purge_taskresult")
 
+    def get_queryset(self, request):
+        return readable(super().get_queryset(request), TIMESTAMPS)
+
     # -- list columns -------------------------------------------------
+
+    date_created_shown = time_column("date_created", "date created")
+    date_started_shown = time_column("date_started", "date started")
+    date_done_shown = time_column("date_done", "date done")
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj):
@@ -150,7 +163,7 @@ class TaskResultAdmin(ReadOnlyAdmin):
         if task_id is not None:
             return queryset.filter(task_id=task_id) | queryset.filter(group_id=task_id), False
         edge = (queryset.order_by("-date_done")
-                .values_list("date_done", flat=True)[SEARCH_WINDOW - 1:SEARCH_WINDOW])
+                .values_list(clamped("date_done"), flat=True)[SEARCH_WINDOW - 1:SEARCH_WINDOW])
         edge = list(edge)
         if edge:
             queryset = queryset.filter(date_done__gte=edge[0])
@@ -172,7 +185,10 @@ class TaskResultAdmin(ReadOnlyAdmin):
                 gap = between(known[index - 1][1], when)
                 verb = GAPS.get((known[index - 1][0], label), "took")
                 parts.append(format_html(" → <em>{} {}</em> → ", verb, gap))
-            moment = timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            if f"date_{label}" in obj.out_of_range:
+                moment = stored_time(obj, f"date_{label}")
+            else:
+                moment = timezone.localtime(when).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             parts.append(format_html("<strong>{}</strong> {}", label, moment))
         if len(known) > 1:
             parts.append(format_html(" (total {})", between(known[0][1], known[-1][1])))
@@ -180,27 +196,27 @@ class TaskResultAdmin(ReadOnlyAdmin):
 
     @admin.display(description="args")
     def args_pretty(self, obj):
-        return pre(pretty_text(obj.args))
+        return stored_value(obj.args)
 
     @admin.display(description="kwargs")
     def kwargs_pretty(self, obj):
-        return pre(pretty_text(obj.kwargs))
+        return stored_value(obj.kwargs)
 
     @admin.display(description="result")
     def result_pretty(self, obj):
         if obj.result is None:
             return "-"
-        if obj.state in states.EXCEPTION_STATES:
-            text = pretty_text(obj.result)
-            try:
-                error = serialization.loads(obj.result, "json", ["json"])
-            except serialization.DecodeError:
-                return pre(text)
-            if isinstance(error, dict) and error.get("exc_type"):
-                return format_html("<strong>{}: {}</strong>{}", error["exc_type"],
-                                   error.get("exc_message", ""), pre(text))
-            return pre(text)
-        return pre(pretty_text(obj.result, obj.content_type))
+        if obj.state not in states.EXCEPTION_STATES:
+            return stored_value(obj.result, obj.content_type)
+        try:
+            error = serialization.loads(obj.result, "json", ["json"])
+        except serialization.DecodeError as exc:
+            return cannot_decode(exc, obj.result)
+        if not isinstance(error, dict) or not isinstance(error.get("exc_type", ""), str):
+            return cannot_decode("cannot decode a stored exception: not a dict with a "
+                                 "textual exc_type", obj.result)
+        return format_html("<strong>{}: {}</strong>{}", error.get("exc_type", "Exception"),
+                           error.get("exc_message", ""), stored_value(obj.result))
 
     @admin.display(description="traceback")
     def traceback_pre(self, obj):

@@ -16,9 +16,12 @@ from django.utils.html import format_html_join
 from ..conf import settings
 from ..models import QueuedMessage, Worker
 from ..monitoring import lost_cutoff
-from .display import ReadOnlyAdmin, badge, human_duration
+from ..timestamps import readable
+from .display import ReadOnlyAdmin, badge, human_duration, stored_time, time_column
 
 STATUS_COLOURS = {"alive": "#2e7d32", "lost": "#c62828", "stopped": "#757575"}
+#: Read through timestamps.readable(): a row may hold times Python cannot.
+TIMESTAMPS = ["started_at", "last_heartbeat", "stopped_at"]
 CURRENT_LISTED = 50
 
 
@@ -56,23 +59,30 @@ class WorkerStatusFilter(admin.SimpleListFilter):
 @admin.register(Worker)
 class WorkerAdmin(ReadOnlyAdmin):
     list_display = ["hostname", "pid", "queue_names", "pool", "concurrency", "status",
-                    "heartbeat_age", "processed", "failed", "current_count", "started_at"]
+                    "heartbeat_age", "processed", "failed", "current_count", "started_at_shown"]
     list_filter = [WorkerStatusFilter, "pool"]
     search_fields = ["hostname"]
     ordering = ["-started_at"]
     fieldsets = [
         (None, {"fields": ["hostname", "pid", "id", "status", "queue_names", "pool",
                            "concurrency"]}),
-        ("Life", {"fields": ["started_at", "last_heartbeat", "heartbeat_age", "stopped_at"]}),
+        ("Life", {"fields": ["started_at_shown", "last_heartbeat_shown", "heartbeat_age",
+                             "stopped_at_shown"]}),
         ("Work", {"fields": ["processed", "failed", "current_tasks"]}),
     ]
-    readonly_fields = ["status", "queue_names", "heartbeat_age", "current_tasks"]
+    readonly_fields = ["status", "queue_names", "heartbeat_age", "current_tasks",
+                       "started_at_shown", "last_heartbeat_shown", "stopped_at_shown"]
+
+    started_at_shown = time_column("started_at", "started at")
+    last_heartbeat_shown = time_column("last_heartbeat", "last heartbeat")
+    stopped_at_shown = time_column("stopped_at", "stopped at")
 
     def get_queryset(self, request):
         # One subquery per listed worker, on the claimed-by index.
         held = (QueuedMessage.objects.filter(claimed_by=OuterRef("pk")).order_by()
                 .values("claimed_by").annotate(n=Count("id")).values("n"))
-        return super().get_queryset(request).annotate(current=Coalesce(Subquery(held), 0))
+        return readable(super().get_queryset(request), TIMESTAMPS).annotate(
+            current=Coalesce(Subquery(held), 0))
 
     @admin.display(description="status")
     def status(self, obj):
@@ -85,6 +95,8 @@ class WorkerAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat")
     def heartbeat_age(self, obj):
+        if "last_heartbeat" in obj.out_of_range:
+            return stored_time(obj, "last_heartbeat")
         return f"{human_duration(timezone.now() - obj.last_heartbeat)} ago"
 
     @admin.display(description="current tasks", ordering="current")
@@ -93,10 +105,9 @@ class WorkerAdmin(ReadOnlyAdmin):
 
     @admin.display(description="current tasks")
     def current_tasks(self, obj):
-        rows = list(QueuedMessage.objects.using(settings.DATABASE)
-                    .filter(claimed_by=obj.pk).order_by("claimed_at")
-                    .only("id", "task_id", "task_name", "claimed_at", "started_at")
-                    [:CURRENT_LISTED])
+        rows = list(readable(QueuedMessage.objects.using(settings.DATABASE)
+                             .only("id", "task_id", "task_name"), ["claimed_at", "started_at"])
+                    .filter(claimed_by=obj.pk).order_by("claimed_at")[:CURRENT_LISTED])
         if not rows:
             return "-"
         now = timezone.now()
@@ -104,5 +115,12 @@ class WorkerAdmin(ReadOnlyAdmin):
             "", "<div><a href=\"{}\">{}</a> [{}] {} for {}</div>",
             ((reverse("admin:django_tasks_queuedmessage_change", args=[r.pk]), r.task_name,
               r.task_id, "running" if r.started_at else "claimed (prefetched)",
-              human_duration(now - (r.started_at or r.claimed_at))) for r in rows))
+              _held_for(r, now)) for r in rows))
 
+
+
+def _held_for(message, now):
+    column = "started_at" if message.started_at else "claimed_at"
+    if column in message.out_of_range:
+        return stored_time(message, column)
+    return human_duration(now - getattr(message, column))
