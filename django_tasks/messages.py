@@ -208,7 +208,10 @@ def encode_body(task, args, kwargs, serializer):
     body = {"args": list(args), "kwargs": dict(kwargs)}
     if serializer == "json" and _plain(args, kwargs):
         # The common case (ids, numbers, strings) needs no type tags: skip the walk.
-        return serialization.compact_json(body)
+        try:
+            return serialization.compact_json(body)
+        except ValueError:
+            pass  # an int too long for text: the walk below says which argument
     try:
         return serialization.dumps(body, serializer, what="arguments")
     except EncodeError:

@@ -222,3 +222,11 @@ def test_a_message_that_kills_its_child_counts_only_its_own_deliveries(start_wor
     assert [r.get(timeout=30) for r in mates] == [2, 3, 4]
     assert [TaskResult.objects.get(task_id=r.id).deliveries for r in mates] == [1, 1, 1]
     _assert_alive(worker)
+
+
+def test_an_integer_too_long_for_text_is_refused_at_call_time():
+    from django_tasks.exceptions import EncodeError
+
+    with pytest.raises(EncodeError, match="argument 'x'"):
+        add.delay(10**5000, 1)
+    assert not QueuedMessage.objects.exists()
