@@ -12,8 +12,8 @@ import traceback as traceback_module
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from .. import limits, serialization, signals, states
 from .. import retry as retry_policy
-from .. import serialization, signals, states
 from ..conf import settings
 from ..context import Request, running_task
 from ..exceptions import (
@@ -138,7 +138,8 @@ def _success(task, message, value):
     serializer = message.content_type if message.content_type in serialization.SERIALIZERS \
         else settings.SERIALIZER
     try:
-        text = serialization.dumps(value, serializer, what="the return value")
+        text = limits.checked_result(
+            serialization.dumps(value, serializer, what="the return value"))
     except EncodeError as exc:
         error = EncodeError(f"{task.name} returned a value that cannot be stored: {exc}")
         return _exception_outcome(message, states.FAILURE, error, with_traceback=False)
@@ -193,7 +194,8 @@ def _exception_outcome(message, state, exc, with_traceback=True):
     if with_traceback and exc.__traceback__ is not None:
         # PostgreSQL's text cannot hold NUL (an exception message may):
         # spelled as repr() spells it.
-        text = "".join(traceback_module.format_exception(exc)).replace("\0", "\\x00")
+        text = limits.cut("".join(traceback_module.format_exception(exc)),
+                          limits.TRACEBACK_CHARS).replace("\0", "\\x00")
     return Outcome(message=message, state=state, value=exc, result_text=exception_text(exc),
                    content_type="json", traceback=text)
 

@@ -1,10 +1,9 @@
 """What running one message produced, and the result row it becomes."""
 
-import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from .. import serialization, states
+from .. import limits, serialization, states
 from ..messages import Message
 
 # Where a message stands in a workflow (see canvas.py and workflow.py).
@@ -98,4 +97,5 @@ class Outcome:
 
 
 def exception_text(exc):
-    return json.dumps(serialization.exception_to_dict(exc))
+    # Cut, not refused: an error must be stored whatever its size.
+    return limits.exception_json(serialization.exception_to_dict(exc))
