@@ -88,27 +88,57 @@ ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
 
 CLAIM_RETURNING = ", ".join("m." + c.strip() for c in CLAIM_COLUMNS.split(","))
 
-# Per queue, the claim index hands over rows already in run order, so a
-# claim reads only the rows it takes, however deep the queue.
+def _due_in_run_order(queue, limit, columns):
+    """A query of the first ``limit`` due, unclaimed messages of ``queue``
+    (SQL expressions), in run order, locked (SKIP LOCKED).
+
+    Run order is priority, then ``available_at``, then id; but the claim
+    index cannot be read in that order skipping the messages not due yet:
+    a million future messages of a higher priority than the due ones would
+    be stepped over one by one, on every claim. So the index is read one
+    priority at a time, highest first: each level's due messages are a
+    range of the index, and the next level down is one probe (a loose index
+    scan). The Limit over the nested loop stops at the level that fills it:
+    no sort, so the levels below are never visited.
+    """
+    return f"""
+    WITH RECURSIVE levels(priority) AS (
+        (SELECT priority FROM {TABLE} WHERE claimed_by IS NULL AND queue = {queue}
+         ORDER BY priority DESC LIMIT 1)
+        UNION ALL
+        SELECT (SELECT priority FROM {TABLE}
+                WHERE claimed_by IS NULL AND queue = {queue} AND priority < levels.priority
+                ORDER BY priority DESC LIMIT 1)
+        FROM levels WHERE levels.priority IS NOT NULL
+    )
+    SELECT {columns} FROM levels CROSS JOIN LATERAL (
+        SELECT id, priority, available_at FROM {TABLE}
+        WHERE claimed_by IS NULL AND queue = {queue} AND priority = levels.priority
+          AND available_at <= statement_timestamp()
+        ORDER BY available_at, id
+        LIMIT {limit}
+        FOR UPDATE SKIP LOCKED
+    ) AS level
+    LIMIT {limit}"""
+
+
+# Each queue's due messages in run order (_due_in_run_order), then the
+# first of them all.
 CLAIM_SQL = f"""
 WITH due AS (
     SELECT d.id, d.priority, d.available_at
-    FROM unnest(%s::varchar[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT id, priority, available_at FROM {TABLE}
-        WHERE claimed_by IS NULL AND queue = q.name
-          AND available_at <= statement_timestamp()
-        ORDER BY priority DESC, available_at, id
-        LIMIT %s
-        FOR UPDATE SKIP LOCKED
+    FROM unnest(%(queues)s::varchar[]) AS q(name)
+    CROSS JOIN LATERAL ({_due_in_run_order("q.name", "%(limit)s",
+                                          "level.id, level.priority, level.available_at")}
     ) AS d
 ), picked AS (
     SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS position
-    FROM due ORDER BY priority DESC, available_at, id LIMIT %s
+    FROM due ORDER BY priority DESC, available_at, id LIMIT %(limit)s
 )
 UPDATE {TABLE} AS m
-SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
-    deliveries = m.deliveries + 1, started_at = CASE WHEN picked.position <= %s THEN now() END
+SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
+    deliveries = m.deliveries + 1,
+    started_at = CASE WHEN picked.position <= %(start)s THEN now() END
 FROM picked WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
@@ -117,14 +147,9 @@ RETURNING {CLAIM_RETURNING}
 # same claim without the per-queue merge and the numbering.
 CLAIM_ONE_QUEUE_SQL = f"""
 UPDATE {TABLE} AS m
-SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
+SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
     deliveries = m.deliveries + 1, started_at = now()
-FROM (
-    SELECT id FROM {TABLE}
-    WHERE claimed_by IS NULL AND queue = %s AND available_at <= statement_timestamp()
-    ORDER BY priority DESC, available_at, id
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
+FROM ({_due_in_run_order("%(queue)s", "%(limit)s", "level.id")}
 ) AS picked
 WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
@@ -464,11 +489,13 @@ class PostgreSQLQueue(BaseQueue):
         if len(queues) == 1 and start >= limit:
             rows = self._execute_raw(
                 CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                [str(worker_id), pid, queues[0], limit], fetch=True, binary=True)
+                {"worker": str(worker_id), "pid": pid, "queue": queues[0], "limit": limit},
+                fetch=True, binary=True)
         else:
             rows = self._execute_raw(
                 CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
-                [list(queues), limit, limit, str(worker_id), pid, start], fetch=True, binary=True)
+                {"queues": list(queues), "limit": limit, "worker": str(worker_id), "pid": pid,
+                 "start": start}, fetch=True, binary=True)
         # Binary results: jsonb comes decoded (a JSON string as a str).
         return sort_claimed([self.message_from_row(r, _identity, _identity, _identity)
                              for r in rows])
