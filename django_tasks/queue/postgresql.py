@@ -119,6 +119,7 @@ def _due_in_run_order(queue, limit, columns):
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED
     ) AS level
+    WHERE levels.priority IS NOT NULL
     LIMIT {limit}"""
 
 
