@@ -3,6 +3,7 @@
 Every PostgreSQL-specific statement of the app is in this module.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -128,7 +129,7 @@ def _due_in_run_order(queue, limit, columns):
 CLAIM_SQL = f"""
 WITH due AS (
     SELECT d.id, d.priority, d.available_at
-    FROM unnest(%(queues)s::varchar[]) AS q(name)
+    FROM (SELECT unnest(%(queues)s::varchar[]) LIMIT %(queue_count)s) AS q(name)
     CROSS JOIN LATERAL ({_due_in_run_order("q.name", "%(limit)s",
                                           "level.id, level.priority, level.available_at")}
     ) AS d
@@ -165,6 +166,21 @@ CLAIM_ASYNC_COMMIT_SQL = CLAIM_SQL.replace(
 ).replace("FROM picked WHERE", "FROM picked, relaxed WHERE")
 CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + CLAIM_ONE_QUEUE_SQL.replace(
     ") AS picked\nWHERE", ") AS picked, relaxed\nWHERE")
+
+@functools.cache
+def _written_in(sql, limit, queue_count=1):
+    """A claim with its limit and its number of queues written in, not
+    parameters.
+
+    Planning a claim cost more than running it. With these as parameters
+    the server planned every claim anew (a plan for an unknown limit, or
+    array of queues, looks costly: it assumes a tenth of the table, a
+    hundred queues); written in, a prepared claim is planned once. A worker
+    claims with one or two limits, always for the same queues.
+    """
+    return (sql.replace("%(limit)s", str(int(limit)))
+            .replace("%(queue_count)s", str(int(queue_count))))
+
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
@@ -211,9 +227,9 @@ MESSAGE_BY_TASK_ID_SQL = f"SELECT {', '.join(MESSAGE_FIELDS)} FROM {TABLE} WHERE
 
 # The statements every task runs (enqueue, claim, store): prepared once per
 # connection, the server plans them once instead of on every call (a claim's
-# planning cost as much as running it).
-PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, CLAIM_SQL, CLAIM_ONE_QUEUE_SQL,
-                      CLAIM_ASYNC_COMMIT_SQL, CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL,
+# planning cost as much as running it). The claims are prepared by claim(),
+# each with its limit written in (see _written_in).
+PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL,
                       RESULT_BY_TASK_ID_SQL, MESSAGE_BY_TASK_ID_SQL))
 # A .delay() outside a transaction, and a lone outcome stored outside one,
 # run their statements through libpq directly (see libpq.py), prepared under
@@ -456,7 +472,7 @@ class PostgreSQLQueue(BaseQueue):
     def message_writer(self):
         return CopyWriter(self)
 
-    def _execute_raw(self, sql, params, fetch=False, binary=False):
+    def _execute_raw(self, sql, params, fetch=False, binary=False, prepare=False):
         """Run ``sql`` on psycopg's own cursor over Django's connection (same
         transaction).
 
@@ -468,17 +484,15 @@ class PostgreSQLQueue(BaseQueue):
         connection.ensure_connection()
         started = time.monotonic()
         raw = connection.connection
-        prepare = None
-        if sql in PREPARED and settings.PREPARED_STATEMENTS:
-            prepare = True
-            if raw.prepare_threshold is None:
-                # Django turns psycopg's preparing off (for poolers), which
-                # ignores prepare=True too: prepare what is asked for, only.
-                raw.prepare_threshold = ONLY_WHEN_ASKED
+        prepare = (prepare or sql in PREPARED) and settings.PREPARED_STATEMENTS
+        if prepare and raw.prepare_threshold is None:
+            # Django turns psycopg's preparing off (for poolers), which
+            # ignores prepare=True too: prepare what is asked for, only.
+            raw.prepare_threshold = ONLY_WHEN_ASKED
         # psycopg.Cursor explicitly: Django's connections default to a
         # client-side binding cursor class.
         with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-            cursor.execute(sql, params, binary=binary, prepare=prepare)
+            cursor.execute(sql, params, binary=binary, prepare=prepare or None)
             rows = cursor.fetchall() if fetch else None
         _log_query(connection, sql, started)
         return rows
@@ -489,14 +503,15 @@ class PostgreSQLQueue(BaseQueue):
         relaxed = not settings.SYNCHRONOUS_ACKS and self.connection.get_autocommit()
         if len(queues) == 1 and start >= limit:
             rows = self._execute_raw(
-                CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                {"worker": str(worker_id), "pid": pid, "queue": queues[0], "limit": limit},
-                fetch=True, binary=True)
+                _written_in(CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
+                            limit),
+                {"worker": str(worker_id), "pid": pid, "queue": queues[0]},
+                fetch=True, binary=True, prepare=True)
         else:
             rows = self._execute_raw(
-                CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
-                {"queues": list(queues), "limit": limit, "worker": str(worker_id), "pid": pid,
-                 "start": start}, fetch=True, binary=True)
+                _written_in(CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL, limit, len(queues)),
+                {"queues": list(queues), "worker": str(worker_id), "pid": pid, "start": start},
+                fetch=True, binary=True, prepare=True)
         # Binary results: jsonb comes decoded (a JSON string as a str).
         return sort_claimed([self.message_from_row(r, _identity, _identity, _identity)
                              for r in rows])
