@@ -2,7 +2,9 @@
 task, and the worker carries on; a huge error text is cut, not refused."""
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from django_tasks import chain, group, limits, states
 from django_tasks.exceptions import EncodeError
@@ -94,3 +96,20 @@ def test_a_flush_of_large_results_is_split_under_the_statement_budget():
     assert [o.result_text for o in first] == [half, half]
     second = flusher._gather(flusher._inbox.get())
     assert [o.result_text for o in second] == [half, "small"]
+
+
+def test_a_few_large_messages_are_enqueued_row_by_row(postgres_only, monkeypatch):
+    # Bound as one array, their bodies would be one value: PostgreSQL refuses
+    # one over 1 GB (the threshold is lowered here, not the sizes raised).
+    from django_tasks.queue import postgresql
+
+    monkeypatch.setattr(postgresql, "COPY_FROM_CHARS", 1000)
+    with CaptureQueriesContext(connection) as small:
+        group(echo.s(i) for i in range(3)).apply_async()
+    with CaptureQueriesContext(connection) as large:
+        sent = group(echo.s("x" * 400) for _ in range(3)).apply_async()
+    assert not any(q["sql"] == postgresql.ENQUEUE_COPY_SQL for q in small.captured_queries)
+    assert any(q["sql"] == postgresql.ENQUEUE_COPY_SQL for q in large.captured_queries)
+    assert sorted(QueuedMessage.objects.filter(task_id__in=[r.id for r in sent])
+                  .values_list("body", flat=True)) == ['{"args":["' + "x" * 400
+                                                       + '"],"kwargs":{}}'] * 3

@@ -55,6 +55,10 @@ COPY {TABLE} (task_id, task_name, queue, priority, available_at, expires, conten
               body, headers, deliveries, created_at) FROM STDIN
 """
 COPY_FROM = 200  # messages; below, COPY's extra round trips cost more than it saves
+# Fewer messages go by COPY too when they are this large: the statement
+# above binds all their bodies as one array, one value, and PostgreSQL
+# refuses a value (and a message) over 1 GB. COPY sends row by row.
+COPY_FROM_CHARS = 64 * 1024 * 1024
 
 # One message (every plain .delay()): scalar parameters cost a fraction of
 # the array binding above.
@@ -410,11 +414,14 @@ class PostgreSQLQueue(BaseQueue):
         if len(messages) >= COPY_FROM:
             self._enqueue_by_copy(messages)
             return
+        bodies, headers = [m.body for m in messages], [compact_json(m.headers) for m in messages]
+        if sum(map(len, bodies)) + sum(map(len, headers)) > COPY_FROM_CHARS:
+            self._enqueue_by_copy(messages)
+            return
         columns = ([m.task_id for m in messages], [m.task_name for m in messages],
                    [m.queue for m in messages], [m.priority for m in messages],
                    [m.available_at for m in messages], [m.expires for m in messages],
-                   [m.content_type for m in messages], [m.body for m in messages],
-                   [compact_json(m.headers) for m in messages], [0] * len(messages),
+                   [m.content_type for m in messages], bodies, headers, [0] * len(messages),
                    [m.created_at for m in messages])
         self._execute_raw(ENQUEUE_SQL, columns)
         self.remember_uncommitted([m.task_id for m in messages])
