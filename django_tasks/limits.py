@@ -18,9 +18,10 @@ MIB = 1024 * 1024
 #: at most 256 MB, and a row of results and arguments must stay well under
 #: PostgreSQL's 1 GB protocol message.
 CEILING = 256 * MIB
-#: A traceback is read by people: past this many characters its middle is
-#: cut (its head and tail, where the outermost call and the error are, stay).
-TRACEBACK_CHARS = 1 * MIB
+#: A traceback is read by people (and logged): past this many characters
+#: its middle is cut (its head and tail, where the outermost calls and the
+#: error are, stay).
+TRACEBACK_CHARS = 64 * 1024
 #: An exception as stored (its type, message and arguments as JSON) past this
 #: many characters: the message cut, the arguments replaced by the cut message.
 EXCEPTION_CHARS = 64 * 1024
@@ -30,14 +31,10 @@ FLUSH_CHARS = 128 * MIB
 
 
 def utf8_size(text, limit):
-    """``text``'s size in UTF-8 bytes, exact while it is at most ``limit``
-    (above, any number over ``limit``): without encoding a text that is
-    surely under or surely over."""
-    chars = len(text)
-    if chars > limit or text.isascii():
-        return chars  # a character is at least one byte
-    if chars * 4 <= limit:
-        return chars  # at most four bytes each: under the limit, whatever it is
+    """``text``'s size in UTF-8 bytes; for a text of more than ``limit``
+    characters, its length (already over ``limit``) without encoding it."""
+    if text.isascii() or len(text) > limit:
+        return len(text)  # a character is at least one byte
     return len(text.encode("utf-8", "surrogatepass"))
 
 

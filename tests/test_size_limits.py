@@ -43,6 +43,10 @@ def test_the_message_size_counts_utf8_bytes():
         echo.delay("é" * 450)  # 900 bytes of argument: under 1000
         with pytest.raises(EncodeError, match=r"too large: 12\d\d bytes > 1000"):
             echo.delay("é" * 600)  # 600 characters, 1200 bytes
+        # Arguments and options together: 822 bytes of body (222 characters)
+        # and 200 of headers.
+        with pytest.raises(EncodeError, match=r"too large: 10\d\d bytes > 1000"):
+            echo.apply_async(("😀" * 200,), headers={"note": "x" * 180})
     assert QueuedMessage.objects.count() == 1
 
 
