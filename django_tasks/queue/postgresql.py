@@ -180,7 +180,8 @@ def _written_in(sql, limit, queue_count=1):
     the server planned every claim anew (a plan for an unknown limit, or
     array of queues, looks costly: it assumes a tenth of the table, a
     hundred queues); written in, a prepared claim is planned once. A worker
-    claims with one or two limits, always for the same queues.
+    claims for the same queues, with a few limits (its free slots plus its
+    prefetch): a few prepared statements.
     """
     return (sql.replace("%(limit)s", str(int(limit)))
             .replace("%(queue_count)s", str(int(queue_count))))
