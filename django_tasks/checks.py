@@ -5,6 +5,7 @@ from datetime import timedelta
 from django.conf import settings as django_settings
 from django.core import checks
 
+from . import limits
 from .beat.validation import beat_schedule_errors, unregistered_task_warnings
 from .conf import DEFAULTS, settings
 from .serialization import SERIALIZERS
@@ -68,6 +69,13 @@ def check_settings(app_configs=None, **kwargs):
     for key in ("LISTEN_NOTIFY", "SYNCHRONOUS_ACKS", "SYNCHRONOUS_ENQUEUE", "PREPARED_STATEMENTS"):
         if not isinstance(getattr(settings, key), bool):
             errors.append(_error(18, f"DJANGO_TASKS[{key!r}] must be True or False."))
+    for key in ("MAX_MESSAGE_SIZE", "MAX_RESULT_SIZE"):
+        value = getattr(settings, key)
+        if not (isinstance(value, int) and not isinstance(value, bool)
+                and 1 <= value <= limits.CEILING):
+            errors.append(_error(20, f"DJANGO_TASKS[{key!r}] must be a whole number of bytes "
+                                     f"from 1 to {limits.CEILING} (256 MiB).",
+                                 hint=f"Got {value!r}. PostgreSQL refuses larger values."))
     if not isinstance(settings.BEAT_SCHEDULE, dict):
         errors.append(_error(19, "DJANGO_TASKS['BEAT_SCHEDULE'] must be a dict."))
     else:

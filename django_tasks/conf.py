@@ -52,6 +52,12 @@ DEFAULTS = {
     "PREPARED_STATEMENTS": True,
     # Rows deleted per statement when purging expired results.
     "PURGE_BATCH_SIZE": 5000,
+    # The largest message, in bytes (arguments and options serialized): a
+    # larger one is refused at call time with EncodeError.
+    "MAX_MESSAGE_SIZE": 16 * 1024 * 1024,
+    # The largest stored return value, in bytes (serialized): a larger one
+    # ends its task FAILURE instead of being stored.
+    "MAX_RESULT_SIZE": 64 * 1024 * 1024,
 }
 
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from .conf import settings
 from .context import running_task
+from .limits import check_message_size
 from .messages import (
     Message,
     checked_time_limit,
@@ -18,6 +19,7 @@ from .messages import (
     new_task_id,
 )
 from .routing import resolve_options
+from .serialization import compact_json
 
 
 class MessageBuilder:
@@ -58,6 +60,7 @@ class MessageBuilder:
             message_headers["link"] = _signature_list(link)
         if link_error:
             message_headers["link_error"] = _signature_list(link_error)
+        check_message_size(task.name, body, compact_json(message_headers))
         now = self.now
         return Message(
             task_id=task_id, task_name=task.name, queue=queue, priority=priority,

@@ -5,12 +5,13 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
 from . import serialization
 from .exceptions import EncodeError
+from .timestamps import HIGHEST, LOWEST
 
 
 @dataclass
@@ -133,9 +134,8 @@ def new_task_id():
 
 # The instants a message may name: PostgreSQL stores far wider ones, but
 # Python's datetime (psycopg, Django, the admin) reads only years 1 to
-# 9999, in any time zone it is shown in. A day inside that on each side.
-EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
-LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+# 9999, in any time zone it is shown in.
+EARLIEST, LATEST = LOWEST, HIGHEST
 
 
 def to_aware(value, what):

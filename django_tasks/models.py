@@ -62,6 +62,13 @@ class QueuedMessage(models.Model):
                 condition=Q(claimed_by__isnull=False),
                 name="django_tasks_claimed_by_idx",
             ),
+            # Housekeeping's sweep of waiting messages whose expires passed
+            # (expired_waiting); only messages given an expiry are in it.
+            models.Index(
+                fields=["expires"],
+                condition=Q(claimed_by__isnull=True, expires__isnull=False),
+                name="django_tasks_expires_idx",
+            ),
         ]
 
     def __str__(self):

@@ -2,21 +2,29 @@
 
 Shared by the ``tasks_status`` command and the admin, with vendor-neutral
 queries that each use an index (claim index, heartbeat index, done index).
-Timestamps are read through ``timestamps.readable``/``clamped``: a row
+Timestamps are read through ``timestamps.readable``: a row
 holding one Python cannot (infinity, year 10000) must not fail the page.
 """
 
 from dataclasses import dataclass
 from datetime import UTC, timedelta
 
-from django.db.models import Count, Min, Q
+from django.db.models import Count
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
 from . import states
 from .conf import settings
 from .models import QueuedMessage, TaskResult, Worker
-from .timestamps import clamped, readable
+from .queue import get_backend
+from .timestamps import readable
+
+#: Waiting messages are counted up to this many per queue (a range of the
+#: claim index that long); past it the figure reads "over".
+DEPTH_CAP = 10_000
+#: Queues, and priority levels within a queue, looked at (one index probe each).
+MAX_QUEUES = 1000
+MAX_LEVELS = 1000
 
 
 @dataclass
@@ -25,21 +33,59 @@ class QueueFigures:
     waiting: int
     running: int
     oldest_waiting_seconds: float | None
+    # The oldest due, unclaimed message (id, task_id, task_name, available_at).
+    oldest: QueuedMessage | None = None
+    # True when more than ``waiting`` (DEPTH_CAP) messages wait.
+    waiting_capped: bool = False
+
+    @property
+    def waiting_text(self):
+        return f"over {self.waiting}" if self.waiting_capped else str(self.waiting)
 
 
 def queue_figures(now=None):
-    """Depth, running count and age of the oldest due message, per queue."""
+    """Depth, running count and the oldest due message, per queue.
+
+    Index-bound however deep the queues: the queue names and each queue's
+    priority levels come from loose scans of the claim index, waiting
+    messages are counted up to DEPTH_CAP, and running ones (as many as the
+    workers' slots and prefetch) through the claimed-by index.
+    """
     now = now or timezone.now()
-    rows = (QueuedMessage.objects.using(settings.DATABASE).values("queue")
-            .annotate(waiting=Count("id", filter=Q(claimed_by__isnull=True)),
-                      running=Count("id", filter=Q(claimed_by__isnull=False)),
-                      # Clamped: a hand-made '-infinity' must not fail the query.
-                      oldest=Min(clamped("available_at"), filter=Q(claimed_by__isnull=True,
-                                                                    available_at__lte=now)))
-            .order_by("queue"))
-    return [QueueFigures(row["queue"], row["waiting"], row["running"],
-                         (now - row["oldest"]).total_seconds() if row["oldest"] else None)
-            for row in rows]
+    messages = QueuedMessage.objects.using(settings.DATABASE)
+    backend = get_backend()
+    running = dict(messages.filter(claimed_by__isnull=False).order_by().values("queue")
+                   .annotate(n=Count("id")).values_list("queue", "n"))
+    names = set(backend.distinct_values(QueuedMessage, "queue", MAX_QUEUES,
+                                        where="claimed_by IS NULL"))
+    figures = []
+    for name in sorted(names | set(running)):
+        waiting = messages.filter(claimed_by__isnull=True, queue=name)[:DEPTH_CAP + 1].count()
+        oldest = _oldest_due(backend, messages, name, now)
+        figures.append(QueueFigures(
+            name, min(waiting, DEPTH_CAP), running.get(name, 0),
+            (now - oldest.available_at).total_seconds() if oldest is not None else None,
+            oldest=oldest, waiting_capped=waiting > DEPTH_CAP))
+    return figures
+
+
+def _oldest_due(backend, messages, queue, now):
+    """The oldest due, unclaimed message of ``queue``, or None.
+
+    The claim index orders a queue by priority first, so the oldest is the
+    oldest of each priority level's first message: one probe per level,
+    not a scan of the queue.
+    """
+    levels = backend.distinct_values(QueuedMessage, "priority", MAX_LEVELS,
+                                     where="claimed_by IS NULL AND queue = %s",
+                                     params=[queue], descending=True)
+    # readable(): a hand-made '-infinity' must not fail the page.
+    heads = [readable(messages.filter(queue=queue, priority=level, claimed_by__isnull=True)
+                      .order_by("available_at", "id")
+                      .only("id", "task_id", "task_name", "queue"), ["available_at"]).first()
+             for level in levels]
+    due = [m for m in heads if m is not None and m.available_at <= now]
+    return min(due, key=lambda m: (m.available_at, m.id), default=None)
 
 
 def lost_cutoff(now=None):
@@ -101,17 +147,3 @@ def done_and_failed(per_minute):
     """``finished_per_minute()`` rows as [(minute, done, failed)]."""
     return [(minute, sum(counts.values()), counts.get(states.FAILURE, 0))
             for minute, counts in per_minute]
-
-
-def oldest_waiting(queues, now=None):
-    """The oldest due, unclaimed message of each named queue: {queue: message}."""
-    now = now or timezone.now()
-    oldest = {}
-    for queue in queues:
-        message = (readable(QueuedMessage.objects.using(settings.DATABASE)
-                            .only("id", "task_id", "task_name", "queue"), ["available_at"])
-                   .filter(queue=queue, claimed_by__isnull=True, available_at__lte=now)
-                   .order_by("available_at", "id").first())
-        if message is not None:
-            oldest[queue] = message
-    return oldest

@@ -41,6 +41,11 @@ DJANGO_TASKS = {
     # "0" behind PgBouncer in transaction mode before 1.22.1 (tests/test_pgbouncer.py).
     "PREPARED_STATEMENTS": os.environ.get("TESTS_PREPARED_STATEMENTS", "1") == "1",
 }
+# Size limits lowered for the worker processes a test starts (bytes), so
+# going over them needs no large allocation.
+for _key in ("MAX_MESSAGE_SIZE", "MAX_RESULT_SIZE"):
+    if os.environ.get(f"TESTS_{_key}"):
+        DJANGO_TASKS[_key] = int(os.environ[f"TESTS_{_key}"])
 
 # A BEAT_SCHEDULE for the worker processes a test starts: JSON
 # {"name": {"task": ..., "seconds": n, "args": [...], "catch_up": ...}}.

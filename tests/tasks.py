@@ -142,3 +142,14 @@ def needs_note(text):
 @task
 def raise_message(text):
     raise ValueError(text)
+
+
+@task
+def make_text(length, char="x"):
+    """Returns a text of ``length`` characters (a result of a chosen size)."""
+    return char * length
+
+
+@task
+def raise_long(length):
+    raise ValueError("y" * length)

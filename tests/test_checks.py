@@ -18,7 +18,8 @@ def _ids(setting):
 
 def test_valid_settings_pass():
     assert _ids({"RESULT_EXPIRES": timedelta(hours=2), "TASK_ROUTES": {"a.*": {"queue": "a"}},
-                 "POLL_INTERVAL": 0.5}) == {}
+                 "POLL_INTERVAL": 0.5, "MAX_MESSAGE_SIZE": 1,
+                 "MAX_RESULT_SIZE": 256 * 1024 * 1024}) == {}
 
 
 @pytest.mark.parametrize("setting, error_id, words", [
@@ -34,6 +35,10 @@ def test_valid_settings_pass():
     ({"POLL_INTERVAL": 0}, "django_tasks.E014", "positive number of seconds"),
     ({"HEARTBEAT_INTERVAL": 10, "WORKER_LOST_TIMEOUT": 15}, "django_tasks.E015", "twice"),
     ({"PREPARED_STATEMENTS": "off"}, "django_tasks.E018", "'PREPARED_STATEMENTS'] must be True"),
+    ({"MAX_MESSAGE_SIZE": None}, "django_tasks.E020", "'MAX_MESSAGE_SIZE'] must be a whole"),
+    ({"MAX_MESSAGE_SIZE": 0}, "django_tasks.E020", "from 1 to 268435456"),
+    ({"MAX_RESULT_SIZE": 2**30}, "django_tasks.E020", "'MAX_RESULT_SIZE'] must be a whole"),
+    ({"MAX_RESULT_SIZE": 1.5e6}, "django_tasks.E020", "'MAX_RESULT_SIZE'] must be a whole"),
 ])
 def test_invalid_settings_are_reported(setting, error_id, words):
     errors = _ids(setting)

@@ -5,7 +5,8 @@ index and its own permission (``django_tasks.view_dashboard``). The page
 polls ``fragment/`` every few seconds and swaps in the new figures.
 
 Every figure comes from an indexed query, whatever the size of the results
-table: the queue table (waiting and running messages only), the results of
+table: the queue table (loose scans of the claim index, and waiting messages
+counted up to a cap, so the page says "over N" past it), the results of
 the last hour (a range of the ``date_done`` index, grouped by the database),
 and the live workers (the heartbeat index).
 """
@@ -56,9 +57,7 @@ def dashboard_figures(now=None):
     """Everything the dashboard shows, as plain values for the template."""
     now = now or timezone.now()
     queues = monitoring.queue_figures(now)
-    oldest = monitoring.oldest_waiting([q.name for q in queues], now)
     for q in queues:
-        q.oldest = oldest.get(q.name)
         q.oldest_age = "-" if q.oldest is None else age(q.oldest, "available_at", now)
     # One scan of the last hour's results gives both the chart and the states.
     per_minute = monitoring.finished_per_minute(WINDOW_MINUTES, now)
@@ -78,6 +77,8 @@ def dashboard_figures(now=None):
         "window_minutes": WINDOW_MINUTES,
         "queues": queues,
         "waiting": sum(q.waiting for q in queues),
+        # Some queue is deeper than it was counted (monitoring.DEPTH_CAP).
+        "waiting_capped": any(q.waiting_capped for q in queues),
         "running": sum(q.running for q in queues),
         "state_rows": state_rows,
         "results_estimate": get_backend().estimated_row_count(TaskResult),

@@ -224,8 +224,10 @@ class BaseQueue:
         return count
 
     def expired_waiting(self, now, limit):
+        # In the expires index's order: the first ``limit`` entries of it,
+        # however many messages there are (by id, every expired one sorted).
         rows = (QueuedMessage.objects.using(self.alias)
-                .filter(claimed_by__isnull=True, expires__lt=now).order_by("id")[:limit])
+                .filter(claimed_by__isnull=True, expires__lt=now).order_by("expires")[:limit])
         return [self.message_from_model(row) for row in rows]
 
     def take_turn(self, job, interval):
@@ -319,24 +321,29 @@ class BaseQueue:
         database keeps none (then the admin counts, capped)."""
         return None
 
-    def distinct_values(self, model, column, limit):
-        """Up to ``limit`` distinct non-null values of ``column``, in order.
+    def distinct_values(self, model, column, limit, where="", params=(), descending=False):
+        """Up to ``limit`` distinct non-null values of ``column``, in order
+        (``descending``: highest first), among the rows matching ``where``
+        (SQL with ``params``).
 
         A loose index scan (one index probe per value, standard SQL that both
-        vendors run): the column must lead an index, and then listing the task
-        names of a million results reads a few dozen index entries instead of
-        the whole table.
+        vendors run): the column must lead an index (or follow the columns
+        ``where`` fixes), and then listing the task names of a million
+        results reads a few dozen index entries instead of the whole table.
         """
         table = self.connection.ops.quote_name(model._meta.db_table)
         name = self.connection.ops.quote_name(column)
+        first, beyond = ("MAX", "<") if descending else ("MIN", ">")
+        only = f" WHERE {where}" if where else ""
         sql = (f"WITH RECURSIVE v(value) AS ("
-               f" SELECT MIN({name}) FROM {table}"
+               f" SELECT {first}({name}) FROM {table}{only}"
                f" UNION ALL"
-               f" SELECT (SELECT MIN({name}) FROM {table} WHERE {name} > v.value)"
+               f" SELECT (SELECT {first}({name}) FROM {table}"
+               f" WHERE {f'({where}) AND ' if where else ''}{name} {beyond} v.value)"
                f" FROM v WHERE v.value IS NOT NULL)"
                f" SELECT value FROM v WHERE value IS NOT NULL LIMIT %s")
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, [limit])
+            cursor.execute(sql, [*params, *params, limit])
             return [row[0] for row in cursor.fetchall()]
 
     # -- workers ------------------------------------------------------

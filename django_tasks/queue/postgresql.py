@@ -3,6 +3,7 @@
 Every PostgreSQL-specific statement of the app is in this module.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -57,6 +58,10 @@ COPY {TABLE} (task_id, task_name, queue, priority, available_at, expires, conten
               body, headers, deliveries, created_at) FROM STDIN
 """
 COPY_FROM = 200  # messages; below, COPY's extra round trips cost more than it saves
+# Fewer messages go by COPY too when they are this large: the statement
+# above binds all their bodies as one array, one value, and PostgreSQL
+# refuses a value (and a message) over 1 GB. COPY sends row by row.
+COPY_FROM_CHARS = 64 * 1024 * 1024
 
 # One message (every plain .delay()): scalar parameters cost a fraction of
 # the array binding above.
@@ -95,29 +100,63 @@ WORKERS = Worker._meta.db_table
 # A claim takes nothing for a worker declared lost (its row stopped): what
 # it claimed would count as orphaned at once, and run twice. Uncorrelated,
 # so the server checks it once per claim, before reading the queue.
-LIVE_CLAIMANT = f"EXISTS (SELECT FROM {WORKERS} WHERE id = %s::uuid AND stopped_at IS NULL)"
+LIVE_CLAIMANT = (f"EXISTS (SELECT FROM {WORKERS} "
+                 "WHERE id = %(worker)s::uuid AND stopped_at IS NULL)")
 
-# Per queue, the claim index hands over rows already in run order, so a
-# claim reads only the rows it takes, however deep the queue.
+
+def _due_in_run_order(queue, limit, columns):
+    """A query of the first ``limit`` due, unclaimed messages of ``queue``
+    (SQL expressions), in run order, locked (SKIP LOCKED).
+
+    Run order is priority, then ``available_at``, then id; but the claim
+    index cannot be read in that order skipping the messages not due yet:
+    a million future messages of a higher priority than the due ones would
+    be stepped over one by one, on every claim. So the index is read one
+    priority at a time, highest first: each level's due messages are a
+    range of the index, and the next level down is one probe (a loose index
+    scan). The Limit over the nested loop stops at the level that fills it:
+    no sort, so the levels below are never visited.
+    """
+    return f"""
+    WITH RECURSIVE levels(priority) AS (
+        (SELECT priority FROM {TABLE} WHERE claimed_by IS NULL AND queue = {queue}
+           AND {LIVE_CLAIMANT}
+         ORDER BY priority DESC LIMIT 1)
+        UNION ALL
+        SELECT (SELECT priority FROM {TABLE}
+                WHERE claimed_by IS NULL AND queue = {queue} AND priority < levels.priority
+                ORDER BY priority DESC LIMIT 1)
+        FROM levels WHERE levels.priority IS NOT NULL
+    )
+    SELECT {columns} FROM levels CROSS JOIN LATERAL (
+        SELECT id, priority, available_at FROM {TABLE}
+        WHERE claimed_by IS NULL AND queue = {queue} AND priority = levels.priority
+          AND available_at <= statement_timestamp()
+        ORDER BY available_at, id
+        LIMIT {limit}
+        FOR UPDATE SKIP LOCKED
+    ) AS level
+    WHERE levels.priority IS NOT NULL
+    LIMIT {limit}"""
+
+
+# Each queue's due messages in run order (_due_in_run_order), then the
+# first of them all.
 CLAIM_SQL = f"""
 WITH due AS (
     SELECT d.id, d.priority, d.available_at
-    FROM unnest(%s::varchar[]) AS q(name)
-    CROSS JOIN LATERAL (
-        SELECT id, priority, available_at FROM {TABLE}
-        WHERE claimed_by IS NULL AND queue = q.name
-          AND available_at <= statement_timestamp() AND {LIVE_CLAIMANT}
-        ORDER BY priority DESC, available_at, id
-        LIMIT %s
-        FOR UPDATE SKIP LOCKED
+    FROM (SELECT unnest(%(queues)s::varchar[]) LIMIT %(queue_count)s) AS q(name)
+    CROSS JOIN LATERAL ({_due_in_run_order("q.name", "%(limit)s",
+                                          "level.id, level.priority, level.available_at")}
     ) AS d
 ), picked AS (
     SELECT id, row_number() OVER (ORDER BY priority DESC, available_at, id) AS position
-    FROM due ORDER BY priority DESC, available_at, id LIMIT %s
+    FROM due ORDER BY priority DESC, available_at, id LIMIT %(limit)s
 )
 UPDATE {TABLE} AS m
-SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
-    deliveries = m.deliveries + 1, started_at = CASE WHEN picked.position <= %s THEN now() END
+SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
+    deliveries = m.deliveries + 1,
+    started_at = CASE WHEN picked.position <= %(start)s THEN now() END
 FROM picked WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
@@ -126,15 +165,9 @@ RETURNING {CLAIM_RETURNING}
 # same claim without the per-queue merge and the numbering.
 CLAIM_ONE_QUEUE_SQL = f"""
 UPDATE {TABLE} AS m
-SET claimed_by = %s::uuid, claimed_pid = %s, claimed_at = now(),
+SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
     deliveries = m.deliveries + 1, started_at = now()
-FROM (
-    SELECT id FROM {TABLE}
-    WHERE claimed_by IS NULL AND queue = %s AND available_at <= statement_timestamp()
-      AND {LIVE_CLAIMANT}
-    ORDER BY priority DESC, available_at, id
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
+FROM ({_due_in_run_order("%(queue)s", "%(limit)s", "level.id")}
 ) AS picked
 WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
@@ -151,6 +184,22 @@ CLAIM_ASYNC_COMMIT_SQL = CLAIM_SQL.replace(
 CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + CLAIM_ONE_QUEUE_SQL.replace(
     ") AS picked\nWHERE", ") AS picked, relaxed\nWHERE")
 
+@functools.cache
+def _written_in(sql, limit, queue_count=1):
+    """A claim with its limit and its number of queues written in, not
+    parameters.
+
+    Planning a claim cost more than running it. With these as parameters
+    the server planned every claim anew (a plan for an unknown limit, or
+    array of queues, looks costly: it assumes a tenth of the table, a
+    hundred queues); written in, a prepared claim is planned once. A worker
+    claims for the same queues, with a few limits (its free slots plus its
+    prefetch): a few prepared statements.
+    """
+    return (sql.replace("%(limit)s", str(int(limit)))
+            .replace("%(queue_count)s", str(int(queue_count))))
+
+
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 # The queue base's ORM reads of whole messages, as statements whose rows
@@ -164,7 +213,7 @@ WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (
 ORDER BY id LIMIT %s
 """
 EXPIRED_WAITING_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
-                       "WHERE claimed_by IS NULL AND expires < %s ORDER BY id LIMIT %s")
+                       "WHERE claimed_by IS NULL AND expires < %s ORDER BY expires LIMIT %s")
 
 RESULTS = TaskResult._meta.db_table
 RESULT_TYPES = ("uuid", "varchar", "varchar", "varchar", "text", "text", "text", "text",
@@ -220,9 +269,9 @@ MESSAGE_BY_TASK_ID_SQL = f"SELECT {', '.join(MESSAGE_FIELDS)} FROM {TABLE} WHERE
 
 # The statements every task runs (enqueue, claim, store): prepared once per
 # connection, the server plans them once instead of on every call (a claim's
-# planning cost as much as running it).
-PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, CLAIM_SQL, CLAIM_ONE_QUEUE_SQL,
-                      CLAIM_ASYNC_COMMIT_SQL, CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL,
+# planning cost as much as running it). The claims are prepared by claim(),
+# each with its limit written in (see _written_in).
+PREPARED = frozenset((ENQUEUE_ONE_SQL, ENQUEUE_ONE_ASYNC_COMMIT_SQL, STORE_AND_ACK_SQL,
                       STORE_AND_ACK_ASYNC_COMMIT_SQL, RESULT_BY_TASK_ID_SQL,
                       MESSAGE_BY_TASK_ID_SQL))
 # A .delay() outside a transaction, and a lone outcome stored outside one,
@@ -475,11 +524,14 @@ class PostgreSQLQueue(BaseQueue):
         if len(messages) >= COPY_FROM:
             self._enqueue_by_copy(messages)
             return
+        bodies, headers = [m.body for m in messages], [compact_json(m.headers) for m in messages]
+        if sum(map(len, bodies)) + sum(map(len, headers)) > COPY_FROM_CHARS:
+            self._enqueue_by_copy(messages)
+            return
         columns = ([m.task_id for m in messages], [m.task_name for m in messages],
                    [m.queue for m in messages], [m.priority for m in messages],
                    [m.available_at for m in messages], [m.expires for m in messages],
-                   [m.content_type for m in messages], [m.body for m in messages],
-                   [compact_json(m.headers) for m in messages], [0] * len(messages),
+                   [m.content_type for m in messages], bodies, headers, [0] * len(messages),
                    [m.created_at for m in messages])
         self._execute_raw(ENQUEUE_SQL, columns)
         self.remember_uncommitted([m.task_id for m in messages])
@@ -537,7 +589,8 @@ class PostgreSQLQueue(BaseQueue):
     def message_writer(self):
         return CopyWriter(self)
 
-    def _execute_raw(self, sql, params, fetch=False, binary=False, messages=False):
+    def _execute_raw(self, sql, params, fetch=False, binary=False, prepare=False,
+                     messages=False):
         """Run ``sql`` on psycopg's own cursor over Django's connection (same
         transaction).
 
@@ -549,19 +602,17 @@ class PostgreSQLQueue(BaseQueue):
         connection.ensure_connection()
         started = time.monotonic()
         raw = connection.connection
-        prepare = None
-        if sql in PREPARED and settings.PREPARED_STATEMENTS:
-            prepare = True
-            if raw.prepare_threshold is None:
-                # Django turns psycopg's preparing off (for poolers), which
-                # ignores prepare=True too: prepare what is asked for, only.
-                raw.prepare_threshold = ONLY_WHEN_ASKED
+        prepare = (prepare or sql in PREPARED) and settings.PREPARED_STATEMENTS
+        if prepare and raw.prepare_threshold is None:
+            # Django turns psycopg's preparing off (for poolers), which
+            # ignores prepare=True too: prepare what is asked for, only.
+            raw.prepare_threshold = ONLY_WHEN_ASKED
         # psycopg.Cursor explicitly: Django's connections default to a
         # client-side binding cursor class.
         with _database_errors(connection), psycopg.Cursor(raw) as cursor:
             if messages:  # rows of the queue table (binary): see _tolerant
                 _read_messages_tolerantly(cursor)
-            cursor.execute(sql, params, binary=binary, prepare=prepare)
+            cursor.execute(sql, params, binary=binary, prepare=prepare or None)
             rows = cursor.fetchall() if fetch else None
         _log_query(connection, sql, started)
         return rows
@@ -572,15 +623,15 @@ class PostgreSQLQueue(BaseQueue):
         relaxed = self._relaxes_commit()
         if len(queues) == 1 and start >= limit:
             rows = self._execute_raw(
-                CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                [str(worker_id), pid, queues[0], str(worker_id), limit], fetch=True,
-                binary=True, messages=True)
+                _written_in(CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
+                            limit),
+                {"worker": str(worker_id), "pid": pid, "queue": queues[0]},
+                fetch=True, binary=True, prepare=True, messages=True)
         else:
             rows = self._execute_raw(
-                CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL,
-                [list(queues), str(worker_id), limit, limit, str(worker_id), pid, start],
-                fetch=True, binary=True,
-                messages=True)
+                _written_in(CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL, limit, len(queues)),
+                {"queues": list(queues), "worker": str(worker_id), "pid": pid, "start": start},
+                fetch=True, binary=True, prepare=True, messages=True)
         return sort_claimed(self._messages_from_rows(rows))
 
     def _messages_from_rows(self, rows):

@@ -12,8 +12,8 @@ import traceback as traceback_module
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from .. import limits, serialization, signals, states
 from .. import retry as retry_policy
-from .. import serialization, signals, states
 from ..conf import settings
 from ..context import Request, running_task
 from ..exceptions import (
@@ -145,7 +145,8 @@ def _success(task, message, value):
     serializer = message.content_type if message.content_type in serialization.SERIALIZERS \
         else settings.SERIALIZER
     try:
-        text = serialization.dumps(value, serializer, what="the return value")
+        text = limits.checked_result(
+            serialization.dumps(value, serializer, what="the return value"))
     except EncodeError as exc:
         error = EncodeError(f"{task.name} returned a value that cannot be stored: {exc}")
         return _exception_outcome(message, states.FAILURE, error, with_traceback=False)
@@ -171,6 +172,7 @@ def _retry_outcome(task, message, retry):
             {"args": retry.retry_args if retry.retry_args is not None else args,
              "kwargs": retry.retry_kwargs if retry.retry_kwargs is not None else kwargs},
             message.content_type, what="retry arguments")
+        limits.check_message_size(task.name, outcome.new_body, "")
     signals.task_retry.send(sender=task, request=task.request, reason=reason,
                             task_id=message.task_id)
     return outcome
@@ -212,7 +214,8 @@ def _exception_outcome(message, state, exc, with_traceback=True):
     if with_traceback and exc.__traceback__ is not None:
         # PostgreSQL's text cannot hold NUL (an exception message may):
         # spelled as repr() spells it.
-        text = "".join(traceback_module.format_exception(exc)).replace("\0", "\\x00")
+        text = limits.cut("".join(traceback_module.format_exception(exc)),
+                          limits.TRACEBACK_CHARS).replace("\0", "\\x00")
     return Outcome(message=message, state=state, value=exc, result_text=exception_text(exc),
                    content_type="json", traceback=text)
 

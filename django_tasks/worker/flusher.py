@@ -15,6 +15,7 @@ import time
 
 from django.db import connections
 
+from ..limits import FLUSH_CHARS, outcome_chars
 from . import storing
 from .forking import database_work
 from .reconnect import DB_ERRORS
@@ -69,19 +70,21 @@ class Flusher(threading.Thread):
     def _gather(self, first):
         batch = [first]
         deadline = time.monotonic() + (LINGER if self._last_batch > 1 else 0.0)
-        while len(batch) < BATCH:
+        # Large results are stored a few at a time: one statement must stay
+        # far under PostgreSQL's 1 GB message limit.
+        chars = outcome_chars(first)
+        while len(batch) < BATCH and chars < FLUSH_CHARS:
             try:
                 batch.append(self._inbox.get_nowait())
-                continue
             except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(self._inbox.get(timeout=remaining))
+                except queue.Empty:
+                    break
+            chars += outcome_chars(batch[-1])
         return batch
 
     def _idle_tick(self):

@@ -1,11 +1,10 @@
 """What running one message produced, and the result row it becomes."""
 
-import json
 import reprlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from .. import serialization, states
+from .. import limits, serialization, states
 from ..messages import Message
 
 # Where a message stands in a workflow (see canvas.py and workflow.py).
@@ -113,4 +112,5 @@ def short_repr(value, limit=200):
 
 
 def exception_text(exc):
-    return json.dumps(serialization.exception_to_dict(exc))
+    # Cut, not refused: an error must be stored whatever its size.
+    return limits.exception_json(serialization.exception_to_dict(exc))

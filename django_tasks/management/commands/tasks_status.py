@@ -22,7 +22,7 @@ class Command(BaseCommand):
             write("  (no queued or running tasks)")
         for q in queues:
             age = "-" if q.oldest_waiting_seconds is None else f"{q.oldest_waiting_seconds:.1f}s"
-            write(f"  {q.name:<20} waiting {q.waiting:>7}  running {q.running:>5}  "
+            write(f"  {q.name:<20} waiting {q.waiting_text:>7}  running {q.running:>5}  "
                   f"oldest waiting {age}")
         write("Workers")
         workers = monitoring.live_workers(now)
