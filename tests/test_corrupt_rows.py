@@ -65,6 +65,14 @@ def test_rows_whose_values_cannot_be_run(start_worker, pool):
         (_insert(headers=_headers({"link": "not a list"})), "header 'link'"),
         (_insert(headers=_headers([1, 2])), "headers are not a JSON object"),
         (_insert(body=_literal("{" * 5 + "nope")), "corrupt message"),
+        (_insert(body=_literal('{"args": [{"__type__": "decimal", "value": "x"}]}')),
+         "corrupt message"),
+        (_insert(body=_literal('{"args": [{"__type__": "uuid", "value": 7}]}')),
+         "corrupt message"),
+        (_insert(body=_literal('{"args": [{"__type__": "timedelta", "value": [1e300, 0, 0]}]}')),
+         "corrupt message"),
+        (_insert(body=_literal('{"args": [' + "[" * 100_000 + "]" * 100_000 + "]}")),
+         "corrupt message"),
     ]
     _run_with_ordinary_tasks(start_worker, corrupt, pool)
 
