@@ -414,6 +414,7 @@ def _identity(value):
     return value
 
 
+@functools.cache
 def _tolerant(loader):
     """``loader`` that reads a value Python cannot hold (a timestamp of
     'infinity' or past year 9999, jsonb too deep or with a 5,000-digit

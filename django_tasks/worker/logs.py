@@ -23,6 +23,8 @@ class RepeatFilter(logging.Filter):
         self._seen = OrderedDict()  # key -> [first logged at, repeats held back]
 
     def filter(self, record):
+        if record.levelno < logging.WARNING:
+            return True  # a line per task received and done: each its own
         key = _identity(record)
         now = self.clock()
         seen = self._seen.get(key)
