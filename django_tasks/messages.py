@@ -65,11 +65,14 @@ def _signatures(value):
     return isinstance(value, list) and all(isinstance(item, dict) for item in value)
 
 
+# The most retries a result row holds (an integer column on every database).
+MAX_RETRIES_HEADER = 2 ** 31 - 1
+
 # The headers the worker reads before or around running a task, and what
 # each must be for it to read them safely.
 HEADER_CHECKS = {
     "retries": lambda value: isinstance(value, int) and not isinstance(value, bool)
-    and value >= 0,
+    and 0 <= value <= MAX_RETRIES_HEADER,
     "time_limit": _time_limit, "soft_time_limit": _time_limit,
     "ignore_result": lambda value: value is None or isinstance(value, bool),
     "parent_id": _text, "root_id": _text, "group_id": _text, "chord": _text,

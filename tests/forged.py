@@ -3,6 +3,7 @@
 import os
 import sys
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,3 +23,30 @@ def never_imported_guard():
     assert NEVER_IMPORTED not in sys.modules, "imported by this process"
     assert MARK not in os.environ, "imported by this process"
     assert not MARK_FILE.exists(), MARK_FILE.read_text()
+
+
+def insert_queue_row(body, headers="'{}'", available_at=None, expires=None, created_at=None,
+                     task_name="'tests.tasks.add'", queue="'default'", priority="0"):
+    """A queue row written with SQL, as no producer of ours writes one: each
+    value is an SQL expression. Its AsyncResult."""
+    from django.db import connection
+
+    from django_tasks import AsyncResult
+    from django_tasks.models import QueuedMessage
+
+    task_id = uuid.uuid4()
+    now = "CURRENT_TIMESTAMP"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {QueuedMessage._meta.db_table} (task_id, task_name, queue, priority,"
+            f" available_at, expires, content_type, body, headers, deliveries, created_at)"
+            f" VALUES (%s, {task_name}, {queue}, {priority}, {available_at or now},"
+            f" {expires or 'NULL'}, 'json', {body}, {headers}, 0, {created_at or now})",
+            [task_id.hex if connection.vendor == "sqlite" else str(task_id)])
+    return AsyncResult(str(task_id))
+
+
+def sql_literal(text):
+    """``text`` as an SQL string literal for insert_queue_row (whose SQL is
+    formatted with parameters: ``%`` is doubled)."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"

@@ -80,3 +80,43 @@ def sabotage_the_loop():
 @task(bind=True)
 def retry_in(self, seconds):
     raise self.retry(countdown=seconds)
+
+
+# Values described in plain data (a spec), built in the worker: what a
+# task may return or raise that could not be sent to it as an argument.
+WRAPPERS = {"list": lambda v: [v], "tuple": lambda v: (v,), "dict": lambda v: {"k": v}}
+
+
+def build(spec):
+    """The value ``spec`` describes: ["value", v] is v; ["nested", kinds] is 0
+    wrapped in each kind in turn (see WRAPPERS); ["cyclic"] a list holding
+    itself; ["huge", digits] an int of that many digits; ["opaque"] an object."""
+    kind = spec[0]
+    if kind == "value":
+        return spec[1]
+    if kind == "nested":
+        value = 0
+        for wrapper in spec[1]:
+            value = WRAPPERS[wrapper](value)
+        return value
+    if kind == "cyclic":
+        return cyclic()
+    if kind == "huge":
+        return 10 ** (spec[1] - 1)
+    if kind == "opaque":
+        return object()
+    raise ValueError(f"unknown spec {spec!r}")
+
+
+@task
+def return_built(spec):
+    return build(spec)
+
+
+RAISABLE = {cls.__name__: cls for cls in (ValueError, KeyError, RuntimeError, LookupError,
+                                          ZeroDivisionError, OwnBaseException)}
+
+
+@task
+def raise_built(name, specs):
+    raise RAISABLE[name](*[build(spec) for spec in specs])

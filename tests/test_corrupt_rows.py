@@ -6,36 +6,21 @@ import json
 import uuid
 
 import pytest
-from django.db import connection
 
-from django_tasks import AsyncResult, states
+from django_tasks import states
 from django_tasks.exceptions import DecodeError
 from django_tasks.models import QueuedMessage, TaskResult
+from tests.forged import insert_queue_row
+from tests.forged import sql_literal as _literal
 from tests.tasks import add
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TABLE = QueuedMessage._meta.db_table
 ADD_BODY = """'{"args": [1, 2], "kwargs": {}}'"""
 
 
-def _insert(body=ADD_BODY, headers="'{}'", available_at=None, expires=None, created_at=None,
-            task_name="'tests.tasks.add'"):
-    """A queue row written with SQL: each value is an SQL expression."""
-    task_id = uuid.uuid4()
-    now = "CURRENT_TIMESTAMP"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {TABLE} (task_id, task_name, queue, priority, available_at, expires,"
-            f" content_type, body, headers, deliveries, created_at) VALUES"
-            f" (%s, {task_name}, 'default', 0, {available_at or now}, {expires or 'NULL'},"
-            f" 'json', {body}, {headers}, 0, {created_at or now})",
-            [task_id.hex if connection.vendor == "sqlite" else str(task_id)])
-    return AsyncResult(str(task_id))
-
-
-def _literal(text):
-    return "'" + text.replace("'", "''") + "'"
+def _insert(body=ADD_BODY, **columns):
+    return insert_queue_row(body=body, **columns)
 
 
 def _run_with_ordinary_tasks(start_worker, corrupt, pool):
@@ -75,6 +60,17 @@ def test_rows_whose_values_cannot_be_run(start_worker, pool):
          "corrupt message"),
     ]
     _run_with_ordinary_tasks(start_worker, corrupt, pool)
+
+
+def test_a_retries_header_past_the_results_column_is_corrupt(start_worker):
+    """Refused before the task runs: its outcome could not be stored, and a
+    failure of its own would be lost for a storing error."""
+    corrupt = [
+        (_insert(headers=_headers({"retries": 2 ** 31})), "header 'retries' is 2147483648"),
+        (_insert(headers=_headers({"time_limit": 1e300, "retries": 10 ** 20})),
+         "header '(time_limit|retries)'"),
+    ]
+    _run_with_ordinary_tasks(start_worker, corrupt, "prefork")
 
 
 @pytest.mark.parametrize("pool", ["prefork", "solo"])
