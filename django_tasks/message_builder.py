@@ -12,6 +12,8 @@ from .context import running_task
 from .limits import check_message_size
 from .messages import (
     Message,
+    checked_priority,
+    checked_queue,
     checked_time_limit,
     compute_available_at,
     compute_expires,
@@ -73,10 +75,11 @@ class MessageBuilder:
         key = (queue, priority)
         routed = self._routed.get(key)
         if routed is None:
-            routed = self._routed[key] = resolve_options(
+            routed = resolve_options(
                 {"queue": queue, "priority": priority},
                 {"queue": self.task.queue, "priority": self.task.priority},
                 self.routes, self.task.name, self.default_queue)
+            self._routed[key] = routed = (checked_queue(routed[0]), checked_priority(routed[1]))
         return routed
 
 

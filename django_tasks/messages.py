@@ -48,6 +48,27 @@ def _time_limit(value):
                              and 0 <= value <= MAX_TIME_LIMIT)
 
 
+# The queue table's column; runworker -Q splits on commas and strips spaces.
+MAX_QUEUE_NAME = 200
+
+
+def checked_queue(name):
+    """A queue name a worker can be told to consume (``runworker -Q``)."""
+    if not isinstance(name, str) or not name or name != name.strip() or "," in name \
+            or len(name) > MAX_QUEUE_NAME:
+        raise ValueError(f"queue {name!r:.80} cannot be consumed: give a name of 1 to "
+                         f"{MAX_QUEUE_NAME} characters, without commas or surrounding spaces")
+    return name
+
+
+def checked_priority(priority):
+    """A priority the queue's column holds (PostgreSQL's smallint)."""
+    if not -32768 <= priority <= 32767:
+        raise ValueError(f"priority {priority!r} is out of range: give -32768 to 32767 "
+                         "(higher runs first)")
+    return priority
+
+
 def checked_time_limit(value, what):
     """A time limit as given to ``@task`` or ``apply_async``: refused at once
     if the worker could not apply it."""

@@ -4,6 +4,7 @@ import re
 import uuid
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from django_tasks import AsyncResult, chain, chord, states
@@ -86,15 +87,38 @@ def test_an_exception_message_with_a_nul_character_is_stored(start_worker, pool)
     assert "storing results died" not in worker.output
 
 
-def test_an_outcome_the_database_refuses_is_stored_as_a_failure(start_worker, postgres_only):
-    # A hand-made message whose retry count overflows the result column:
-    # its outcome cannot be stored as it is, the others' must be all the same.
+REFUSED_RETRIES = 7
+
+
+@pytest.fixture
+def refusing_database(postgres_only):
+    """A result table that refuses the success of a message with retries 7,
+    as a constraint or trigger of the user's own might: no header check
+    could have seen it coming. The failure stored instead is accepted."""
+    table = TaskResult._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            CREATE FUNCTION refuse_seven() RETURNS trigger AS $$ BEGIN
+                IF NEW.retries = {REFUSED_RETRIES} AND NEW.state = 'SUCCESS' THEN
+                    RAISE EXCEPTION 'refused by a trigger of the test';
+                END IF;
+                RETURN NEW;
+            END $$ LANGUAGE plpgsql;
+            CREATE TRIGGER refuse_seven BEFORE INSERT OR UPDATE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION refuse_seven();""")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER refuse_seven ON {table}; DROP FUNCTION refuse_seven();")
+
+
+def test_an_outcome_the_database_refuses_is_stored_as_a_failure(start_worker, refusing_database):
+    # Its outcome cannot be stored as it is; the others' must be all the same.
     bad = _raw_message("tests.tasks.add", '{"args": [1, 1], "kwargs": {}}',
-                       headers={"retries": 2**40})
+                       headers={"retries": REFUSED_RETRIES})
     good = [add.delay(i, i) for i in range(20)]
     worker = start_worker("-P", "solo", "--prefetch-multiplier", "8")
     assert [r.get(timeout=30) for r in good] == [2 * i for i in range(20)]
-    with pytest.raises(EncodeError, match="could not store the outcome.*out of range"):
+    with pytest.raises(EncodeError, match="could not store the outcome.*refused by a trigger"):
         bad.get(timeout=30)
     assert TaskResult.objects.get(task_id=bad.id).state == states.FAILURE
     assert not QueuedMessage.objects.exists()
@@ -103,18 +127,17 @@ def test_an_outcome_the_database_refuses_is_stored_as_a_failure(start_worker, po
 
 
 def test_a_workflow_member_whose_outcome_cannot_be_stored_still_moves_its_workflow(
-        start_worker, postgres_only):
-    # A retry count that overflows the result column, as above, on a chord
-    # member and on a chain's first step: the failure stored in their place
-    # keeps their place in the workflow.
-    unstorable = {"headers": {"retries": 2**40}}
+        start_worker, refusing_database):
+    # Refused as above, a chord member and a chain's first step: the failure
+    # stored in their place keeps their place in the workflow.
+    unstorable = {"headers": {"retries": REFUSED_RETRIES}}
     start_worker("-P", "solo")
     in_chord = add.s(2, 2).set(**unstorable)
     result = chord([add.s(1, 1), in_chord], xsum.s())()
-    with pytest.raises(ChordError, match="could not store the outcome.*out of range"):
+    with pytest.raises(ChordError, match="could not store the outcome.*refused by a trigger"):
         result.get(timeout=30)
     in_chain = chain(add.s(3, 3).set(**unstorable), add.s(4))()
-    with pytest.raises(EncodeError, match="could not store the outcome.*out of range"):
+    with pytest.raises(EncodeError, match="could not store the outcome.*refused by a trigger"):
         in_chain.get(timeout=30)  # the step after it: failed, never run
     assert in_chain.parent.state == states.FAILURE
     assert not QueuedMessage.objects.exists()

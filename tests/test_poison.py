@@ -230,3 +230,17 @@ def test_an_integer_too_long_for_text_is_refused_at_call_time():
     with pytest.raises(EncodeError, match="argument 'x'"):
         add.delay(10**5000, 1)
     assert not QueuedMessage.objects.exists()
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"queue": "a,b"}, "cannot be consumed"), ({"queue": " padded"}, "cannot be consumed"),
+    ({"queue": "\u2028"}, "cannot be consumed"),
+    ({"queue": "q" * 201}, "cannot be consumed"), ({"priority": 40000}, "out of range"),
+    ({"priority": -40000}, "out of range"),
+])
+def test_queues_no_worker_can_consume_and_priorities_out_of_range_are_refused(options, error):
+    with pytest.raises(ValueError, match=error):
+        add.apply_async((1, 1), **options)
+    with pytest.raises(ValueError, match=error):
+        group(add.s(1, 1).set(**options), add.s(2, 2)).apply_async()
+    assert not QueuedMessage.objects.exists()
