@@ -10,6 +10,7 @@ FAILURE without being sent, and error texts are cut, not refused.
 
 import json
 
+from . import serialization
 from .conf import settings
 from .exceptions import EncodeError
 
@@ -46,6 +47,18 @@ def check_message_size(task_name, body, headers_text):
         raise EncodeError(
             f"cannot call {task_name}: the message is too large: {size} bytes > {limit} "
             f"(arguments and options serialized; setting DJANGO_TASKS['MAX_MESSAGE_SIZE'])")
+
+
+def result_text(value, serializer, what):
+    """``value`` serialized, or ``EncodeError`` if it is over MAX_RESULT_SIZE;
+    a JSON encoding stops as soon as it passes the limit (see
+    ``serialization._encode_within``)."""
+    limit = settings.MAX_RESULT_SIZE
+    try:
+        return checked_result(serialization.dumps(value, serializer, what, limit=limit))
+    except serialization.TooLarge:
+        raise EncodeError(f"result too large: over {limit} bytes "
+                          f"(setting DJANGO_TASKS['MAX_RESULT_SIZE'])") from None
 
 
 def checked_result(text):

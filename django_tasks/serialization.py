@@ -285,12 +285,84 @@ def _too_deep():
                        "of lists, dicts, tuples or sets)")
 
 
+class TooLarge(EncodeError):
+    """The text being made passed ``limit`` characters (so at least as many bytes)."""
+
+    def __init__(self, limit):
+        super().__init__(f"more than {limit} characters")
+        self.limit = limit
+
+
+# A part of a result holding more items than this (in all its lists and
+# dicts) is encoded an item at a time.
+CHUNK_ITEMS = 1000
+
+
+def _many_items(node):
+    """Whether the lists and dicts in ``node`` hold more than CHUNK_ITEMS items
+    in all (counting stops there)."""
+    count = 0
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, (list, dict)):
+            count += len(current)
+            if count > CHUNK_ITEMS:
+                return True
+            pending.extend(current.values() if isinstance(current, dict) else current)
+    return False
+
+
+def _encode_within(tree, limit):
+    """``compact_json(tree)``, or ``TooLarge`` once the text passes ``limit``
+    characters.
+
+    The C encoder holds the GIL for all of one call: encoding a large result
+    whole would starve the heartbeat thread (the worker declared lost while
+    it encodes) and build all of a text that is then refused. The large
+    parts go an item at a time instead, the running size checked between
+    them; a small result is one call, as before.
+    """
+    if not _many_items(tree):
+        return compact_json(tree)  # one call: the caller measures it exactly
+    parts = []
+    size = 0
+
+    def add(text):
+        nonlocal size
+        size += len(text)
+        if size > limit:
+            raise TooLarge(limit)
+        parts.append(text)
+
+    def encode(node):
+        if isinstance(node, list) and _many_items(node):
+            add("[")
+            for index, item in enumerate(node):
+                if index:
+                    add(",")
+                encode(item)
+            add("]")
+        elif isinstance(node, dict) and _many_items(node):
+            add("{")
+            for index, (key, item) in enumerate(node.items()):
+                add(("," if index else "") + compact_json(key) + ":")
+                encode(item)
+            add("}")
+        else:
+            add(compact_json(node))
+
+    encode(tree)
+    return "".join(parts)
+
+
 class JSONSerializer:
     name = "json"
 
-    def dumps(self, value, what="value"):
+    def dumps(self, value, what="value", limit=None):
         try:
-            return compact_json(_to_json_tree(value))
+            tree = _to_json_tree(value)
+            return compact_json(tree) if limit is None else _encode_within(tree, limit)
         except _Unencodable as exc:
             where = what + "".join(reversed(exc.path))
             if len(where) > 120:
@@ -302,6 +374,8 @@ class JSONSerializer:
             raise EncodeError(
                 f"{where} of type {kind.__module__}.{kind.__qualname__} "
                 f"is not JSON serializable: {_short_repr(exc.value)}") from None
+        except TooLarge:
+            raise
         except Exception as exc:  # the value's own methods: items(), isoformat()...
             # Also the integer too long for text (ValueError past 4,300 digits).
             raise EncodeError(f"{what} cannot be serialized: {_describe(exc)}") from exc
@@ -323,7 +397,7 @@ def parse_json(text):
 class PickleSerializer:
     name = "pickle"
 
-    def dumps(self, value, what="value"):
+    def dumps(self, value, what="value", limit=None):
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except RecursionError:
@@ -370,9 +444,11 @@ def get_serializer(name):
         raise EncodeError(f"unknown serializer {name!r}; known: {sorted(SERIALIZERS)}") from None
 
 
-def dumps(value, serializer="json", what="value"):
-    """Serialize ``value``; ``what`` names it in the error message."""
-    return get_serializer(serializer).dumps(value, what)
+def dumps(value, serializer="json", what="value", limit=None):
+    """Serialize ``value``; ``what`` names it in the error message. With
+    ``limit``, a JSON text longer than that many characters is ``TooLarge``
+    (its encoding stopped when it got there)."""
+    return get_serializer(serializer).dumps(value, what, limit)
 
 
 def loads(text, content_type, accept):

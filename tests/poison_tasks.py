@@ -120,3 +120,9 @@ RAISABLE = {cls.__name__: cls for cls in (ValueError, KeyError, RuntimeError, Lo
 @task
 def raise_built(name, specs):
     raise RAISABLE[name](*[build(spec) for spec in specs])
+
+
+@task
+def make_rows(count):
+    """A large result of many small parts: {"rows": [{"id": 0, "name": "row 0"}, ...]}."""
+    return {"rows": [{"id": i, "name": f"row {i}"} for i in range(count)]}

@@ -117,3 +117,38 @@ def test_a_few_large_messages_are_enqueued_row_by_row(postgres_only, monkeypatch
     assert sorted(QueuedMessage.objects.filter(task_id__in=[r.id for r in sent])
                   .values_list("body", flat=True)) == ['{"args":["' + "x" * 400
                                                        + '"],"kwargs":{}}'] * 3
+
+
+def test_a_large_result_is_encoded_a_part_at_a_time_and_stopped_at_the_limit():
+    from django_tasks import serialization
+    from tests.poison_tasks import make_rows
+
+    value = make_rows(5000) | {"more": [[i, str(i)] for i in range(3000)], "x": 1.5}
+    tree = serialization._to_json_tree(value)
+    whole = serialization.compact_json(tree)
+    assert serialization.dumps(value, limit=len(whole)) == whole
+    with pytest.raises(serialization.TooLarge):
+        serialization.dumps(value, limit=len(whole) - 1)
+    # A large list is stopped once past the limit, not encoded whole first.
+    chunks = []
+    original = serialization.compact_json
+    try:
+        serialization.compact_json = lambda node: chunks.append(node) or original(node)
+        with pytest.raises(serialization.TooLarge):
+            serialization.dumps(value, limit=1000)
+    finally:
+        serialization.compact_json = original
+    assert len(chunks) < 100
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_a_result_of_many_parts_over_the_limit_fails_without_being_encoded_whole(
+        start_worker, pool):
+    from tests.poison_tasks import make_rows
+
+    worker = start_worker("-P", pool, "-c", "1", env={"TESTS_MAX_RESULT_SIZE": "100000"})
+    large = make_rows.delay(200_000)  # about 6 MB as JSON
+    with pytest.raises(EncodeError, match=r"result too large: over 100000 bytes"):
+        large.get(timeout=60)
+    assert make_rows.delay(10).get(timeout=30) == make_rows(10)
+    assert worker.proc.poll() is None

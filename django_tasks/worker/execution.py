@@ -145,8 +145,7 @@ def _success(task, message, value):
     serializer = message.content_type if message.content_type in serialization.SERIALIZERS \
         else settings.SERIALIZER
     try:
-        text = limits.checked_result(
-            serialization.dumps(value, serializer, what="the return value"))
+        text = limits.result_text(value, serializer, "the return value")
     except EncodeError as exc:
         error = EncodeError(f"{task.name} returned a value that cannot be stored: {exc}")
         return _exception_outcome(message, states.FAILURE, error, with_traceback=False)
