@@ -156,26 +156,22 @@ def new_task_id():
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-# The instants a message may name: PostgreSQL stores far wider ones, but
-# Python's datetime (psycopg, Django, the admin) reads only years 1 to
-# 9999, in any time zone it is shown in.
-EARLIEST, LATEST = LOWEST, HIGHEST
-
-
 def to_aware(value, what):
     """Accept an aware datetime, or a naive one in the current time zone,
-    within the range every part of the system can read back."""
+    within the range every part of the system can read back (PostgreSQL
+    stores far wider ones; Python's datetime, so psycopg, Django and the
+    admin, reads years 1 to 9999 in any time zone it is shown in)."""
     if not isinstance(value, datetime):
         raise TypeError(f"{what} must be a datetime, got {type(value).__name__}")
     try:
         if timezone.is_naive(value):
             value = timezone.make_aware(value)
-        in_range = EARLIEST <= value <= LATEST
+        in_range = LOWEST <= value <= HIGHEST
     except (OverflowError, ValueError):  # the zone's offset leaves datetime's range
         in_range = False
     if not in_range:
         raise ValueError(f"{what} {value!r} is out of range: give a moment between "
-                         f"{EARLIEST.date()} and {LATEST.date()} (UTC)")
+                         f"{LOWEST.date()} and {HIGHEST.date()} (UTC)")
     return value
 
 
@@ -201,7 +197,7 @@ def _later(now, seconds, what):
     except OverflowError:
         moment = None
     if moment is None:
-        raise ValueError(f"{what} {seconds!r:.80} is out of range: it ends after {LATEST.date()}")
+        raise ValueError(f"{what} {seconds!r:.80} is out of range: it ends after {HIGHEST.date()}")
     return to_aware(moment, what)
 
 

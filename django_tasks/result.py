@@ -413,8 +413,9 @@ def _members_to_data(results):
 def _members_from_data(data, depth=0):
     """Saved members back to results; a saved row of another shape is a DecodeError."""
     if not isinstance(data, list) or depth >= serialization.MAX_DEPTH:
-        raise DecodeError(f"cannot decode a saved group: {_short(data)} is not a list of "
-                          f"task ids and groups (at most {serialization.MAX_DEPTH} deep)")
+        raise DecodeError(f"cannot decode a saved group: {serialization.short_repr(data, 60)} "
+                          f"is not a list of task ids and groups (at most "
+                          f"{serialization.MAX_DEPTH} deep)")
     members = []
     for item in data:
         if isinstance(item, str):
@@ -423,11 +424,9 @@ def _members_from_data(data, depth=0):
             members.append(GroupResult(item["group_id"],
                                        _members_from_data(item.get("results"), depth + 1)))
         else:
-            raise DecodeError(f"cannot decode a saved group: member {_short(item)} is "
-                              "neither a task id nor a group")
+            raise DecodeError(f"cannot decode a saved group: member "
+                              f"{serialization.short_repr(item, 60)} is neither a task id nor "
+                              "a group")
     return members
 
 
-def _short(value):
-    text = repr(value) if not isinstance(value, (list, dict)) else type(value).__name__
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -13,6 +13,7 @@ import decimal
 import inspect
 import json
 import pickle
+import reprlib
 import sys
 import uuid
 
@@ -129,7 +130,7 @@ def _dict(value, depth):
                 break
             tree[key] = _to_json_tree(item, depth)
     except _Unencodable as exc:
-        exc.path.append(f"[{_short_repr(key, 40)}]")
+        exc.path.append(f"[{short_repr(key, 40)}]")
         raise
     if plain:
         return tree
@@ -142,7 +143,7 @@ def _dict(value, depth):
             in_key = False
             pairs.append([encoded_key, _to_json_tree(item, depth)])
     except _Unencodable as exc:
-        shown = _short_repr(key, 40)
+        shown = short_repr(key, 40)
         exc.path.append(f"<key {shown}>" if in_key else f"[{shown}]")
         raise
     return _tagged("dict", pairs)
@@ -171,7 +172,7 @@ def _decode_dict(pairs, depth):
     value = {}
     for pair in pairs:
         if not isinstance(pair, list) or len(pair) != 2:
-            raise _Malformed(f"holds {_short_repr(pair, 40)}, not a [key, value] pair")
+            raise _Malformed(f"holds {short_repr(pair, 40)}, not a [key, value] pair")
         value[_from_json_tree(pair[0], depth)] = _from_json_tree(pair[1], depth)
     return value
 
@@ -257,7 +258,7 @@ def _from_json_tree(value, depth=0):
 def _decode_tagged(name, value, depth):
     decoder = _DECODERS.get(name) if isinstance(name, str) else None
     if decoder is None:
-        raise DecodeError(f"cannot decode: unknown tagged type {_short_repr(name, 40)}")
+        raise DecodeError(f"cannot decode: unknown tagged type {short_repr(name, 40)}")
     if name in _CONTAINER_TAGS:
         if depth >= MAX_DEPTH:
             raise _too_deep()
@@ -270,7 +271,7 @@ def _decode_tagged(name, value, depth):
         raise DecodeError(f"cannot decode a {name!r} tagged value: it {exc}") from None
     except _DECODING_ERRORS as exc:
         raise DecodeError(f"cannot decode a {name!r} tagged value "
-                          f"{_short_repr(value, 60)}: {type(exc).__name__}: {exc}") from None
+                          f"{short_repr(value, 60)}: {type(exc).__name__}: {exc}") from None
 
 
 def _decode_tree(tree):
@@ -373,7 +374,7 @@ class JSONSerializer:
             kind = type(exc.value)
             raise EncodeError(
                 f"{where} of type {kind.__module__}.{kind.__qualname__} "
-                f"is not JSON serializable: {_short_repr(exc.value)}") from None
+                f"is not JSON serializable: {short_repr(exc.value)}") from None
         except TooLarge:
             raise
         except Exception as exc:  # the value's own methods: items(), isoformat()...
@@ -416,10 +417,18 @@ class PickleSerializer:
 SERIALIZERS = {"json": JSONSerializer(), "pickle": PickleSerializer()}
 
 
-def _short_repr(value, limit=80):
+# For messages and logs: a few levels and items of any value, so a value
+# nested thousands deep, cyclic or huge is shown without being walked whole.
+_bounded_repr = reprlib.Repr()
+_bounded_repr.maxlevel, _bounded_repr.maxstring = 4, 160
+_bounded_repr.maxother, _bounded_repr.maxlong = 160, 60
+
+
+def short_repr(value, limit=80):
+    """``repr(value)`` cut to ``limit`` characters; never raises."""
     try:
-        text = repr(value)
-    except Exception as exc:  # a value's own __repr__, or one nested too deep
+        text = _bounded_repr.repr(value)
+    except Exception as exc:  # a value's own __repr__
         text = f"<{type(value).__qualname__} object: repr() raised {type(exc).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -504,7 +513,7 @@ def exception_from_dict(data):
     Malformed data raises ``DecodeError``.
     """
     if not isinstance(data, dict):
-        raise DecodeError(f"cannot decode a stored exception: {_short_repr(data, 60)} "
+        raise DecodeError(f"cannot decode a stored exception: {short_repr(data, 60)} "
                           "is not a dict")
     name = data.get("exc_type") or "Exception"
     module = data.get("exc_module") or "builtins"
@@ -514,7 +523,7 @@ def exception_from_dict(data):
                                ("exc_message", message, str), ("exc_args", args, list)):
         if not isinstance(value, kind):
             raise DecodeError(f"cannot decode a stored exception: its {field} is "
-                              f"{_short_repr(value, 60)}, not {kind.__name__}")
+                              f"{short_repr(value, 60)}, not {kind.__name__}")
     args = _decode_tree(args)
     cls = _imported_exception_class(module, name)
     if cls is not None:

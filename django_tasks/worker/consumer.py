@@ -23,10 +23,10 @@ import time
 from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
-from . import housekeeping, storing
+from ..serialization import short_repr
+from . import housekeeping
 from .flusher import Flusher
 from .heartbeat import Heartbeat
-from .outcome import short_repr
 from .pools import create_pool
 from .reconnect import with_reconnect
 from .shutdown import ColdShutdown, ShutdownState
@@ -51,7 +51,6 @@ class Consumer:
         self.shutdown = ShutdownState()
         self.install_signals = install_signals
         self.worker_id = None
-        self.pid = os.getpid()
         self.pool = None
         self.buffer = collections.deque()  # (claimed_at monotonic, message)
         # The results thread may empty the buffer (solo: see start()).
@@ -129,26 +128,16 @@ class Consumer:
         running counts a delivery, as if its process had died (so a message
         that keeps doing this ends FAILURE after MAX_DELIVERIES), and what
         it had only prefetched goes back uncounted."""
-        reason = f"the worker's loop failed ({type(exc).__name__}: {short_repr(exc)})"
+        reason = f"the worker's loop failed ({type(exc).__name__}: {short_repr(exc, 200)})"
         logger.critical("%s; handing back what it held", reason, exc_info=exc)
         prefetched = self._take_prefetched()
         if prefetched:
             self._with_reconnect(
                 lambda: self.backend.release_messages(prefetched, undeliver=True), attempts=5)
         for message in list(self.dispatched.values()):
-            outcome = housekeeping.lost_or_failed(message, f"{reason} while running it",
-                                                  settings.MAX_DELIVERIES)
-            if outcome is None:
-                self._with_reconnect(
-                    lambda message=message: self.backend.release_messages([message.id]),
-                    attempts=5)
-                continue
-            outcome.hostname = self.hostname
-            self._with_reconnect(
-                lambda outcome=outcome: storing.store(self.backend, [outcome], self.worker_id),
-                attempts=5)
-            logger.error("Task %s[%s] failed: %s", message.task_name, message.task_id,
-                         outcome.describe())
+            self._with_reconnect(lambda message=message: housekeeping.deliver_again_or_fail(
+                self.backend, message, f"{reason} while running it", self.hostname,
+                self.worker_id), attempts=5)
 
     def _warm_shutdown(self):
         ids = self._take_prefetched()
@@ -189,7 +178,7 @@ class Consumer:
     # -- the loop ---------------------------------------------------------
 
     def step(self):
-        if self.lost_id is not None and self.lost_id == self.worker_id:
+        if self.lost_id == self.worker_id:
             self._rejoin()
         if not self.flusher.is_alive():
             # Without it nothing finished would ever be stored: stop, and let

@@ -26,7 +26,8 @@ from ..exceptions import (
 )
 from ..messages import READ_ERRORS, decode_body
 from ..registry import tasks as registry
-from .outcome import Outcome, exception_text, short_repr
+from ..serialization import short_repr
+from .outcome import Outcome, exception_text
 from .shutdown import ColdShutdown
 
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
@@ -191,12 +192,9 @@ def unrecordable_outcome(message, error, hostname):
     """FAILURE in place of an outcome the worker could not turn into a result
     (a value too deep to encode, an exception whose text cannot be built):
     the task ends with a reason, the worker goes on."""
-    exc = EncodeError(f"could not record the outcome of {message.task_name}: "
-                      f"{type(error).__name__}: {short_repr(error)}")
-    outcome = _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
-    outcome.hostname = hostname
-    outcome.done_at = outcome.started_at = timezone.now()
-    return outcome
+    return interrupted_outcome(message, EncodeError(
+        f"could not record the outcome of {message.task_name}: "
+        f"{type(error).__name__}: {short_repr(error, 200)}"), hostname)
 
 
 def interrupted_outcome(message, exc, hostname):

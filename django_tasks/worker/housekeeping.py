@@ -42,6 +42,23 @@ def lost_or_failed(message, reason, max_deliveries):
                    result_text=exception_text(error), started_at=now, done_at=now)
 
 
+def deliver_again_or_fail(backend, message, reason, hostname, worker_id):
+    """End the delivery of a message whose runner died running it: delivered
+    again (the delivery stays counted), or past MAX_DELIVERIES stored as its
+    FAILURE with ``WorkerLostError``."""
+    outcome = lost_or_failed(message, reason, settings.MAX_DELIVERIES)
+    if outcome is None:
+        logger.warning("Delivering %s[%s] again (delivery %d of at most %d)",
+                       message.task_name, message.task_id, message.deliveries + 1,
+                       settings.MAX_DELIVERIES)
+        backend.release_messages([message.id])
+        return
+    outcome.hostname = hostname
+    storing.store(backend, [outcome], worker_id)
+    logger.error("Task %s[%s] failed: %s", message.task_name, message.task_id,
+                 outcome.describe())
+
+
 def recover_lost_workers(backend):
     """Deliver again the messages of workers whose heartbeat went stale."""
     cutoff = lost_cutoff()

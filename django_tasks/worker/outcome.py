@@ -1,6 +1,5 @@
 """What running one message produced, and the result row it becomes."""
 
-import reprlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -39,7 +38,7 @@ class Outcome:
     redeliver: bool = False
 
     def describe(self, limit=200):
-        return short_repr(self.value, limit)
+        return serialization.short_repr(self.value, limit)
 
     @property
     def stores_result(self):
@@ -94,21 +93,6 @@ class Outcome:
                        state=states.FAILURE, value=exc, result_text=exception_text(exc),
                        content_type="json", traceback=None, retry_at=None, new_body=None,
                        args_text=None, kwargs_text=None)
-
-
-# Shown in logs: a few levels and items of any value, so a value nested
-# thousands deep, cyclic or huge is described without recursing through it.
-_log_repr = reprlib.Repr()
-_log_repr.maxlevel, _log_repr.maxstring, _log_repr.maxother, _log_repr.maxlong = 4, 160, 160, 60
-
-
-def short_repr(value, limit=200):
-    """``repr(value)`` cut to ``limit`` characters; never raises."""
-    try:
-        text = _log_repr.repr(value)
-    except Exception as exc:  # a __repr__ of the task's own that fails
-        text = f"<{type(value).__qualname__} whose repr() raised {type(exc).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def exception_text(exc):

@@ -190,7 +190,7 @@ class Supervisor:
     # -- the loop ---------------------------------------------------------
 
     def step(self):
-        if self.lost_id is not None and self.lost_id == self.worker_id:
+        if self.lost_id == self.worker_id:
             self._rejoin()
         for slot in self._exited():
             self._after_exit(self._forget(slot))
@@ -248,23 +248,17 @@ class Supervisor:
                 logger.error("Process %s (pid %s) died: %s", child.process.name, child.pid,
                              reason)
             return
-        if time_limit is not None:
-            logger.error("Hard %s for %s[%s]: child killed", time_limit, running.task_name,
-                         running.task_id)
-            outcome = interrupted_outcome(running, TimeLimitExceeded(time_limit), self.hostname)
-        else:
+        if time_limit is None:
             logger.error("Process %s (pid %s) died running %s[%s]: %s while running the task",
                          child.process.name, child.pid, running.task_name, running.task_id,
                          reason)
-            outcome = housekeeping.lost_or_failed(running, f"{reason} while running the task",
-                                                  settings.MAX_DELIVERIES)
-            if outcome is None:
-                logger.warning("Delivering %s[%s] again (delivery %d of at most %d)",
-                               running.task_name, running.task_id, running.deliveries + 1,
-                               settings.MAX_DELIVERIES)
-                self._with_reconnect(lambda: self.backend.release_messages([running.id]))
-                return
-        outcome.hostname = self.hostname
+            self._with_reconnect(lambda: housekeeping.deliver_again_or_fail(
+                self.backend, running, f"{reason} while running the task", self.hostname,
+                self.worker_id))
+            return
+        logger.error("Hard %s for %s[%s]: child killed", time_limit, running.task_name,
+                     running.task_id)
+        outcome = interrupted_outcome(running, TimeLimitExceeded(time_limit), self.hostname)
         self._with_reconnect(lambda: storing.store(self.backend, [outcome], self.worker_id))
         logger.error("Task %s[%s] failed: %s", running.task_name, running.task_id,
                      outcome.describe())
