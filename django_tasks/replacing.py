@@ -31,13 +31,15 @@ def replace(task, sig):
     if sig is None:
         raise TypeError(f"{task.name}.replace() takes a signature, such as other.s(...)")
     request = task.request
+    sig = sig.clone()
+    last = _last_task(sig)
     if request.called_directly or request.is_eager:
         return sig.apply().get()
-    raise Replaced(_plan(request, sig.clone()))
+    raise Replaced(_plan(request, sig, last))
 
 
-def _plan(request, sig):
-    headers = request.headers
+def _last_task(sig):
+    """The task whose result is the replacement's; the same shape in every mode."""
     last = sig
     if isinstance(sig, _chain):
         steps = sig["kwargs"]["tasks"] = sig._steps()
@@ -48,6 +50,11 @@ def _plan(request, sig):
         raise TypeError("replace() takes a task's signature or a chain that ends with "
                         f"one, not {type(last).__name__.lstrip('_')}: the replacement "
                         "takes over the task's id")
+    return last
+
+
+def _plan(request, sig, last):
+    headers = request.headers
     last.set(task_id=request.id)
     for callback in headers.get("link", []):
         last.link(from_header(callback))

@@ -57,7 +57,10 @@ def hooked_fail(text):
 @task(base=RecordingTask, bind=True, default_retry_delay=0)
 def hooked_retry_once(self, text):
     if self.request.retries == 0:
-        raise self.retry(exc=KeyError(text))
+        try:
+            raise KeyError(text)
+        except KeyError as exc:
+            raise self.retry(exc=exc) from None
     return text
 
 
