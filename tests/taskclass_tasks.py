@@ -219,3 +219,9 @@ def replaced_by_group(self):
 @task
 def total(numbers):
     return sum(numbers)
+
+
+@task(bind=True, atomic=True)
+def atomic_note_then_replace(self, key):
+    Note.objects.create(text=key)
+    return self.replace(add.s(1, 2))

@@ -8,8 +8,9 @@ from django_tasks import AsyncResult, chain, chord, states
 from django_tasks.exceptions import Reject
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.testing import eager
-from tests.models import Execution
+from tests.models import Execution, Note
 from tests.taskclass_tasks import (
+    atomic_note_then_replace,
     ignores,
     ignores_after_progress,
     rejects,
@@ -112,6 +113,13 @@ def test_replace_keeps_links_chain_and_chord_membership(start_worker):
     assert chain(replaced_by_add.s(2), add.s(5)).delay().get(timeout=60) == 17
     assert chain(add.s(1, 1), replaced_by_add.s(), add.s(1)).delay().get(timeout=60) == 13
     assert chord([replaced_by_add.s(1), add.s(2, 3)], total.s()).delay().get(timeout=60) == 16
+
+
+def test_an_atomic_task_replaced_keeps_its_writes(start_worker):
+    start_worker()
+    key = str(uuid.uuid4())
+    assert atomic_note_then_replace.delay(key).get(timeout=60) == 3
+    assert Note.objects.filter(text=key).exists()
 
 
 def test_replace_with_a_group_is_refused_with_a_reason(start_worker):

@@ -53,7 +53,7 @@ RETRY_LIMIT = 1_000
 #: Children and group members listed on a result's page.
 RELATED_LISTED = 50
 
-RETRIABLE = (states.FAILURE, states.REVOKED)
+RETRIABLE = (states.FAILURE, states.REVOKED, states.REJECTED)
 #: Read through timestamps.readable(): a row may hold times Python cannot.
 TIMESTAMPS = ["date_created", "date_started", "date_done"]
 GAPS = {("created", "started"): "waited", ("started", "done"): "ran"}

@@ -142,7 +142,11 @@ def _invoke(task, args, kwargs):
         # A savepoint inside the transaction that will also store the result:
         # a failure undoes the task's own writes but keeps the FAILURE row.
         with transaction.atomic(using=settings.DATABASE):
-            return _call_function(task, call_args, kwargs)
+            try:
+                return _call_function(task, call_args, kwargs)
+            except Ignore as exc:  # not a failure (replace() too): its writes stay
+                ignored = exc
+        raise ignored
     return _call_function(task, call_args, kwargs)
 
 

@@ -101,6 +101,7 @@ class Outcome:
         return replace(self, message=replace(self.message, headers=headers),
                        state=states.FAILURE, value=exc, result_text=exception_text(exc),
                        content_type="json", traceback=None, retry_at=None, new_body=None,
+                       replacement=None, requeue=False,
                        args_text=None, kwargs_text=None)
 
 
