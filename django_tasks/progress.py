@@ -40,19 +40,19 @@ def update_state(task, task_id, state, meta):
     from .models import TaskResult
 
     now = timezone.now()
-    row = TaskResult(
-        task_id=task_id, task_name=task.name if task_id == request.id else "",
-        state=state, content_type=serializer, result=text, queue=request.queue or "",
-        worker=request.hostname or "", retries=request.retries if task_id == request.id else 0,
-        deliveries=request.delivery_count or 1,
-        parent_id=request.parent_id, root_id=request.root_id, group_id=request.group,
-        date_started=now, date_done=now)
-    if task_id != request.id:
-        row.parent_id = row.root_id = row.group_id = None
-    fields = ["task_name", "state", "content_type", "result", "queue", "worker", "retries",
-              "deliveries", "date_started", "date_done"]
-    if task_id != request.id:
-        fields = ["state", "content_type", "result", "date_done"]
+    row = TaskResult(task_id=task_id, state=state, content_type=serializer, result=text,
+                     date_started=now, date_done=now)
+    # Kept on update: when the first report came (about when the task started).
+    fields = ["state", "content_type", "result", "date_done"]
+    if task_id == request.id:
+        # The task's own row: what the admin shows of a running task.
+        for name, value in (("task_name", task.name), ("queue", request.queue or ""),
+                            ("worker", request.hostname or ""), ("retries", request.retries),
+                            ("deliveries", request.delivery_count or 1),
+                            ("parent_id", request.parent_id), ("root_id", request.root_id),
+                            ("group_id", request.group)):
+            setattr(row, name, value)
+            fields.append(name)
     TaskResult.objects.using(_writing_alias()).bulk_create(
         [row], update_conflicts=True, unique_fields=["task_id"], update_fields=fields)
 

@@ -55,8 +55,12 @@ class Task:
         self.run = run
         cls = type(self)
         for key, default in TASK_OPTIONS.items():
-            # A subclass's class attribute is the default, as in Celery.
-            setattr(self, key, options[key] if key in options else getattr(cls, key, default))
+            # A subclass's class attribute is the default, as in Celery; but
+            # not its name: each function decorated with it is a task of its own.
+            if key in options:
+                setattr(self, key, options[key])
+            else:
+                setattr(self, key, default if key == "name" else getattr(cls, key, default))
         self.name = self.name or f"{run.__module__}.{run.__qualname__}"
         self.autoretry_for = tuple(self.autoretry_for or ())
         for limit in ("time_limit", "soft_time_limit"):

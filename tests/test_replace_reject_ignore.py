@@ -102,6 +102,8 @@ def test_replace_gives_the_original_id_the_replacements_value(start_worker):
 def test_replace_with_a_chain(start_worker):
     start_worker()
     assert replaced_by_chain.delay(5).get(timeout=60) == 8
+    # Inside a chain: the rest of it follows the replacement's last step.
+    assert chain(replaced_by_chain.s(1), add.s(10)).delay().get(timeout=60) == 14
 
 
 def test_replace_keeps_links_chain_and_chord_membership(start_worker):

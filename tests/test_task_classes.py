@@ -53,6 +53,20 @@ def test_class_attributes_are_option_defaults():
     assert issubclass(DefaultsTask, Task)
 
 
+def test_a_base_with_a_name_does_not_name_its_tasks():
+    class Named(Task):
+        name = "the.base"
+
+    def first():
+        return 1
+
+    def second():
+        return 2
+
+    assert Named(first).name.endswith("first")
+    assert Named(second).name.endswith("second")
+
+
 @pytest.mark.parametrize("pool", ["threads", "prefork"])
 def test_handlers_of_a_success(start_worker, pool):
     start_worker("--pool", pool, "--concurrency", "2")
