@@ -11,8 +11,11 @@ class DjangoTasksConfig(AppConfig):
 
         from . import checks  # noqa: F401  (registers the system checks)
         from .queue.base import FINISH_HOOKS
+        from .replacing import write_replacements
         from .workflow import advance_workflows
 
+        if write_replacements not in FINISH_HOOKS:
+            FINISH_HOOKS.append(write_replacements)
         if advance_workflows not in FINISH_HOOKS:
             FINISH_HOOKS.append(advance_workflows)
 

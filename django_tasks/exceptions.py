@@ -94,3 +94,27 @@ class ContentDisallowed(DecodeError):
 
 class ImproperlyConfigured(DjangoTasksError):
     """The ``DJANGO_TASKS`` setting is invalid."""
+
+
+class Ignore(DjangoTasksError):
+    """Raised by a task to end without storing any state: the message is
+    acknowledged, and the result stays as it was (PENDING, or the last
+    ``update_state``). Links and chord counting do not see it."""
+
+
+class Reject(DjangoTasksError):
+    """Raised by a task to refuse its message.
+
+    ``requeue=False``: the task ends ``REJECTED`` (stored, ``get()`` raises
+    this exception). ``requeue=True``: the message goes back to the queue as
+    a new delivery; past ``MAX_DELIVERIES`` it ends ``REJECTED`` instead, so a
+    task that always rejects cannot loop.
+    """
+
+    def __init__(self, reason=None, requeue=False):
+        self.reason = reason
+        self.requeue = requeue
+        super().__init__(reason, requeue)
+
+    def __str__(self):
+        return str(self.reason) if self.reason is not None else "rejected"

@@ -78,7 +78,9 @@ class QueuedMessage(models.Model):
 class TaskResult(models.Model):
     task_id = models.UUIDField(primary_key=True)  # look-ups by id
     task_name = models.CharField(max_length=255)
-    state = models.CharField(max_length=16, choices=states.CHOICES, default=states.PENDING)
+    # Celery's states, or a task's own (update_state), up to MAX_STATE_LENGTH.
+    state = models.CharField(max_length=states.MAX_STATE_LENGTH, choices=states.CHOICES,
+                             default=states.PENDING)
     content_type = models.CharField(max_length=32, default="json")
     # The return value, or for FAILURE/RETRY/REVOKED the exception as a dict.
     result = models.TextField(null=True, blank=True)

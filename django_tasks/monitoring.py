@@ -144,6 +144,8 @@ def throughput(minutes=15, now=None):
 
 
 def done_and_failed(per_minute):
-    """``finished_per_minute()`` rows as [(minute, done, failed)]."""
-    return [(minute, sum(counts.values()), counts.get(states.FAILURE, 0))
+    """``finished_per_minute()`` rows as [(minute, done, failed)]; a running
+    task's custom state (update_state) is not a finished task."""
+    return [(minute, sum(n for state, n in counts.items() if not states.is_custom(state)),
+             counts.get(states.FAILURE, 0))
             for minute, counts in per_minute]

@@ -54,7 +54,8 @@ class AsyncResult:
     @property
     def state(self):
         row = self._load()
-        if row is not None and row.state in states.READY_STATES:
+        if row is not None and (row.state in states.READY_STATES or states.is_custom(row.state)):
+            # A custom state (update_state) is the task's own word while it runs.
             return row.state
         message = _backend().get_message(self.id)
         if message is not None and message.claimed_by is not None:

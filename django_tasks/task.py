@@ -16,6 +16,7 @@ from .messages import checked_time_limit, compute_available_at
 from .queue import enqueue
 from .registry import tasks as registry
 from .result import AsyncResult
+from .worker import task_hooks
 
 TASK_OPTIONS = {
     "name": None,
@@ -38,7 +39,13 @@ TASK_OPTIONS = {
 
 
 class Task:
-    """A function that can run inline (``t(...)``) or on a worker (``t.delay(...)``)."""
+    """A function that can run inline (``t(...)``) or on a worker (``t.delay(...)``).
+
+    Subclass it for Celery's handlers (``on_success``, ``on_failure``,
+    ``on_retry``, ``after_return``, ``before_start``; see
+    ``worker/task_hooks.py``) and option defaults as class attributes, then
+    ``@task(base=MyTask)``.
+    """
 
     def __init__(self, run, **options):
         unknown = set(options) - set(TASK_OPTIONS)
@@ -46,8 +53,14 @@ class Task:
             raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}; "
                             f"known: {', '.join(sorted(TASK_OPTIONS))}")
         self.run = run
+        cls = type(self)
         for key, default in TASK_OPTIONS.items():
-            setattr(self, key, options.get(key, default))
+            # A subclass's class attribute is the default, as in Celery; but
+            # not its name: each function decorated with it is a task of its own.
+            if key in options:
+                setattr(self, key, options[key])
+            else:
+                setattr(self, key, default if key == "name" else getattr(cls, key, default))
         self.name = self.name or f"{run.__module__}.{run.__qualname__}"
         self.autoretry_for = tuple(self.autoretry_for or ())
         for limit in ("time_limit", "soft_time_limit"):
@@ -58,6 +71,7 @@ class Task:
         self.__name__ = run.__name__
         self.__module__ = run.__module__
         self.__wrapped__ = run
+        self.hooks = task_hooks.overridden(cls, Task)
 
     def __repr__(self):
         return f"<@task: {self.name}>"
@@ -83,6 +97,38 @@ class Task:
 
     def pop_request(self):
         self._local.stack.pop()
+
+    # -- Celery's handlers (run by the worker; see worker/task_hooks.py) ---
+
+    def before_start(self, task_id, args, kwargs):
+        """Called before the task body runs."""
+
+    def on_success(self, retval, task_id, args, kwargs):
+        """Called when the task succeeded."""
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Called when the task failed."""
+
+    def on_retry(self, exc, task_id, args, kwargs, einfo):
+        """Called when the task is to be retried."""
+
+    def after_return(self, status, retval, task_id, args, kwargs, einfo):
+        """Called after the task succeeded or failed (not on retries)."""
+
+    # -- reporting and handing over ---------------------------------------
+
+    def update_state(self, task_id=None, state=None, meta=None, **kwargs):
+        """Store ``state`` (such as ``"PROGRESS"``) and ``meta`` as the task's
+        result while it runs: ``AsyncResult.state`` / ``.info`` show them."""
+        from .progress import update_state
+
+        update_state(self, task_id, state, meta)
+
+    def replace(self, sig):
+        """Hand this task's place (its id, callbacks, chain and chord) to ``sig``."""
+        from .replacing import replace
+
+        return replace(self, sig)
 
     # -- calling --------------------------------------------------------
 
@@ -182,9 +228,17 @@ def task_for_sending(name):
 
 
 def task(*args, **options):
-    """Decorate a function as a task: ``@task`` or ``@task(name=..., ...)``."""
+    """Decorate a function as a task: ``@task`` or ``@task(name=..., ...)``.
+
+    ``base=`` a ``Task`` subclass builds the task from it (Celery's ``base``).
+    """
+    base = options.pop("base", None) or Task
+    if not (isinstance(base, type) and issubclass(base, Task)):
+        raise TypeError(f"@task(base=...) takes a subclass of django_tasks.Task, "
+                        f"not {base!r}")
+
     def decorate(function):
-        return registry.register(Task(function, **options))
+        return registry.register(base(function, **options))
 
     if len(args) == 1 and callable(args[0]) and not options:
         return decorate(args[0])

@@ -13,3 +13,11 @@ class Note(models.Model):
     """A row a test task writes, to observe (rolled-back) side effects."""
 
     text = models.CharField(max_length=200)
+
+
+class HookCall(models.Model):
+    """One row per Celery handler a test task's class ran (on_success...)."""
+
+    task_id = models.CharField(max_length=64)
+    hook = models.CharField(max_length=50)
+    data = models.JSONField(default=dict)

@@ -129,6 +129,7 @@ def record_tick(self):
 
 from .canvas_tasks import *  # noqa: E402, F403  (workers import tests.tasks only)
 from .poison_tasks import *  # noqa: E402, F403
+from .taskclass_tasks import *  # noqa: E402, F403
 
 
 @task

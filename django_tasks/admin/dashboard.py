@@ -28,7 +28,7 @@ from .display import STATE_COLOURS, ReadOnlyAdmin, human_duration, state_badge, 
 WINDOW_MINUTES = 60
 DEFAULT_REFRESH = 5
 # Result states in the order the table shows them.
-RESULT_STATES = [states.SUCCESS, states.FAILURE, states.RETRY, states.REVOKED,
+RESULT_STATES = [states.SUCCESS, states.FAILURE, states.RETRY, states.REVOKED, states.REJECTED,
                  states.STARTED, states.RECEIVED, states.PENDING]
 
 
@@ -66,6 +66,9 @@ def dashboard_figures(now=None):
         by_state.update(counts)
     state_rows = [(state, by_state.get(state, 0), state_badge(state))
                   for state in RESULT_STATES if state in by_state or state in states.READY_STATES]
+    # Custom states tasks reported while running (update_state), after Celery's.
+    state_rows += [(state, n, state_badge(state)) for state, n in sorted(by_state.items())
+                   if states.is_custom(state)]
     rows = monitoring.done_and_failed(per_minute)
     done = sum(d for _, d, _ in rows)
     failed = sum(f for _, _, f in rows)

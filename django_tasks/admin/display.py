@@ -18,6 +18,7 @@ STATE_COLOURS = {
     states.STARTED: "#1565c0",
     states.RECEIVED: "#1565c0",
     states.REVOKED: "#757575",
+    states.REJECTED: "#6a1b9a",
     states.PENDING: "#9e9e9e",
 }
 BADGE_STYLE = ("display:inline-block;padding:1px 7px;border-radius:8px;color:#fff;"

@@ -53,7 +53,7 @@ RETRY_LIMIT = 1_000
 #: Children and group members listed on a result's page.
 RELATED_LISTED = 50
 
-RETRIABLE = (states.FAILURE, states.REVOKED)
+RETRIABLE = (states.FAILURE, states.REVOKED, states.REJECTED)
 #: Read through timestamps.readable(): a row may hold times Python cannot.
 TIMESTAMPS = ["date_created", "date_started", "date_done"]
 GAPS = {("created", "started"): "waited", ("started", "done"): "ran"}
@@ -85,6 +85,13 @@ class TaskNameFilter(IndexedValuesFilter):
     parameter_name = column = "task_name"
 
 
+class StateFilter(IndexedValuesFilter):
+    """Celery's states and the custom ones tasks reported (``update_state``)."""
+
+    title = "state"
+    parameter_name = column = "state"
+
+
 class QueueFilter(IndexedValuesFilter):
     title = "queue"
     parameter_name = column = "queue"
@@ -94,7 +101,7 @@ class QueueFilter(IndexedValuesFilter):
 class TaskResultAdmin(ReadOnlyAdmin):
     list_display = ["task_id", "task_name", "state_badge", "queue", "worker", "retries",
                     "date_created_shown", "date_started_shown", "date_done_shown", "runtime"]
-    list_filter = ["state", TaskNameFilter, QueueFilter, "date_done"]
+    list_filter = [StateFilter, TaskNameFilter, QueueFilter, "date_done"]
     search_fields = ["task_id", "task_name", "args", "kwargs"]
     search_help_text = ("A task or group id finds it among all results; other text is "
                         f"searched in the task name and arguments of the newest "

@@ -124,7 +124,7 @@ class BaseQueue:
         """No retries to reschedule and no hook with work to do."""
         if not self.single_statement_finish:
             return False
-        if any(o.retry_at is not None for o in outcomes):
+        if any(o.retry_at is not None or o.requeue for o in outcomes):
             return False
         return not any(getattr(hook, "wants", lambda outcomes: True)(outcomes)
                        for hook in FINISH_HOOKS)
@@ -134,10 +134,13 @@ class BaseQueue:
             self.mark_started(started_ids)
         self.store_and_acknowledge(
             _latest_per_task([o for o in outcomes if o.stores_result]),
-            [o.message.id for o in outcomes if o.retry_at is None])
+            [o.message.id for o in outcomes if o.retry_at is None and not o.requeue])
         for outcome in outcomes:
             if outcome.retry_at is not None:
                 self._reschedule(outcome.message, outcome.retry_at, outcome.new_body)
+        requeued = [o.message.id for o in outcomes if o.requeue]
+        if requeued:  # Reject(requeue=True): delivered again, the delivery counted
+            self.release_messages(requeued)
         for hook in FINISH_HOOKS:
             hook(outcomes, self)
         self.notify_results([o.message.task_id for o in outcomes])

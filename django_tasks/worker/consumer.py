@@ -326,6 +326,10 @@ class Consumer:
                         outcome.retry_at.isoformat(), outcome.describe())
         elif outcome.state == states.REVOKED:
             logger.info("Task %s revoked: %s", name, outcome.describe())
+        elif outcome.state == states.IGNORED:
+            logger.info("Task %s ignored: %s", name, outcome.describe())
+        elif outcome.requeue:
+            logger.info("Task %s rejected, requeued: %s", name, outcome.describe())
         else:
             self.failed += 1
             logger.error("Task %s raised unexpected: %s\n%s", name, outcome.describe(),

@@ -20,7 +20,9 @@ from ..exceptions import (
     ContentDisallowed,
     DecodeError,
     EncodeError,
+    Ignore,
     NotRegistered,
+    Reject,
     Retry,
     TaskRevokedError,
 )
@@ -29,6 +31,7 @@ from ..registry import tasks as registry
 from ..serialization import short_repr
 from .outcome import Outcome, exception_text
 from .shutdown import ColdShutdown
+from .task_hooks import before_start, chosen_end, run_handlers
 
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 # How arguments are shown with a result (one encoder, not one per call).
@@ -93,6 +96,9 @@ def _call(task, message, request, args, kwargs):
         value = _invoke(task, args, kwargs)
     except Retry as retry:
         outcome = _retry_outcome(task, message, retry)
+    except (Ignore, Reject) as exc:
+        outcome = chosen_end(message, exc, request.is_eager,
+                             lambda state, error: _exception_outcome(message, state, error))
     except TaskRevokedError as exc:
         outcome = _exception_outcome(message, states.REVOKED, exc)
         signals.task_revoked.send(sender=task, request=request, terminated=True)
@@ -117,6 +123,9 @@ def _call(task, message, request, args, kwargs):
     else:
         outcome = _success(task, message, value)
     finally:
+        if outcome is not None:  # Celery's handlers, the request still current
+            outcome = run_handlers(task, outcome, args, kwargs,
+                                   lambda exc: _failure(task, message, exc))
         running_task.reset(token)
         task.pop_request()
         state = outcome.state if outcome is not None else states.FAILURE
@@ -127,12 +136,17 @@ def _call(task, message, request, args, kwargs):
 
 
 def _invoke(task, args, kwargs):
+    before_start(task, task.request, args, kwargs)
     call_args = (task, *args) if task.bind else args
     if task.atomic:
         # A savepoint inside the transaction that will also store the result:
         # a failure undoes the task's own writes but keeps the FAILURE row.
         with transaction.atomic(using=settings.DATABASE):
-            return _call_function(task, call_args, kwargs)
+            try:
+                return _call_function(task, call_args, kwargs)
+            except Ignore as exc:  # not a failure (replace() too): its writes stay
+                ignored = exc
+        raise ignored
     return _call_function(task, call_args, kwargs)
 
 

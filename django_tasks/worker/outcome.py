@@ -36,6 +36,12 @@ class Outcome:
     # Set when the task failed because the database connection was lost:
     # deliver it again rather than store the failure (up to MAX_DELIVERIES).
     redeliver: bool = False
+    # Set by ``raise Reject(requeue=True)``: hand the message back to the
+    # queue (the delivery stays counted), store nothing.
+    requeue: bool = False
+    # Set by ``self.replace(sig)``: the Plan of the replacement, written
+    # when this message is acknowledged (see replacing.py).
+    replacement: object = None
 
     def describe(self, limit=200):
         return serialization.short_repr(self.value, limit)
@@ -43,6 +49,9 @@ class Outcome:
     @property
     def stores_result(self):
         # ignore_result drops successes only: a failure is never lost silently.
+        # Ignore() and a requeued Reject store nothing at all.
+        if self.state == states.IGNORED or self.requeue:
+            return False
         return not (self.state == states.SUCCESS and self.message.headers.get("ignore_result"))
 
     @property
@@ -92,6 +101,7 @@ class Outcome:
         return replace(self, message=replace(self.message, headers=headers),
                        state=states.FAILURE, value=exc, result_text=exception_text(exc),
                        content_type="json", traceback=None, retry_at=None, new_body=None,
+                       replacement=None, requeue=False,
                        args_text=None, kwargs_text=None)
 
 
