@@ -24,7 +24,7 @@ from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
 from ..serialization import short_repr
-from . import housekeeping
+from . import at_most_once, housekeeping
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
@@ -70,6 +70,8 @@ class Consumer:
         # Messages of an identity declared lost, still running: their
         # outcomes are not this worker's to store.
         self.disowned = set()
+        # Why an at-most-once task still held at the end did not finish.
+        self.stop_reason = "the worker stopped while it ran"
 
     # -- life cycle -------------------------------------------------------
 
@@ -115,6 +117,7 @@ class Consumer:
         except ColdShutdown:
             logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
                            "back to the queue", len(self.pool.jobs))
+            self.stop_reason = "a cold shutdown stopped it"
             self.pool.stop(cold=True)
         except BaseException as exc:
             self._account_for_crash(exc)
@@ -129,6 +132,7 @@ class Consumer:
         that keeps doing this ends FAILURE after MAX_DELIVERIES), and what
         it had only prefetched goes back uncounted."""
         reason = f"the worker's loop failed ({type(exc).__name__}: {short_repr(exc, 200)})"
+        self.stop_reason = reason
         logger.critical("%s; handing back what it held", reason, exc_info=exc)
         prefetched = self._take_prefetched()
         if prefetched:
@@ -158,8 +162,9 @@ class Consumer:
         # Everything finished is stored before anything still claimed is
         # handed back, so no finished task runs again.
         self.flusher.stop()
-        released = self._with_reconnect(
-            lambda: self.backend.release(self.worker_id, pid=self.claim_pid), attempts=5)
+        released = self._with_reconnect(lambda: at_most_once.hand_back(
+            self.backend, self.worker_id, self.claim_pid, self.hostname, self.stop_reason),
+            attempts=5)
         if released:
             logger.info("Handed %d claimed message(s) back to the queue", released)
         self._unregister()
@@ -307,8 +312,10 @@ class Consumer:
 
     def _deliver_again(self, outcome):
         message = outcome.message
-        if message.deliveries >= settings.MAX_DELIVERIES:
-            return False  # store the failure: it keeps happening
+        if message.deliveries >= settings.MAX_DELIVERIES or message.acked:
+            # Store the failure: it keeps happening, or its at-most-once
+            # task began (acks_late=False) and must not run again.
+            return False
         logger.warning("Task %s[%s] lost its database connection (%s); delivering it again",
                        message.task_name, message.task_id, outcome.describe())
         self._with_reconnect(lambda: self.backend.release_messages([message.id]))
