@@ -24,7 +24,7 @@ from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
 from ..serialization import short_repr
-from . import at_most_once, housekeeping
+from . import at_most_once, housekeeping, task_signals
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
@@ -37,6 +37,10 @@ logger = logging.getLogger("django_tasks.worker")
 # the queue, where another worker may be idle.
 PREFETCH_PATIENCE = 1.0
 
+
+
+def _exc_info(value):
+    return value if isinstance(value, BaseException) else None
 
 
 class Consumer:
@@ -76,6 +80,7 @@ class Consumer:
     # -- life cycle -------------------------------------------------------
 
     def start(self):
+        task_signals.current["consumer"] = self
         self._register()
         self.pool = create_pool(self.pool_name, self.concurrency, hostname=self.hostname,
                                 backend=self.backend, worker_id=self.worker_id,
@@ -104,8 +109,11 @@ class Consumer:
                                    lambda: (self.processed, self.failed), self._terminate,
                                    on_lost=self._on_lost)
         self.heartbeat.start()
+        if self.pool_name == "solo":
+            # As Celery's solo pool: this process is the one running tasks.
+            task_signals.send(signals.worker_process_init, sender=None)
         logger.info("%s ready.", self.hostname)
-        signals.worker_ready.send(sender=self)
+        task_signals.send(signals.worker_ready, sender=self)
 
     def run(self):
         """Run until a stop signal; returns the process exit code."""
@@ -113,8 +121,10 @@ class Consumer:
         try:
             while not self.shutdown.warm:
                 self.step()
+            self._shutting_down("Warm", self.shutdown.signal_name)
             self._warm_shutdown()
-        except ColdShutdown:
+        except ColdShutdown as shutdown:
+            self._shutting_down("Cold", shutdown.args[0] if shutdown.args else None)
             logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
                            "back to the queue", len(self.pool.jobs))
             self.stop_reason = "a cold shutdown stopped it"
@@ -142,6 +152,12 @@ class Consumer:
             self._with_reconnect(lambda message=message: housekeeping.deliver_again_or_fail(
                 self.backend, message, f"{reason} while running it", self.hostname,
                 self.worker_id), attempts=5)
+
+    def _shutting_down(self, how, sig):
+        """worker_shutting_down, for a stop signal sent to this worker."""
+        if self.install_signals and sig is not None:
+            task_signals.send(signals.worker_shutting_down, sender=self.hostname, sig=sig,
+                              how=how, exitcode=0)
 
     def _warm_shutdown(self):
         ids = self._take_prefetched()
@@ -176,7 +192,7 @@ class Consumer:
     def _unregister(self):
         self._with_reconnect(lambda: self.backend.stop_worker(
             self.worker_id, self.processed, self.failed), attempts=5)
-        signals.worker_shutdown.send(sender=self)
+        task_signals.send(signals.worker_shutdown, sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname,
                     self.processed, self.failed)
 
@@ -219,6 +235,7 @@ class Consumer:
                 _, message = self.buffer.popleft()
                 self.task_started = time.monotonic()
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
+            task_signals.received(message, self.hostname)
             self.dispatched[message.id] = message
             self.pool.submit(message)
             if self.pool.runs_inline:
@@ -335,8 +352,11 @@ class Consumer:
             logger.info("Task %s revoked: %s", name, outcome.describe())
         else:
             self.failed += 1
-            logger.error("Task %s raised unexpected: %s\n%s", name, outcome.describe(),
-                         outcome.traceback or "(no traceback)")
+            # exc_info: the exception itself reaches the project's handlers
+            # (an error tracker's too), its traceback printed by the formatter.
+            logger.error("Task %s raised unexpected: %s", name, outcome.describe(),
+                         exc_info=_exc_info(outcome.value),
+                         extra={"task_id": message.task_id, "task_name": message.task_name})
 
     # -- declared lost -----------------------------------------------------
 
@@ -370,8 +390,9 @@ class Consumer:
                 continue
             self.disowned.discard(message.id)
             self.dispatched.pop(message.id, None)
-            logger.warning("Task %s[%s] ended (%s) under an identity declared lost: its outcome "
-                           "is not stored (it is delivered again)", message.task_name,
+            logger.warning("Task %s[%s] ended (%s) under an identity declared lost: its "
+                           "outcome is not stored (the worker that recovers it delivers it "
+                           "again, or fails it if it began at most once)", message.task_name,
                            message.task_id, outcome.state)
         return kept
 

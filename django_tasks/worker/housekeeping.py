@@ -16,7 +16,7 @@ from ..conf import settings
 from ..exceptions import DecodeError, TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
 from ..monitoring import lost_cutoff
-from . import at_most_once, storing
+from . import at_most_once, storing, task_signals
 from .outcome import Outcome, exception_text
 from .reconnect import DB_ERRORS
 
@@ -99,6 +99,7 @@ def revoke_expired_messages(backend):
         else:
             state = states.REVOKED
             error = TaskRevokedError(f"expired at {message.expires.isoformat()}")
+            task_signals.expired(message, hostname="")
         outcomes.append(Outcome(message=message, state=state, value=error,
                                 result_text=exception_text(error), done_at=now))
     storing.store(backend, outcomes, worker_id=None)

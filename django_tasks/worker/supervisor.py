@@ -31,7 +31,7 @@ from .. import signals
 from ..conf import settings
 from ..exceptions import TimeLimitExceeded
 from ..queue import get_backend
-from . import at_most_once, housekeeping, storing
+from . import at_most_once, housekeeping, storing, task_signals
 from .child import NEW_WORK, WARM_SHUTDOWN, SlotState, child_main
 from .execution import interrupted_outcome
 from .forking import database_work
@@ -99,8 +99,10 @@ class Supervisor:
         try:
             while not self.shutdown.warm:
                 self.step()
+            self._shutting_down("Warm", self.shutdown.signal_name)
             self._warm_shutdown()
-        except ColdShutdown:
+        except ColdShutdown as shutdown:
+            self._shutting_down("Cold", shutdown.args[0] if shutdown.args else None)
             self._cold_shutdown()
         except BaseException:
             # Children outliving this process would hold their messages
@@ -110,6 +112,11 @@ class Supervisor:
         finally:
             self.stop()
         return 0
+
+    def _shutting_down(self, how, sig):
+        if sig is not None:
+            task_signals.send(signals.worker_shutting_down, sender=self.hostname, sig=sig,
+                              how=how, exitcode=0)
 
     def start(self):
         self._register()
@@ -122,7 +129,7 @@ class Supervisor:
         for slot in range(self.concurrency):
             self._spawn(slot)
         logger.info("%s ready.", self.hostname)
-        signals.worker_ready.send(sender=self)
+        task_signals.send(signals.worker_ready, sender=self)
 
     def stop(self):
         self.heartbeat.stop()
@@ -135,7 +142,7 @@ class Supervisor:
         self._with_reconnect(lambda: self.backend.stop_worker(
             self.worker_id, processed, failed), attempts=5)
         self.backend.close_listener()
-        signals.worker_shutdown.send(sender=self)
+        task_signals.send(signals.worker_shutdown, sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname, processed, failed)
 
     def _register(self):
@@ -154,6 +161,7 @@ class Supervisor:
     # -- children ---------------------------------------------------------
 
     def _spawn(self, slot):
+        task_signals.send(signals.worker_before_create_process, sender=self)
         connections.close_all()
         self.backend.close_listener()
         read_end, write_end = os.pipe()
