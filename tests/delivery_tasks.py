@@ -62,8 +62,8 @@ def header_value(self, key):
 SIGNAL_LOG = os.environ.get("TESTS_SIGNAL_LOG")
 
 
-def note(name, **fields):
-    line = json.dumps({"signal": name, "pid": os.getpid(), **fields}, default=repr) + "\n"
+def note(signal_name, /, **fields):
+    line = json.dumps({"signal": signal_name, "pid": os.getpid(), **fields}, default=repr) + "\n"
     descriptor = os.open(SIGNAL_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         os.write(descriptor, line.encode())

@@ -39,10 +39,10 @@ def _by_signal(lines):
     return found
 
 
-def _one(found, name, **fields):
-    matching = [line for line in found.get(name, [])
+def _one(found, signal_name, /, **fields):
+    matching = [line for line in found.get(signal_name, [])
                 if all(line.get(key) == value for key, value in fields.items())]
-    assert matching, f"no {name} with {fields}: {found.get(name)}"
+    assert matching, f"no {signal_name} with {fields}: {found.get(signal_name)}"
     return matching[0]
 
 

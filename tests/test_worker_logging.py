@@ -90,3 +90,15 @@ def test_a_setup_logging_receiver_takes_logging_over():
     finally:
         signals.setup_logging.disconnect(take_over)
     assert calls == ["INFO"] and worker_logger.handlers == before
+
+
+def test_each_tasks_failure_is_logged_even_when_the_error_repeats():
+    repeats = logs.RepeatFilter(window=60, clock=lambda: 0.0)
+    records = []
+    for task_id in ("t1", "t2", "t3"):
+        record = logging.LogRecord("django_tasks.worker", logging.ERROR, __file__, 1,
+                                   "Task %s raised unexpected: %s", (task_id, "boom"),
+                                   (ValueError, ValueError("boom"), None))
+        record.task_id = task_id
+        records.append(record)
+    assert all(repeats.filter(record) for record in records)
