@@ -134,3 +134,23 @@ def test_celerys_other_delivery_options_are_accepted():
 def test_a_delivery_option_that_is_not_a_boolean_is_refused():
     with pytest.raises(TypeError, match="acks_late"):
         task(name="tests.at_most_once.bad", acks_late="no")(lambda: None)
+
+
+def test_a_worker_declared_lost_mid_task_does_not_run_it_again(start_worker):
+    # The keeper consumes another queue: it only declares the stalled worker
+    # lost and recovers what that one held.
+    start_worker("-P", "solo", "-Q", "elsewhere")
+    stalled = start_worker("-P", "solo")
+    blocked = once_then_block.delay("once", BLOCK)
+    wait_until(_ran("once"), message="the task to begin")
+    os.kill(stalled.pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: TaskResult.objects.filter(task_id=blocked.id).exists(), timeout=60,
+                   message="the keeper to end the lost worker's task")
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    _lost(blocked)
+    stalled.wait_for("Going on as worker", timeout=30)
+    assert once_record.delay("after").get(timeout=60) == "after"
+    assert _runs() == Counter({"once": 1, "after": 1})
+    assert TaskResult.objects.get(task_id=blocked.id).state == states.FAILURE
