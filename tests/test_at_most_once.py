@@ -12,6 +12,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from django_tasks import states, task
+from django_tasks.delivery_checks import check_delivery_options
 from django_tasks.exceptions import WorkerLostError
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.worker.at_most_once import acks_late
@@ -129,6 +130,10 @@ def test_celerys_other_delivery_options_are_accepted():
 
     assert options.reject_on_worker_lost is True
     assert options.acks_on_failure_or_timeout is False
+    notes = {message.id: message for message in check_delivery_options()
+             if message.obj == "tests.at_most_once.options"}
+    assert set(notes) == {"django_tasks.I041"}
+    assert "no effect" in notes["django_tasks.I041"].msg
 
 
 def test_a_delivery_option_that_is_not_a_boolean_is_refused():
