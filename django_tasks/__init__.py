@@ -6,8 +6,9 @@ This module only re-exports; the code lives in modules named after what they hol
 from . import states
 from .beat.schedules import crontab
 from .canvas import Signature, chain, chord, group, signature
+from .log import get_task_logger
 from .result import AsyncResult, EagerResult, GroupResult
 from .task import Task, shared_task, task
 
 __all__ = ["AsyncResult", "EagerResult", "GroupResult", "Signature", "Task", "chain", "chord",
-           "crontab", "group", "shared_task", "signature", "states", "task"]
+           "crontab", "get_task_logger", "group", "shared_task", "signature", "states", "task"]

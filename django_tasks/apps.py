@@ -9,7 +9,7 @@ class DjangoTasksConfig(AppConfig):
     def ready(self):
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks, delivery_checks  # noqa: F401  (register the system checks)
         from .queue.base import FINISH_HOOKS
         from .replacing import write_replacements
         from .workflow import advance_workflows

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 
 from django.db import transaction
 
-from . import serialization
+from . import publishing, serialization
 from .conf import settings
 from .message_builder import MessageBuilder
 from .messages import new_task_id
@@ -135,11 +135,13 @@ class Plan:
         self.messages.append(message)
         if self._writer is not None and len(self.messages) >= WRITE_EVERY:
             self._writer.write(self.messages)
+            publishing.after(self.messages)
             self.messages = []
 
     def write(self, queue):
         """Write inside the caller's transaction: ONE enqueue, and the chord rows."""
         queue.enqueue(self.messages)
+        publishing.after(self.messages)
         self.write_chords(queue)
 
     def write_chords(self, queue):
@@ -156,6 +158,7 @@ def _write_planned(fill):
         plan = Plan(writer)
         fill(plan)
         writer.finish(plan.messages)
+        publishing.after(plan.messages)
         plan.write_chords(queue)
 
 

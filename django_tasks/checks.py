@@ -66,7 +66,8 @@ def check_settings(app_configs=None, **kwargs):
         value = getattr(settings, key)
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
             errors.append(_error(number, f"DJANGO_TASKS[{key!r}] must be a whole number >= 1."))
-    for key in ("LISTEN_NOTIFY", "SYNCHRONOUS_ACKS", "SYNCHRONOUS_ENQUEUE", "PREPARED_STATEMENTS"):
+    for key in ("LISTEN_NOTIFY", "SYNCHRONOUS_ACKS", "SYNCHRONOUS_ENQUEUE", "PREPARED_STATEMENTS",
+                "ACKS_LATE"):
         if not isinstance(getattr(settings, key), bool):
             errors.append(_error(18, f"DJANGO_TASKS[{key!r}] must be True or False."))
     for key in ("MAX_MESSAGE_SIZE", "MAX_RESULT_SIZE"):

@@ -32,6 +32,11 @@ DEFAULTS = {
     "WORKER_LOST_TIMEOUT": 30.0,
     # How often a delivery may be retried after its worker was lost.
     "MAX_DELIVERIES": 3,
+    # Acknowledge a message after its task ran (at least once: a worker that
+    # dies mid-task leaves it to run again). False acknowledges just before
+    # (at most once: such a task ends FAILURE with WorkerLostError instead);
+    # the task option acks_late= overrides it.
+    "ACKS_LATE": True,
     # Seconds a worker sleeps between polls when no wake-up arrives.
     "POLL_INTERVAL": 1.0,
     # Use LISTEN/NOTIFY on PostgreSQL (turn off behind PgBouncer in

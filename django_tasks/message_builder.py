@@ -7,6 +7,7 @@ the enqueue moment is one instant for the whole batch.
 
 from django.utils import timezone
 
+from . import publishing, signals
 from .conf import settings
 from .context import running_task
 from .limits import check_message_size
@@ -62,13 +63,17 @@ class MessageBuilder:
             message_headers["link"] = _signature_list(link)
         if link_error:
             message_headers["link_error"] = _signature_list(link_error)
-        check_message_size(task.name, body, compact_json(message_headers))
         now = self.now
+        available_at = now if countdown is None and eta is None \
+            else compute_available_at(now, countdown, eta)
+        expires = None if expires is None else compute_expires(now, expires)
+        if signals.before_task_publish.receivers and not settings.EAGER:
+            publishing.before(task.name, task_id, args, kwargs, message_headers, queue,
+                              available_at, expires)
+        check_message_size(task.name, body, compact_json(message_headers))
         return Message(
             task_id=task_id, task_name=task.name, queue=queue, priority=priority,
-            available_at=now if countdown is None and eta is None
-            else compute_available_at(now, countdown, eta),
-            expires=None if expires is None else compute_expires(now, expires),
+            available_at=available_at, expires=expires,
             content_type=serializer, body=body, headers=message_headers, created_at=now)
 
     def _route(self, queue, priority):

@@ -30,6 +30,8 @@ class Message:
     deliveries: int = 0
     created_at: datetime | None = None
     started: bool = False  # marked started by the claim itself
+    # Acknowledged before its task ran (acks_late=False): never delivered again.
+    acked: bool = False
     # What is wrong with a claimed message's headers (see checked_headers).
     corrupt: str | None = None
 

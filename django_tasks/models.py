@@ -38,6 +38,10 @@ class QueuedMessage(models.Model):
     claimed_pid = models.IntegerField(null=True, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Set just before an acks_late=False task runs: from then on the message
+    # is never delivered again (at most once); a worker lost past this point
+    # ends it FAILURE with WorkerLostError.
+    acked_at = models.DateTimeField(null=True, blank=True)
     # Set by revoke(terminate=True); the worker holding it stops the task.
     terminate_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

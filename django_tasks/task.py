@@ -17,6 +17,7 @@ from .queue import enqueue
 from .registry import tasks as registry
 from .result import AsyncResult
 from .worker import task_hooks
+from .worker.at_most_once import check_delivery_options
 
 TASK_OPTIONS = {
     "name": None,
@@ -35,6 +36,10 @@ TASK_OPTIONS = {
     "track_started": True,
     "atomic": False,
     "serializer": None,
+    # Delivery (worker/at_most_once.py): None follows DJANGO_TASKS["ACKS_LATE"].
+    "acks_late": None,
+    "reject_on_worker_lost": None,
+    "acks_on_failure_or_timeout": True,
 }
 
 
@@ -65,6 +70,7 @@ class Task:
         self.autoretry_for = tuple(self.autoretry_for or ())
         for limit in ("time_limit", "soft_time_limit"):
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
+        check_delivery_options(self)
         self.is_async = inspect.iscoroutinefunction(run)
         self._local = threading.local()
         self.__doc__ = run.__doc__

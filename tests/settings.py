@@ -56,3 +56,16 @@ if os.environ.get("TESTS_BEAT_SCHEDULE"):
         name: {**{k: v for k, v in entry.items() if k != "seconds"},
                "schedule": timedelta(seconds=entry["seconds"])}
         for name, entry in json.loads(os.environ["TESTS_BEAT_SCHEDULE"]).items()}
+
+# A handler of the project's own on the root logger, for the worker
+# processes a test starts: it writes each record it receives to this file
+# (tests/log_records.py), as an error tracker hooked to logging would see it.
+if os.environ.get("TESTS_LOG_RECORDS"):
+    LOGGING = {
+        **LOGGING,  # noqa: F405
+        "handlers": {**LOGGING["handlers"],  # noqa: F405
+                     "records": {"class": "tests.log_records.JsonLinesHandler",
+                                 "filename": os.environ["TESTS_LOG_RECORDS"],
+                                 "level": "INFO"}},
+        "root": {**LOGGING["root"], "handlers": [*LOGGING["root"]["handlers"], "records"]},  # noqa: F405
+    }

@@ -154,3 +154,4 @@ def make_text(length, char="x"):
 @task
 def raise_long(length):
     raise ValueError("y" * length)
+from .delivery_tasks import *  # noqa: E402, F403

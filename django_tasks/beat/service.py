@@ -9,6 +9,8 @@ import threading
 
 from django.db import DatabaseError, connections
 
+from .. import signals
+from ..worker import task_signals
 from ..worker.forking import database_work
 from .scheduler import Scheduler
 
@@ -32,6 +34,7 @@ class Beat(threading.Thread):
     def run(self):
         try:
             logger.info("beat: Starting...")
+            task_signals.send(signals.beat_init, sender=self)
             if self._retrying(lambda: self.scheduler.sync() or True) is None:
                 return
             while not self._stop_event.is_set():

@@ -6,6 +6,7 @@ SQL lives in ``postgresql.py`` and ``sqlite.py``.
 
 from django.db import connections
 
+from .. import signals
 from ..conf import settings
 
 _VENDORS = {
@@ -32,3 +33,7 @@ def get_backend(alias=None):
 def enqueue(messages):
     """Write ``messages`` to the queue (inside the caller's transaction, if any)."""
     get_backend().enqueue(messages)
+    if signals.after_task_publish.receivers:
+        from ..publishing import after
+
+        after(messages)

@@ -5,7 +5,7 @@ import time
 import uuid
 
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 
 from ..messages import READ_ERRORS, Message, Unreadable, checked_headers
@@ -16,7 +16,8 @@ from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Work
 #: workflow) is enqueued atomically with its result.
 FINISH_HOOKS = []
 # A message handed back to the queue.
-UNCLAIMED = {"claimed_by": None, "claimed_pid": None, "claimed_at": None, "started_at": None}
+UNCLAIMED = {"claimed_by": None, "claimed_pid": None, "claimed_at": None, "started_at": None,
+             "acked_at": None}
 
 RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "args",
                  "kwargs", "queue", "worker", "retries", "deliveries", "parent_id", "root_id",
@@ -166,7 +167,10 @@ class BaseQueue:
     def release(self, worker_id, pid=None):
         """Hand claimed messages back to the queue (shutdown): the worker's,
         or only those of its process ``pid``."""
-        count = self.claimed_by_worker(worker_id, pid).update(**UNCLAIMED)
+        # Never a message acknowledged before it ran (acks_late=False): it
+        # must not run again; its holder fails it (worker/at_most_once.py).
+        count = self.claimed_by_worker(worker_id, pid).filter(acked_at__isnull=True).update(
+            **UNCLAIMED)
         if count:
             self.notify_queue()
         return count
@@ -179,6 +183,21 @@ class BaseQueue:
         """The messages process ``pid`` of the worker holds (a dead prefork child's)."""
         return [self.message_from_model(row)
                 for row in self.claimed_by_worker(worker_id, pid).order_by("id")]
+
+    def acknowledge_early(self, message_id, worker_id):
+        """Mark a claimed message as begun, for good, before its task runs
+        (``acks_late=False``): from then on it is never delivered again. False
+        when ``worker_id`` no longer holds it (declared lost, recovered)."""
+        live = Worker.objects.using(self.alias).filter(id=worker_id, stopped_at__isnull=True)
+        return bool(QueuedMessage.objects.using(self.alias).filter(
+            id=message_id, claimed_by=worker_id, acked_at__isnull=True).filter(
+            Exists(live)).update(acked_at=timezone.now()))
+
+    def acknowledged_messages(self, worker_id, pid=None):
+        """The messages of ``worker_id`` (its process ``pid``) acknowledged
+        before they ran: their tasks began, and were cut short if still here."""
+        rows = self.claimed_by_worker(worker_id, pid).filter(acked_at__isnull=False)
+        return [self.message_from_model(row) for row in rows.order_by("id")]
 
     # -- revoking running tasks ----------------------------------------
 
@@ -220,8 +239,8 @@ class BaseQueue:
         update = dict(UNCLAIMED)
         if undeliver:
             update["deliveries"] = F("deliveries") - 1
-        count = QueuedMessage.objects.using(self.alias).filter(id__in=message_ids).update(
-            **update)
+        count = QueuedMessage.objects.using(self.alias).filter(
+            id__in=message_ids, acked_at__isnull=True).update(**update)
         if count:
             self.notify_queue()
         return count
@@ -377,14 +396,15 @@ class BaseQueue:
             id=row.id, task_id=str(row.task_id), task_name=row.task_name, queue=row.queue,
             priority=row.priority, available_at=row.available_at, expires=row.expires,
             content_type=row.content_type, body=row.body, headers=headers,
-            deliveries=row.deliveries, created_at=row.created_at, corrupt=corrupt)
+            deliveries=row.deliveries, created_at=row.created_at, corrupt=corrupt,
+            acked=row.acked_at is not None)
 
     @staticmethod
     def message_from_row(row, parse_datetime, parse_uuid, parse_json, parse_text=None):
         """A claimed row (CLAIM_COLUMNS) as a Message; a row whose values cannot
         be read comes back ``corrupt``, to fail as such, never raising."""
         (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
-         body, headers, deliveries, created_at, started_at) = row
+         body, headers, deliveries, created_at, started_at, acked_at) = row
         try:
             if parse_text is not None:
                 task_name, queue, content_type, body, headers = (
@@ -404,7 +424,7 @@ class BaseQueue:
             priority=priority, available_at=available_at, expires=expires,
             content_type=content_type, body=body, headers=headers,
             deliveries=deliveries, created_at=created_at,
-            started=started_at is not None, corrupt=corrupt)
+            started=started_at is not None, corrupt=corrupt, acked=acked_at is not None)
 
 
 def _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text):
@@ -412,7 +432,7 @@ def _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
     read is kept (so its result names the task), the rest is replaced with
     values that can be stored, and ``corrupt`` says what was wrong."""
     (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
-     body, headers, deliveries, created_at, started_at) = row
+     body, headers, deliveries, created_at, started_at, acked_at) = row
     problems = []
 
     def read(parse, value, column, fallback):
@@ -439,7 +459,7 @@ def _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
         expires=None if expires is None else read(parse_datetime, expires, "expires", None),
         content_type=text["content_type"], body=text["body"], headers=headers,
         deliveries=deliveries, created_at=read(parse_datetime, created_at, "created_at", now),
-        started=started_at is not None,
+        started=started_at is not None, acked=acked_at is not None,
         corrupt="; ".join(problems + ([bad_header] if bad_header else [])) or "unreadable row")
 
 
@@ -449,7 +469,7 @@ def _latest_per_task(outcomes):
 
 
 CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "
-                 "content_type, body, headers, deliveries, created_at, started_at")
+                 "content_type, body, headers, deliveries, created_at, started_at, acked_at")
 
 
 def sort_claimed(messages):

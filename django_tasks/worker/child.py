@@ -24,7 +24,9 @@ import time
 
 from django.db import connections
 
+from .. import signals
 from ..exceptions import TaskRevokedError
+from . import task_signals
 from .consumer import Consumer
 from .shutdown import ColdShutdown
 
@@ -196,6 +198,8 @@ def child_main(control, inherited, queues, hostname, prefetch_multiplier, worker
     os.set_blocking(control, False)
     code = 0
     try:
+        # Resources that must not cross a fork are opened again here.
+        task_signals.send(signals.worker_process_init, sender=None)
         state = SlotState(states, slot)
         siblings = [SlotState(states, other) for other in range(len(states) // FIELDS)
                     if other != slot]
@@ -206,7 +210,11 @@ def child_main(control, inherited, queues, hostname, prefetch_multiplier, worker
         logger.exception("prefork child %s failed", os.getpid())
         code = 1
     finally:
-        connections.close_all()
+        try:
+            task_signals.send(signals.worker_process_shutdown, sender=None, pid=os.getpid(),
+                              exitcode=code)
+        finally:
+            connections.close_all()
     # Skip interpreter clean-up: objects inherited from the parent (its
     # threads' state) must not be finalized here.
     os._exit(code)

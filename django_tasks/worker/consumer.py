@@ -24,7 +24,7 @@ from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
 from ..serialization import short_repr
-from . import housekeeping
+from . import at_most_once, housekeeping, task_signals
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
@@ -37,6 +37,10 @@ logger = logging.getLogger("django_tasks.worker")
 # the queue, where another worker may be idle.
 PREFETCH_PATIENCE = 1.0
 
+
+
+def _exc_info(value):
+    return value if isinstance(value, BaseException) else None
 
 
 class Consumer:
@@ -70,10 +74,13 @@ class Consumer:
         # Messages of an identity declared lost, still running: their
         # outcomes are not this worker's to store.
         self.disowned = set()
+        # Why an at-most-once task still held at the end did not finish.
+        self.stop_reason = "the worker stopped while it ran"
 
     # -- life cycle -------------------------------------------------------
 
     def start(self):
+        task_signals.current["consumer"] = self
         self._register()
         self.pool = create_pool(self.pool_name, self.concurrency, hostname=self.hostname,
                                 backend=self.backend, worker_id=self.worker_id,
@@ -102,8 +109,11 @@ class Consumer:
                                    lambda: (self.processed, self.failed), self._terminate,
                                    on_lost=self._on_lost)
         self.heartbeat.start()
+        if self.pool_name == "solo":
+            # As Celery's solo pool: this process is the one running tasks.
+            task_signals.send(signals.worker_process_init, sender=None)
         logger.info("%s ready.", self.hostname)
-        signals.worker_ready.send(sender=self)
+        task_signals.send(signals.worker_ready, sender=self)
 
     def run(self):
         """Run until a stop signal; returns the process exit code."""
@@ -111,10 +121,13 @@ class Consumer:
         try:
             while not self.shutdown.warm:
                 self.step()
+            self._shutting_down("Warm", self.shutdown.signal_name)
             self._warm_shutdown()
-        except ColdShutdown:
+        except ColdShutdown as shutdown:
+            self._shutting_down("Cold", shutdown.args[0] if shutdown.args else None)
             logger.warning("Cold shutdown: stopping %d running task(s); their messages go "
                            "back to the queue", len(self.pool.jobs))
+            self.stop_reason = "a cold shutdown stopped it"
             self.pool.stop(cold=True)
         except BaseException as exc:
             self._account_for_crash(exc)
@@ -129,6 +142,7 @@ class Consumer:
         that keeps doing this ends FAILURE after MAX_DELIVERIES), and what
         it had only prefetched goes back uncounted."""
         reason = f"the worker's loop failed ({type(exc).__name__}: {short_repr(exc, 200)})"
+        self.stop_reason = reason
         logger.critical("%s; handing back what it held", reason, exc_info=exc)
         prefetched = self._take_prefetched()
         if prefetched:
@@ -138,6 +152,12 @@ class Consumer:
             self._with_reconnect(lambda message=message: housekeeping.deliver_again_or_fail(
                 self.backend, message, f"{reason} while running it", self.hostname,
                 self.worker_id), attempts=5)
+
+    def _shutting_down(self, how, sig):
+        """worker_shutting_down, for a stop signal sent to this worker."""
+        if self.install_signals and sig is not None:
+            task_signals.send(signals.worker_shutting_down, sender=self.hostname, sig=sig,
+                              how=how, exitcode=0)
 
     def _warm_shutdown(self):
         ids = self._take_prefetched()
@@ -158,8 +178,9 @@ class Consumer:
         # Everything finished is stored before anything still claimed is
         # handed back, so no finished task runs again.
         self.flusher.stop()
-        released = self._with_reconnect(
-            lambda: self.backend.release(self.worker_id, pid=self.claim_pid), attempts=5)
+        released = self._with_reconnect(lambda: at_most_once.hand_back(
+            self.backend, self.worker_id, self.claim_pid, self.hostname, self.stop_reason),
+            attempts=5)
         if released:
             logger.info("Handed %d claimed message(s) back to the queue", released)
         self._unregister()
@@ -171,7 +192,7 @@ class Consumer:
     def _unregister(self):
         self._with_reconnect(lambda: self.backend.stop_worker(
             self.worker_id, self.processed, self.failed), attempts=5)
-        signals.worker_shutdown.send(sender=self)
+        task_signals.send(signals.worker_shutdown, sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname,
                     self.processed, self.failed)
 
@@ -214,6 +235,7 @@ class Consumer:
                 _, message = self.buffer.popleft()
                 self.task_started = time.monotonic()
             logger.info("Received task: %s[%s]", message.task_name, message.task_id)
+            task_signals.received(message, self.hostname)
             self.dispatched[message.id] = message
             self.pool.submit(message)
             if self.pool.runs_inline:
@@ -307,8 +329,10 @@ class Consumer:
 
     def _deliver_again(self, outcome):
         message = outcome.message
-        if message.deliveries >= settings.MAX_DELIVERIES:
-            return False  # store the failure: it keeps happening
+        if message.deliveries >= settings.MAX_DELIVERIES or message.acked:
+            # Store the failure: it keeps happening, or its at-most-once
+            # task began (acks_late=False) and must not run again.
+            return False
         logger.warning("Task %s[%s] lost its database connection (%s); delivering it again",
                        message.task_name, message.task_id, outcome.describe())
         self._with_reconnect(lambda: self.backend.release_messages([message.id]))
@@ -332,8 +356,11 @@ class Consumer:
             logger.info("Task %s rejected, requeued: %s", name, outcome.describe())
         else:
             self.failed += 1
-            logger.error("Task %s raised unexpected: %s\n%s", name, outcome.describe(),
-                         outcome.traceback or "(no traceback)")
+            # exc_info: the exception itself reaches the project's handlers
+            # (an error tracker's too), its traceback printed by the formatter.
+            logger.error("Task %s raised unexpected: %s", name, outcome.describe(),
+                         exc_info=_exc_info(outcome.value),
+                         extra={"task_id": message.task_id, "task_name": message.task_name})
 
     # -- declared lost -----------------------------------------------------
 
@@ -367,8 +394,9 @@ class Consumer:
                 continue
             self.disowned.discard(message.id)
             self.dispatched.pop(message.id, None)
-            logger.warning("Task %s[%s] ended (%s) under an identity declared lost: its outcome "
-                           "is not stored (it is delivered again)", message.task_name,
+            logger.warning("Task %s[%s] ended (%s) under an identity declared lost: its "
+                           "outcome is not stored (the worker that recovers it delivers it "
+                           "again, or fails it if it began at most once)", message.task_name,
                            message.task_id, outcome.state)
         return kept
 

@@ -29,6 +29,7 @@ from ..exceptions import (
 from ..messages import READ_ERRORS, decode_body
 from ..registry import tasks as registry
 from ..serialization import short_repr
+from . import task_signals
 from .outcome import Outcome, exception_text
 from .shutdown import ColdShutdown
 from .task_hooks import before_start, chosen_end, run_handlers
@@ -52,24 +53,23 @@ def execute(message, hostname="", is_eager=False):
 
 def _run(message, hostname, is_eager, started_at):
     if message.corrupt:
-        return _exception_outcome(message, states.FAILURE,
-                                  DecodeError(f"corrupt message: {message.corrupt}"),
-                                  with_traceback=False)
+        return _rejected(message, DecodeError(f"corrupt message: {message.corrupt}"))
     if message.expires is not None and message.expires <= started_at:
+        task_signals.expired(message, hostname)
         return _exception_outcome(
             message, states.REVOKED, TaskRevokedError(f"expired at {message.expires.isoformat()}"),
             with_traceback=False)
     try:
         task = registry.lookup(message.task_name)
     except NotRegistered as exc:
+        task_signals.unknown(message, exc)
         return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     try:
         args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
     except ContentDisallowed as exc:
-        return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
+        return _rejected(message, exc)
     except DecodeError as exc:
-        return _exception_outcome(
-            message, states.FAILURE, DecodeError(f"corrupt message: {exc}"), with_traceback=False)
+        return _rejected(message, DecodeError(f"corrupt message: {exc}"))
     request = Request(
         id=message.task_id, task=task.name, args=args, kwargs=kwargs,
         retries=message.retries, hostname=hostname, queue=message.queue,
@@ -86,11 +86,16 @@ def _run(message, hostname, is_eager, started_at):
     return outcome
 
 
+def _rejected(message, exc):
+    task_signals.rejected(message, exc)
+    return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
+
+
 def _call(task, message, request, args, kwargs):
     task.push_request(request)
     token = running_task.set(request)
-    signals.task_prerun.send(sender=task, task_id=message.task_id, task=task,
-                             args=args, kwargs=kwargs)
+    task_signals.send(signals.task_prerun, sender=task, task_id=message.task_id, task=task,
+                      args=args, kwargs=kwargs)
     outcome = None
     try:
         value = _invoke(task, args, kwargs)
@@ -101,7 +106,7 @@ def _call(task, message, request, args, kwargs):
                              lambda state, error: _exception_outcome(message, state, error))
     except TaskRevokedError as exc:
         outcome = _exception_outcome(message, states.REVOKED, exc)
-        signals.task_revoked.send(sender=task, request=request, terminated=True)
+        task_signals.revoked(task, request, terminated=True)
     except CONNECTION_ERRORS as exc:
         if task.autoretry_for and isinstance(exc, task.autoretry_for):
             outcome = _autoretry(task, message, exc)
@@ -129,9 +134,9 @@ def _call(task, message, request, args, kwargs):
         running_task.reset(token)
         task.pop_request()
         state = outcome.state if outcome is not None else states.FAILURE
-        signals.task_postrun.send(sender=task, task_id=message.task_id, task=task,
-                                  args=args, kwargs=kwargs, retval=getattr(outcome, "value", None),
-                                  state=state)
+        task_signals.send(signals.task_postrun, sender=task, task_id=message.task_id,
+                          task=task, args=args, kwargs=kwargs,
+                          retval=getattr(outcome, "value", None), state=state)
     return outcome
 
 
@@ -164,15 +169,14 @@ def _success(task, message, value):
     except EncodeError as exc:
         error = EncodeError(f"{task.name} returned a value that cannot be stored: {exc}")
         return _exception_outcome(message, states.FAILURE, error, with_traceback=False)
-    signals.task_success.send(sender=task, result=value, task_id=message.task_id)
+    task_signals.send(signals.task_success, sender=task, result=value, task_id=message.task_id)
     return Outcome(message=message, state=states.SUCCESS, value=value, result_text=text,
                    content_type=serializer)
 
 
 def _failure(task, message, exc):
     outcome = _exception_outcome(message, states.FAILURE, exc)
-    signals.task_failure.send(sender=task, task_id=message.task_id, exception=exc,
-                              traceback=outcome.traceback)
+    task_signals.failure(task, message.task_id, exc)
     return outcome
 
 
@@ -187,8 +191,7 @@ def _retry_outcome(task, message, retry):
              "kwargs": retry.retry_kwargs if retry.retry_kwargs is not None else kwargs},
             message.content_type, what="retry arguments")
         limits.check_message_size(task.name, outcome.new_body, "")
-    signals.task_retry.send(sender=task, request=task.request, reason=reason,
-                            task_id=message.task_id)
+    task_signals.retry(task, message.task_id, reason)
     return outcome
 
 

@@ -5,7 +5,9 @@ import threading
 
 from django.db import DatabaseError, connections
 
+from .. import signals
 from ..conf import settings
+from . import task_signals
 from .forking import database_work
 
 logger = logging.getLogger("django_tasks.worker")
@@ -50,6 +52,7 @@ class Heartbeat(threading.Thread):
                 if self.on_lost is not None:
                     self.on_lost(worker_id)
                 return
+            task_signals.send(signals.heartbeat_sent, sender=self)
             if self.on_terminate is not None:
                 requested = self.backend.terminate_requests(self.worker_id)
                 new = {task_id: held for task_id, held in requested.items()

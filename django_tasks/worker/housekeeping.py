@@ -16,7 +16,7 @@ from ..conf import settings
 from ..exceptions import DecodeError, TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
 from ..monitoring import lost_cutoff
-from . import storing
+from . import at_most_once, storing, task_signals
 from .outcome import Outcome, exception_text
 from .reconnect import DB_ERRORS
 
@@ -30,8 +30,11 @@ def lost_or_failed(message, reason, max_deliveries):
     """What to do with a message whose runner died: deliver again, or fail it.
 
     Returns an Outcome to store (``WorkerLostError``) when the message has
-    been delivered ``max_deliveries`` times already, else None (release it).
+    been delivered ``max_deliveries`` times already, or its at-most-once
+    task had begun (``acks_late=False``), else None (release it).
     """
+    if message.acked:
+        return at_most_once.cut_short(message, reason)
     if message.deliveries < max_deliveries:
         return None
     error = WorkerLostError(f"{reason}; delivered {message.deliveries} time(s), "
@@ -56,7 +59,8 @@ def deliver_again_or_fail(backend, message, reason, hostname, worker_id):
     outcome.hostname = hostname
     storing.store(backend, [outcome], worker_id)
     logger.error("Task %s[%s] failed: %s", message.task_name, message.task_id,
-                 outcome.describe())
+                 outcome.describe(), exc_info=outcome.value,
+                 extra={"task_id": message.task_id, "task_name": message.task_name})
 
 
 def recover_lost_workers(backend):
@@ -95,6 +99,7 @@ def revoke_expired_messages(backend):
         else:
             state = states.REVOKED
             error = TaskRevokedError(f"expired at {message.expires.isoformat()}")
+            task_signals.expired(message, hostname="")
         outcomes.append(Outcome(message=message, state=state, value=error,
                                 result_text=exception_text(error), done_at=now))
     storing.store(backend, outcomes, worker_id=None)

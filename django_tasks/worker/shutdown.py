@@ -31,6 +31,7 @@ class ShutdownState:
     def __init__(self):
         self.warm = False
         self.wakeup_fd = None
+        self.signal_name = None  # the first stop signal received (worker_shutting_down)
 
     def install(self):
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -54,6 +55,7 @@ class ShutdownState:
 
     def _handle(self, signum, frame):
         name = signal.Signals(signum).name
+        self.signal_name = self.signal_name or name
         if signum == signal.SIGQUIT or self.warm:
             logger.warning("worker: Cold shutdown (%s): stopping running tasks and "
                            "handing them back to the queue", name)

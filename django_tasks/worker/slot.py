@@ -7,6 +7,7 @@ from django.db import connections, transaction
 
 from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
 from ..registry import tasks as registry
+from . import at_most_once
 from .execution import execute, interrupted_outcome, unrecordable_outcome
 from .reconnect import DB_ERRORS
 from .timelimits import MainThreadTask, limits_for, main_thread_limits
@@ -59,6 +60,10 @@ def run_message(message, hostname, backend, worker_id, in_main_thread):
 
 
 def _run(task, message, hostname, backend, worker_id):
+    not_run = at_most_once.acknowledge_before_running(task, message, backend, worker_id,
+                                                      hostname)
+    if not_run is not None:
+        return not_run
     if task is not None and task.atomic:
         # The task's writes, its result and its acknowledgement commit
         # together: killed halfway, none of them happened.

@@ -31,7 +31,7 @@ from .. import signals
 from ..conf import settings
 from ..exceptions import TimeLimitExceeded
 from ..queue import get_backend
-from . import housekeeping, storing
+from . import at_most_once, housekeeping, storing, task_signals
 from .child import NEW_WORK, WARM_SHUTDOWN, SlotState, child_main
 from .execution import interrupted_outcome
 from .forking import database_work
@@ -99,8 +99,10 @@ class Supervisor:
         try:
             while not self.shutdown.warm:
                 self.step()
+            self._shutting_down("Warm", self.shutdown.signal_name)
             self._warm_shutdown()
-        except ColdShutdown:
+        except ColdShutdown as shutdown:
+            self._shutting_down("Cold", shutdown.args[0] if shutdown.args else None)
             self._cold_shutdown()
         except BaseException:
             # Children outliving this process would hold their messages
@@ -110,6 +112,11 @@ class Supervisor:
         finally:
             self.stop()
         return 0
+
+    def _shutting_down(self, how, sig):
+        if sig is not None:
+            task_signals.send(signals.worker_shutting_down, sender=self.hostname, sig=sig,
+                              how=how, exitcode=0)
 
     def start(self):
         self._register()
@@ -122,19 +129,20 @@ class Supervisor:
         for slot in range(self.concurrency):
             self._spawn(slot)
         logger.info("%s ready.", self.hostname)
-        signals.worker_ready.send(sender=self)
+        task_signals.send(signals.worker_ready, sender=self)
 
     def stop(self):
         self.heartbeat.stop()
-        released = self._with_reconnect(lambda: self.backend.release(self.worker_id),
-                                        attempts=5)
+        released = self._with_reconnect(lambda: at_most_once.hand_back(
+            self.backend, self.worker_id, None, self.hostname,
+            "the worker stopped while it ran"), attempts=5)
         if released:
             logger.info("Handed %d claimed message(s) back to the queue", released)
         processed, failed = self.counters()
         self._with_reconnect(lambda: self.backend.stop_worker(
             self.worker_id, processed, failed), attempts=5)
         self.backend.close_listener()
-        signals.worker_shutdown.send(sender=self)
+        task_signals.send(signals.worker_shutdown, sender=self)
         logger.info("%s stopped (%d processed, %d failed).", self.hostname, processed, failed)
 
     def _register(self):
@@ -153,6 +161,7 @@ class Supervisor:
     # -- children ---------------------------------------------------------
 
     def _spawn(self, slot):
+        task_signals.send(signals.worker_before_create_process, sender=self)
         connections.close_all()
         self.backend.close_listener()
         read_end, write_end = os.pipe()
@@ -229,7 +238,9 @@ class Supervisor:
         """Deal with what a child that exited held."""
         if child.state.exiting and child.process.exitcode == 0:
             # It handed back what it held; anything left is handed back too.
-            self._with_reconnect(lambda: self.backend.release(self.worker_id, pid=child.pid))
+            self._with_reconnect(lambda: at_most_once.hand_back(
+                self.backend, self.worker_id, child.pid, self.hostname,
+                f"child process {child.pid} exited while it ran"))
             return
         reason = (f"child process {child.pid} exited with code "
                   f"{_describe_exit(child.process.exitcode)}")
@@ -239,7 +250,13 @@ class Supervisor:
         held = self._with_reconnect(
             lambda: self.backend.claimed_messages(self.worker_id, child.pid))
         running = next((m for m in held if m.id == child.state.running), None)
-        prefetched = [m.id for m in held if m is not running]
+        # At-most-once tasks that began (acks_late=False) never go back: the
+        # running one fails below, any other here fails now.
+        begun = [at_most_once.cut_short(m, f"{reason} while running the task", self.hostname)
+                 for m in held if m.acked and m is not running]
+        if begun:
+            self._with_reconnect(lambda: storing.store(self.backend, begun, self.worker_id))
+        prefetched = [m.id for m in held if m is not running and not m.acked]
         if prefetched:
             self._with_reconnect(
                 lambda: self.backend.release_messages(prefetched, undeliver=True))
@@ -261,7 +278,8 @@ class Supervisor:
         outcome = interrupted_outcome(running, TimeLimitExceeded(time_limit), self.hostname)
         self._with_reconnect(lambda: storing.store(self.backend, [outcome], self.worker_id))
         logger.error("Task %s[%s] failed: %s", running.task_name, running.task_id,
-                     outcome.describe())
+                     outcome.describe(), exc_info=outcome.value,
+                     extra={"task_id": running.task_id, "task_name": running.task_name})
 
     def _enforce_hard_limits(self):
         # The child's own alarm raises both limits inside the task; a task
@@ -306,8 +324,9 @@ class Supervisor:
         while self.children and time.monotonic() < deadline:
             for slot in self._exited():
                 child = self._forget(slot)
-                self._with_reconnect(
-                    lambda child=child: self.backend.release(self.worker_id, pid=child.pid))
+                self._with_reconnect(lambda child=child: at_most_once.hand_back(
+                    self.backend, self.worker_id, child.pid, self.hostname,
+                    "a cold shutdown stopped it"))
             if self.children:
                 select.select([c.process.sentinel for c in self.children.values()], [], [],
                               TICK)
@@ -326,7 +345,8 @@ class Supervisor:
         lost = self.worker_id
         running = sum(1 for child in self.children.values() if child.state.running)
         self._stop_children_now()
-        released = self._with_reconnect(lambda: self.backend.release(lost))
+        released = self._with_reconnect(lambda: at_most_once.hand_back(
+            self.backend, lost, None, self.hostname, "its worker was declared lost"))
         self._with_reconnect(self._register)
         self.heartbeat.worker_id = self.worker_id
         logger.warning("Going on as worker %s (declared lost as %s): %d running task(s) "

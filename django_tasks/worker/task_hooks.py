@@ -10,10 +10,10 @@ the task's own failure. Either way the worker goes on.
 """
 
 import logging
-import traceback as traceback_module
 
 from .. import states
 from ..conf import settings
+from ..einfo import ExceptionInfo
 from ..exceptions import Ignore, Reject, Retry
 
 logger = logging.getLogger("django_tasks.worker")
@@ -24,29 +24,6 @@ HOOKS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
 def overridden(cls, base):
     """The handlers ``cls`` defines over ``base``'s no-ops (none: nothing to call)."""
     return frozenset(name for name in HOOKS if getattr(cls, name) is not getattr(base, name))
-
-
-class ExceptionInfo:
-    """What a handler's ``einfo`` holds, as billiard's ExceptionInfo does."""
-
-    internal = False
-
-    def __init__(self, exception, traceback=None):
-        self.exception = exception
-        self.type = type(exception)
-        self.tb = exception.__traceback__
-        self.traceback = traceback if traceback is not None else "".join(
-            traceback_module.format_exception(exception))
-
-    @property
-    def exc_info(self):
-        return self.type, self.exception, self.tb
-
-    def __str__(self):
-        return self.traceback
-
-    def __repr__(self):
-        return f"<ExceptionInfo: {self.exception!r}>"
 
 
 def before_start(task, request, args, kwargs):

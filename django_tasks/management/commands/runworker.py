@@ -1,19 +1,17 @@
-import logging
 import os
 import socket
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from django_tasks import signals
 from django_tasks.beat.service import Beat
 from django_tasks.conf import settings
 from django_tasks.registry import tasks as registry
-from django_tasks.worker import banner
+from django_tasks.worker import banner, logs, task_signals
 from django_tasks.worker.consumer import Consumer
-from django_tasks.worker.logs import RepeatFilter
 from django_tasks.worker.supervisor import Supervisor
 
-LOG_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
 POOLS = ["prefork", "threads", "solo"]
 
 
@@ -74,12 +72,19 @@ class Command(BaseCommand):
         else:
             consumer = Consumer(queues, hostname, concurrency=concurrency, pool=options["pool"],
                                 prefetch_multiplier=options["prefetch_multiplier"])
+        task_signals.send(signals.celeryd_init, sender=hostname, instance=consumer,
+                          conf=settings, options=options)
+        task_signals.send(signals.worker_init, sender=consumer)
+        task_signals.send(signals.celeryd_after_setup, sender=hostname, instance=consumer,
+                          conf=settings)
         if not options["no_banner"]:
             sys.stdout.write(banner.render(hostname, consumer.backend.alias, queues,
                                            concurrency, options["pool"], registry.keys(),
                                            consumer.backend.wakes_up))
             sys.stdout.flush()
         beat = Beat.started() if options["beat"] else None
+        if beat is not None:
+            task_signals.send(signals.beat_embedded_init, sender=beat)
         try:
             code = consumer.run()
         finally:
@@ -91,10 +96,4 @@ class Command(BaseCommand):
 
 
 def _configure_logging(level, logfile):
-    handler = logging.FileHandler(logfile) if logfile else logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(RepeatFilter())
-    logger = logging.getLogger("django_tasks")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+    logs.configure(level, logfile)
