@@ -10,6 +10,7 @@ the project's own.
 """
 
 import base64
+import codecs
 import datetime
 import decimal
 import inspect
@@ -545,17 +546,19 @@ _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z
 BUILT_IN = ("json", "pickle", "msgpack")
 
 
-def register(name, dumps, loads, content_type=None, text=True):
+def register(name, dumps, loads, content_type=None, content_encoding="utf-8"):
     """Make serializer ``name`` available to ``SERIALIZER``,
     ``@task(serializer=)`` and ``apply_async(serializer=)``; workers decode
     it only when their ``ACCEPT_CONTENT`` lists it (by name or content type).
 
-    ``dumps(value)`` returns ``str`` or ``bytes``, ``loads(data)`` takes
-    back what it returned: with ``text=True`` a ``str`` (bytes from
-    ``dumps`` are read as UTF-8), with ``text=False`` ``bytes``, stored
-    base64-encoded as text. Call it where both the processes that send and
-    the workers run it: an ``AppConfig.ready()``. Registering a name again
-    replaces it; the built-in names cannot be replaced.
+    Celery's ``kombu.serialization.register`` signature. ``dumps(value)``
+    returns ``str`` or ``bytes``. With a text ``content_encoding`` (UTF-8
+    by default) bytes are read in that encoding, the text is stored as it
+    is and ``loads`` gets it back as ``str``; with ``"binary"`` the bytes
+    are stored base64-encoded and ``loads`` gets them back as ``bytes``.
+    Call it where both the processes that send and the workers run it: an
+    ``AppConfig.ready()``. Registering a name again replaces it; the
+    built-in names cannot be replaced.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"serializer name {name!r:.80} is not usable: give 1 to 32 letters, "
@@ -572,9 +575,13 @@ def register(name, dumps, loads, content_type=None, text=True):
         if content_type in (other.name, other.content_type) and other.name != name:
             raise ValueError(f"serializer {name!r}: content type {content_type!r} is "
                              f"already the serializer {other.name!r}'s")
-    if not isinstance(text, bool):
-        raise TypeError(f"serializer {name!r}: text must be True or False")
-    SERIALIZERS[name] = RegisteredSerializer(name, dumps, loads, content_type, text)
+    if content_encoding != "binary":
+        try:
+            codecs.lookup(content_encoding)
+        except (LookupError, TypeError):
+            raise ValueError(f"serializer {name!r}: content_encoding {content_encoding!r:.80} "
+                             "is neither 'binary' nor a text encoding such as 'utf-8'") from None
+    SERIALIZERS[name] = RegisteredSerializer(name, dumps, loads, content_type, content_encoding)
 
 
 def unregister(name):
@@ -591,12 +598,13 @@ class RegisteredSerializer:
     # Its loads is the project's code: the admin shows what it stored as stored.
     safe_to_display = False
 
-    def __init__(self, name, dumps, loads, content_type, text):
-        self.name, self.content_type, self.text = name, content_type, text
+    def __init__(self, name, dumps, loads, content_type, content_encoding):
+        self.name, self.content_type, self.content_encoding = name, content_type, content_encoding
+        self.binary = content_encoding == "binary"
         self._dumps, self._loads = dumps, loads
 
     def __repr__(self):
-        return f"<serializer {self.name!r} ({self.content_type})>"
+        return f"<serializer {self.name!r} ({self.content_type}, {self.content_encoding})>"
 
     def missing(self):
         return None
@@ -608,25 +616,25 @@ class RegisteredSerializer:
             raise EncodeError(f"{what} cannot be serialized with {self.name!r}: "
                               f"{_describe(exc)}") from exc
         if isinstance(data, (bytes, bytearray, memoryview)):
-            if not self.text:
+            if self.binary:
                 return base64.b64encode(data).decode("ascii")
             try:
-                data = bytes(data).decode("utf-8")
+                data = bytes(data).decode(self.content_encoding)
             except UnicodeDecodeError as exc:
-                raise EncodeError(f"serializer {self.name!r} returned bytes that are not UTF-8 "
-                                  f"for {what} ({exc}); register it with text=False") from None
+                raise EncodeError(f"serializer {self.name!r} returned bytes that are not "
+                                  f"{self.content_encoding} for {what} ({exc}); register it "
+                                  "with content_encoding='binary'") from None
         elif not isinstance(data, str):
             raise EncodeError(f"serializer {self.name!r} returned {type(data).__qualname__} for "
                               f"{what}, not str or bytes")
-        elif not self.text:
-            data = self._utf8(data, what)
-            return base64.b64encode(data).decode("ascii")
+        elif self.binary:
+            return base64.b64encode(self._utf8(data, what)).decode("ascii")
         if "\0" in data:
             raise EncodeError(f"serializer {self.name!r} returned text holding NUL characters "
                               f"for {what}, which a database text column cannot hold; "
-                              "register it with text=False")
+                              "register it with content_encoding='binary'")
         if not data.isascii():
-            self._utf8(data, what)
+            self._utf8(data, what)  # the database stores UTF-8
         return data
 
     def _utf8(self, data, what):
@@ -638,7 +646,7 @@ class RegisteredSerializer:
 
     def loads(self, text):
         data = text
-        if not self.text:
+        if self.binary:
             try:
                 data = base64.b64decode(text, validate=True)
             except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError

@@ -18,7 +18,8 @@ def register_all():
     from django_tasks.serialization import register
 
     # Binary: zlib-compressed JSON, stored base64-encoded.
-    register("zjson", zjson_dumps, zjson_loads, content_type="application/x-zjson", text=False)
+    register("zjson", zjson_dumps, zjson_loads, content_type="application/x-zjson",
+             content_encoding="binary")
     # Text: Python literals (tuples and sets come back as such); repr() of
     # anything else writes what literal_eval then refuses.
     register("literal", repr, ast.literal_eval, content_type="text/x-python-literal")

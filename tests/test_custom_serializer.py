@@ -76,7 +76,8 @@ def test_content_types_are_accepted_for_their_serializer():
     ("yaml", (), {"content_type": "yaml"}, ValueError, "not a MIME type"),
     ("yaml", (), {"content_type": "application/json"}, ValueError, "the serializer 'json'"),
     ("yaml", (), {"content_type": "application/x-zjson"}, ValueError, "'zjson'"),
-    ("yaml", (), {"text": "yes"}, TypeError, "True or False"),
+    ("yaml", (), {"content_encoding": "nope"}, ValueError, "neither 'binary' nor a text"),
+    ("yaml", (), {"content_encoding": None}, ValueError, "neither 'binary' nor a text"),
 ])
 def test_registration_is_checked(name, args, kwargs, error, words):
     dumps_loads = args if args else (str, str)
@@ -95,18 +96,18 @@ def _raise(value):
     raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("dumps, text, words", [
-    (_raise, True, "value cannot be serialized with 'custom': RuntimeError: boom"),
-    (lambda value: 42, True, "serializer 'custom' returned int for value, not str or bytes"),
-    (lambda value: None, False, "returned NoneType for value, not str or bytes"),
-    (lambda value: "a\0b", True, "NUL characters"),
-    (lambda value: b"\xff", True, "not UTF-8 for value"),
-    (lambda value: "\ud800", True, "not valid Unicode"),
-    (lambda value: "\ud800", False, "not valid Unicode"),
+@pytest.mark.parametrize("dumps, encoding, words", [
+    (_raise, "utf-8", "value cannot be serialized with 'custom': RuntimeError: boom"),
+    (lambda value: 42, "utf-8", "serializer 'custom' returned int for value, not str or bytes"),
+    (lambda value: None, "binary", "returned NoneType for value, not str or bytes"),
+    (lambda value: "a\0b", "utf-8", "NUL characters"),
+    (lambda value: b"\xff", "utf-8", "not utf-8 for value"),
+    (lambda value: "\ud800", "utf-8", "not valid Unicode"),
+    (lambda value: "\ud800", "binary", "not valid Unicode"),
 ])
 def test_a_custom_dumps_failure_is_an_encode_error_naming_the_serializer(registered, dumps,
-                                                                         text, words):
-    registered("custom", dumps, str, text=text)
+                                                                         encoding, words):
+    registered("custom", dumps, str, content_encoding=encoding)
     with pytest.raises(EncodeError, match=words):
         serialization.dumps(object(), "custom")
 
@@ -114,13 +115,16 @@ def test_a_custom_dumps_failure_is_an_encode_error_naming_the_serializer(registe
 def test_what_a_custom_dumps_may_return(registered):
     registered("bytes-text", lambda value: b"caf\xc3\xa9", lambda data: data)
     assert serialization.dumps(1, "bytes-text") == "café"  # bytes from a text one: UTF-8
-    registered("text-binary", lambda value: "café", lambda data: data, text=False)
+    registered("latin", lambda value: b"caf\xe9", lambda data: data, "text/plain", "latin-1")
+    assert serialization.dumps(1, "latin") == "café"
+    registered("text-binary", lambda value: "café", lambda data: data,
+               content_encoding="binary")
     text = serialization.dumps(1, "text-binary")
     assert serialization.loads(text, "text-binary", ["text-binary"]) == "café".encode()
 
 
 def test_a_custom_loads_failure_is_a_decode_error_naming_the_serializer(registered):
-    registered("custom", str, _raise, text=False)
+    registered("custom", str, _raise, content_encoding="binary")
     with pytest.raises(DecodeError, match="cannot decode 'custom' content: it is not base64"):
         serialization.loads("not base64!", "custom", ["custom"])
     with pytest.raises(DecodeError, match="cannot decode 'custom' content: RuntimeError: boom"):
