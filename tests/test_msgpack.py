@@ -28,6 +28,7 @@ from django_tasks.exceptions import (
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.msgpack_serializer import _pack
 from django_tasks.result import AsyncResult
+from tests.canvas_tasks import succeed_on_third_attempt
 from tests.tasks import add, echo
 from tests.test_serialization import VALUES, Opaque
 from tests.workers import ROOT, worker_env
@@ -151,13 +152,15 @@ def test_msgpack_tasks_through_a_worker(start_worker):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_chains_and_groups_pass_msgpack_results_on(start_worker):
+def test_chains_groups_and_retries_with_msgpack(start_worker):
     start_worker(env=MSGPACK_WORKER)
     with with_msgpack():
         workflow = chain(echo.s({"at": datetime.date(2026, 5, 1)}), echo.s())
         assert workflow.delay().get(timeout=20) == {"at": datetime.date(2026, 5, 1)}
         assert chain(add.s(2 ** 64, 1), add.s(-1)).delay().get(timeout=20) == 2 ** 64
         assert group(echo.s((1, b"x")), add.s(1, 2)).delay().get(timeout=20) == [(1, b"x"), 3]
+        retried = succeed_on_third_attempt.delay("msgpack-retry", 0)
+        assert retried.get(timeout=20) == "done after 2 retries"
 
 
 @pytest.mark.django_db(transaction=True)
