@@ -8,7 +8,7 @@ from django.core import checks
 from . import limits
 from .beat.validation import beat_schedule_errors, unregistered_task_warnings
 from .conf import DEFAULTS, settings
-from .serialization import SERIALIZERS
+from .serialization import SERIALIZERS, accepts, by_name_or_content_type
 
 _ID = "django_tasks.E{:03d}"
 
@@ -111,17 +111,30 @@ def _check_routes(routes):
 
 def _check_serializers(serializer, accept):
     errors = []
-    if serializer not in SERIALIZERS:
+    known = isinstance(serializer, str) and serializer in SERIALIZERS
+    if not known:
         errors.append(_error(7, f"DJANGO_TASKS['SERIALIZER'] is {serializer!r}.",
-                             hint=f"Use one of {sorted(SERIALIZERS)}."))
+                             hint=f"Use one of {sorted(SERIALIZERS)}, or register yours "
+                                  "(django_tasks.serialization.register) in an "
+                                  "AppConfig.ready()."))
+    elif (install := SERIALIZERS[serializer].missing()) is not None:
+        errors.append(_error(7, f"DJANGO_TASKS['SERIALIZER'] is {serializer!r}, but its "
+                                "package is not installed.", hint=install))
     if not isinstance(accept, (list, tuple, set)) or not accept:
         errors.append(_error(8, "DJANGO_TASKS['ACCEPT_CONTENT'] must be a non-empty list."))
         return errors
-    unknown = [name for name in accept if name not in SERIALIZERS]
+    listed = [(entry, by_name_or_content_type(entry)) for entry in accept]
+    unknown = [entry for entry, found in listed if found is None]
     if unknown:
         errors.append(_error(8, f"DJANGO_TASKS['ACCEPT_CONTENT'] lists unknown "
                                 f"serializers {unknown}.", hint=f"Known: {sorted(SERIALIZERS)}."))
-    if serializer in SERIALIZERS and serializer not in accept:
+    for entry, found in listed:
+        if found is not None and (install := found.missing()) is not None \
+                and found.name != serializer:  # E007 said so
+            errors.append(_error(8, f"DJANGO_TASKS['ACCEPT_CONTENT'] lists {entry!r}, but its "
+                                    "package is not installed, so workers could not decode it.",
+                                 hint=install))
+    if known and not accepts(accept, serializer):
         errors.append(_error(8, f"DJANGO_TASKS['SERIALIZER'] is {serializer!r} but "
                                 "ACCEPT_CONTENT does not list it, so workers would "
                                 "refuse every message.",

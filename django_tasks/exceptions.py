@@ -92,6 +92,11 @@ class ContentDisallowed(DecodeError):
     """A message uses a serializer that ``ACCEPT_CONTENT`` does not list."""
 
 
+class SerializerUnavailable(DecodeError):
+    """Content of a type this process cannot decode: no serializer of that
+    name is registered here, or its package (msgpack) is not installed."""
+
+
 class ImproperlyConfigured(DjangoTasksError):
     """The ``DJANGO_TASKS`` setting is invalid."""
 

@@ -51,7 +51,7 @@ def check_message_size(task_name, body, headers_text):
 
 def result_text(value, serializer, what):
     """``value`` serialized, or ``EncodeError`` if it is over MAX_RESULT_SIZE;
-    a JSON encoding stops as soon as it passes the limit (see
+    a JSON or msgpack encoding stops as soon as it passes the limit (see
     ``serialization._encode_within``)."""
     limit = settings.MAX_RESULT_SIZE
     try:

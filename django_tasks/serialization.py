@@ -2,22 +2,26 @@
 
 JSON is the default. Types JSON lacks (datetime, date, time, timedelta,
 Decimal, UUID, bytes, tuple, set, dicts with non-string keys) are written
-as ``{"__type__": name, "value": ...}`` so they come back as the same type.
-Pickle is available only when ``ACCEPT_CONTENT`` lists it, because
-unpickling runs code chosen by whoever wrote the message.
+as ``{"__type__": name, "value": ...}`` so they come back as the same type;
+msgpack (``msgpack_serializer.py``) writes the same tagged values. Pickle
+is available only when ``ACCEPT_CONTENT`` lists it, because unpickling runs
+code chosen by whoever wrote the message. ``register`` adds a serializer of
+the project's own.
 """
 
 import base64
+import codecs
 import datetime
 import decimal
 import inspect
 import json
 import pickle
+import re
 import reprlib
 import sys
 import uuid
 
-from .exceptions import ContentDisallowed, DecodeError, EncodeError
+from .exceptions import ContentDisallowed, DecodeError, EncodeError, SerializerUnavailable
 
 TYPE_KEY = "__type__"
 
@@ -69,12 +73,13 @@ class _Unencodable(Exception):
         self.path = []
 
 
-def _to_json_tree(value, depth=0):
+def _to_json_tree(value, depth=0, raw_bytes=False):
     """``value`` as plain JSON data, tagging the types JSON lacks.
 
     ``depth`` counts the containers around ``value``. Loops rather than
     comprehensions, so that an error can name the index or key it came from
-    (built only then, not for every item).
+    (built only then, not for every item). With ``raw_bytes``, bytes stay
+    bytes (for formats that hold them, such as msgpack).
     """
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
@@ -83,13 +88,13 @@ def _to_json_tree(value, depth=0):
             raise _Unencodable(value, too_deep=True)
         depth += 1
         if isinstance(value, list):
-            return _items(value, depth)
+            return _items(value, depth, raw_bytes)
         if isinstance(value, dict):
-            return _dict(value, depth)
+            return _dict(value, depth, raw_bytes)
         if isinstance(value, tuple):
-            return _tagged("tuple", _items(value, depth))
+            return _tagged("tuple", _items(value, depth, raw_bytes))
         name = "frozenset" if isinstance(value, frozenset) else "set"
-        return _tagged(name, _items(value, depth, member=True))
+        return _tagged(name, _items(value, depth, raw_bytes, member=True))
     if isinstance(value, datetime.datetime):
         return _tagged("datetime", value.isoformat())
     if isinstance(value, datetime.date):
@@ -103,23 +108,25 @@ def _to_json_tree(value, depth=0):
     if isinstance(value, uuid.UUID):
         return _tagged("uuid", str(value))
     if isinstance(value, (bytes, bytearray, memoryview)):
+        if raw_bytes:
+            return bytes(value)
         return _tagged("bytes", base64.b64encode(bytes(value)).decode("ascii"))
     raise _Unencodable(value)
 
 
-def _items(items, depth, member=False):
+def _items(items, depth, raw_bytes, member=False):
     tree = []
     index = 0
     try:
         for index, item in enumerate(items):  # noqa: B007 (read when an item fails)
-            tree.append(_to_json_tree(item, depth))
+            tree.append(_to_json_tree(item, depth, raw_bytes))
     except _Unencodable as exc:
         exc.path.append("<item>" if member else f"[{index}]")
         raise
     return tree
 
 
-def _dict(value, depth):
+def _dict(value, depth, raw_bytes):
     plain = TYPE_KEY not in value
     tree = {}
     key = None
@@ -128,7 +135,7 @@ def _dict(value, depth):
             if not isinstance(key, str):
                 plain = False
                 break
-            tree[key] = _to_json_tree(item, depth)
+            tree[key] = _to_json_tree(item, depth, raw_bytes)
     except _Unencodable as exc:
         exc.path.append(f"[{short_repr(key, 40)}]")
         raise
@@ -139,9 +146,9 @@ def _dict(value, depth):
     try:
         for key, item in value.items():
             in_key = True
-            encoded_key = _to_json_tree(key, depth)
+            encoded_key = _to_json_tree(key, depth, raw_bytes)
             in_key = False
-            pairs.append([encoded_key, _to_json_tree(item, depth)])
+            pairs.append([encoded_key, _to_json_tree(item, depth, raw_bytes)])
     except _Unencodable as exc:
         shown = short_repr(key, 40)
         exc.path.append(f"<key {shown}>" if in_key else f"[{shown}]")
@@ -203,6 +210,16 @@ def _from_text(parse):
     return _require(str)(lambda text, depth: parse(text))
 
 
+def _parse_int(text):
+    # Digits only: int() would also take spaces and underscores.
+    if not _INTEGER.fullmatch(text):
+        raise _Malformed(f"holds {short_repr(text, 40)}, not an integer")
+    return int(text)
+
+
+_INTEGER = re.compile(r"-?[0-9]+")
+
+
 #: Each decoder takes the tag's value and the depth; bad input raises
 #: _Malformed or one of _DECODING_ERRORS, which _decode_tagged turns into a
 #: DecodeError (bad values nested in it raise DecodeError themselves).
@@ -218,6 +235,8 @@ _DECODERS = {
     "decimal": _from_text(decimal.Decimal),
     "uuid": _from_text(uuid.UUID),
     "bytes": _from_text(lambda text: base64.b64decode(text, validate=True)),
+    # Integers msgpack cannot hold (outside 64 bits), in decimal.
+    "int": _from_text(_parse_int),
 }
 _CONTAINER_TAGS = {"dict", "tuple", "set", "frozenset"}
 # What parsing a tagged value raises on bad input: ValueError (and its
@@ -357,24 +376,45 @@ def _encode_within(tree, limit):
     return "".join(parts)
 
 
+def unencodable_error(exc, what, format_name):
+    """The EncodeError for an ``_Unencodable`` raised out of ``_to_json_tree``."""
+    where = what + "".join(reversed(exc.path))
+    if len(where) > 120:
+        where = where[:100] + "..." + where[-17:]
+    if exc.too_deep:
+        return EncodeError(f"{where} is nested too deeply or cyclic (more than "
+                           f"{MAX_DEPTH} levels of lists, dicts, tuples or sets)")
+    kind = type(exc.value)
+    return EncodeError(f"{where} of type {kind.__module__}.{kind.__qualname__} "
+                       f"is not {format_name} serializable: {short_repr(exc.value)}")
+
+
+def json_tree(value, what="value"):
+    """``value`` as plain JSON data (types JSON lacks tagged), or EncodeError."""
+    try:
+        return _to_json_tree(value)
+    except _Unencodable as exc:
+        raise unencodable_error(exc, what, "JSON") from None
+    except Exception as exc:  # the value's own methods: items(), isoformat()...
+        raise EncodeError(f"{what} cannot be serialized: {_describe(exc)}") from exc
+
+
 class JSONSerializer:
     name = "json"
+    content_type = "application/json"
+    #: The admin may decode it for display: loading runs no code of the data's choosing.
+    safe_to_display = True
+
+    def missing(self):
+        """What to install for this serializer to work here, or None."""
+        return None
 
     def dumps(self, value, what="value", limit=None):
         try:
             tree = _to_json_tree(value)
             return compact_json(tree) if limit is None else _encode_within(tree, limit)
         except _Unencodable as exc:
-            where = what + "".join(reversed(exc.path))
-            if len(where) > 120:
-                where = where[:100] + "..." + where[-17:]
-            if exc.too_deep:
-                raise EncodeError(f"{where} is nested too deeply or cyclic (more than "
-                                  f"{MAX_DEPTH} levels of lists, dicts, tuples or sets)") from None
-            kind = type(exc.value)
-            raise EncodeError(
-                f"{where} of type {kind.__module__}.{kind.__qualname__} "
-                f"is not JSON serializable: {short_repr(exc.value)}") from None
+            raise unencodable_error(exc, what, "JSON") from None
         except TooLarge:
             raise
         except Exception as exc:  # the value's own methods: items(), isoformat()...
@@ -397,6 +437,11 @@ def parse_json(text):
 
 class PickleSerializer:
     name = "pickle"
+    content_type = "application/x-python-serialize"
+    safe_to_display = False
+
+    def missing(self):
+        return None
 
     def dumps(self, value, what="value", limit=None):
         try:
@@ -447,28 +492,170 @@ def _text_of(exc):
 
 
 def get_serializer(name):
-    try:
-        return SERIALIZERS[name]
-    except KeyError:
-        raise EncodeError(f"unknown serializer {name!r}; known: {sorted(SERIALIZERS)}") from None
+    """The serializer called ``name``; EncodeError if there is none."""
+    serializer = SERIALIZERS.get(name) if isinstance(name, str) else None
+    if serializer is None:
+        raise EncodeError(f"unknown serializer {name!r}; known: {sorted(SERIALIZERS)}")
+    return serializer
 
 
 def dumps(value, serializer="json", what="value", limit=None):
     """Serialize ``value``; ``what`` names it in the error message. With
-    ``limit``, a JSON text longer than that many characters is ``TooLarge``
-    (its encoding stopped when it got there)."""
+    ``limit``, a text longer than that many characters may be ``TooLarge``
+    (JSON's and msgpack's encodings stop when they get there)."""
     return get_serializer(serializer).dumps(value, what, limit)
+
+
+def accepts(accept, name):
+    """Whether ``accept`` (an ACCEPT_CONTENT list) allows serializer ``name``,
+    by its name or, as Celery allows, by its content type
+    (``application/json``)."""
+    if name in accept:
+        return True
+    serializer = SERIALIZERS.get(name)
+    return serializer is not None and serializer.content_type in accept
+
+
+def by_name_or_content_type(entry):
+    """The serializer an ACCEPT_CONTENT entry names, or None."""
+    for serializer in SERIALIZERS.values():
+        if entry in (serializer.name, serializer.content_type):
+            return serializer
+    return None
 
 
 def loads(text, content_type, accept):
     """Deserialize ``text`` written by ``content_type`` if ``accept`` allows it."""
-    if content_type not in accept:
+    if not accepts(accept, content_type):
         raise ContentDisallowed(
             f"refusing to deserialize content of type {content_type!r}: "
             f"ACCEPT_CONTENT is {list(accept)}")
-    if content_type not in SERIALIZERS:
-        raise DecodeError(f"unknown content type {content_type!r}")
-    return SERIALIZERS[content_type].loads(text)
+    serializer = SERIALIZERS.get(content_type)
+    if serializer is None:
+        raise SerializerUnavailable(
+            f"cannot decode content of type {content_type!r}: no serializer of that name is "
+            f"registered in this process (known: {sorted(SERIALIZERS)}); register it with "
+            "django_tasks.serialization.register() in an AppConfig.ready() that workers run too")
+    return serializer.loads(text)
+
+
+# What a registered serializer may be called: stored in a 32-character
+# column, listed in settings, given on the command line.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
+_CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")
+BUILT_IN = ("json", "pickle", "msgpack")
+
+
+def register(name, dumps, loads, content_type=None, content_encoding="utf-8"):
+    """Make serializer ``name`` available to ``SERIALIZER``,
+    ``@task(serializer=)`` and ``apply_async(serializer=)``; workers decode
+    it only when their ``ACCEPT_CONTENT`` lists it (by name or content type).
+
+    Celery's ``kombu.serialization.register`` signature. ``dumps(value)``
+    returns ``str`` or ``bytes``. With a text ``content_encoding`` (UTF-8
+    by default) bytes are read in that encoding, the text is stored as it
+    is and ``loads`` gets it back as ``str``; with ``"binary"`` the bytes
+    are stored base64-encoded and ``loads`` gets them back as ``bytes``.
+    Call it where both the processes that send and the workers run it: an
+    ``AppConfig.ready()``. Registering a name again replaces it; the
+    built-in names cannot be replaced.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"serializer name {name!r:.80} is not usable: give 1 to 32 letters, "
+                         "digits and '_.+-', starting with a letter or digit")
+    if name in BUILT_IN:
+        raise ValueError(f"serializer {name!r} is built in and cannot be replaced")
+    if not callable(dumps) or not callable(loads):
+        raise TypeError(f"serializer {name!r}: dumps and loads must be callables")
+    content_type = f"application/x-{name}" if content_type is None else content_type
+    if not isinstance(content_type, str) or not _CONTENT_TYPE.fullmatch(content_type):
+        raise ValueError(f"serializer {name!r}: content_type {content_type!r:.80} is not a "
+                         "MIME type such as 'application/x-yaml'")
+    for other in SERIALIZERS.values():
+        if content_type in (other.name, other.content_type) and other.name != name:
+            raise ValueError(f"serializer {name!r}: content type {content_type!r} is "
+                             f"already the serializer {other.name!r}'s")
+    if content_encoding != "binary":
+        try:
+            codecs.lookup(content_encoding)
+        except (LookupError, TypeError):
+            raise ValueError(f"serializer {name!r}: content_encoding {content_encoding!r:.80} "
+                             "is neither 'binary' nor a text encoding such as 'utf-8'") from None
+    SERIALIZERS[name] = RegisteredSerializer(name, dumps, loads, content_type, content_encoding)
+
+
+def unregister(name):
+    """Remove a serializer ``register`` added (a built-in one stays)."""
+    if name in BUILT_IN:
+        raise ValueError(f"serializer {name!r} is built in and cannot be removed")
+    SERIALIZERS.pop(name, None)
+
+
+class RegisteredSerializer:
+    """A serializer given to ``register``: its errors become EncodeError and
+    DecodeError naming it, and its output is made safe for a text column."""
+
+    # Its loads is the project's code: the admin shows what it stored as stored.
+    safe_to_display = False
+
+    def __init__(self, name, dumps, loads, content_type, content_encoding):
+        self.name, self.content_type, self.content_encoding = name, content_type, content_encoding
+        self.binary = content_encoding == "binary"
+        self._dumps, self._loads = dumps, loads
+
+    def __repr__(self):
+        return f"<serializer {self.name!r} ({self.content_type}, {self.content_encoding})>"
+
+    def missing(self):
+        return None
+
+    def dumps(self, value, what="value", limit=None):
+        try:
+            data = self._dumps(value)
+        except Exception as exc:  # the serializer's own code, or the value's
+            raise EncodeError(f"{what} cannot be serialized with {self.name!r}: "
+                              f"{_describe(exc)}") from exc
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            if self.binary:
+                return base64.b64encode(data).decode("ascii")
+            try:
+                data = bytes(data).decode(self.content_encoding)
+            except UnicodeDecodeError as exc:
+                raise EncodeError(f"serializer {self.name!r} returned bytes that are not "
+                                  f"{self.content_encoding} for {what} ({exc}); register it "
+                                  "with content_encoding='binary'") from None
+        elif not isinstance(data, str):
+            raise EncodeError(f"serializer {self.name!r} returned {type(data).__qualname__} for "
+                              f"{what}, not str or bytes")
+        elif self.binary:
+            return base64.b64encode(self._utf8(data, what)).decode("ascii")
+        if "\0" in data:
+            raise EncodeError(f"serializer {self.name!r} returned text holding NUL characters "
+                              f"for {what}, which a database text column cannot hold; "
+                              "register it with content_encoding='binary'")
+        if not data.isascii():
+            self._utf8(data, what)  # the database stores UTF-8
+        return data
+
+    def _utf8(self, data, what):
+        try:
+            return data.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise EncodeError(f"serializer {self.name!r} returned text that is not valid "
+                              f"Unicode for {what}: {exc}") from None
+
+    def loads(self, text):
+        data = text
+        if self.binary:
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+                raise DecodeError(f"cannot decode {self.name!r} content: it is not "
+                                  f"base64: {exc}") from None
+        try:
+            return self._loads(data)
+        except Exception as exc:  # the serializer's own code, on data anyone may have written
+            raise DecodeError(f"cannot decode {self.name!r} content: {_describe(exc)}") from exc
 
 
 # Exceptions are stored as plain data and rebuilt only from classes this
@@ -562,3 +749,9 @@ def _stand_in(module, qualname):
     qualname = qualname.replace("\0", "") or "Exception"
     name = qualname.rsplit(".", 1)[-1] or "Exception"
     return type(name, (Exception,), {"__module__": module, "__qualname__": qualname})
+
+
+# Last: it builds on this module's tagged values.
+from .msgpack_serializer import MsgpackSerializer  # noqa: E402
+
+SERIALIZERS["msgpack"] = MsgpackSerializer()

@@ -10,6 +10,7 @@ Which database:
 
 import json
 import os
+import sys
 
 from testproject.settings import *  # noqa: F403
 from testproject.settings import BASE_DIR, DATABASES, INSTALLED_APPS
@@ -46,6 +47,17 @@ DJANGO_TASKS = {
 for _key in ("MAX_MESSAGE_SIZE", "MAX_RESULT_SIZE"):
     if os.environ.get(f"TESTS_{_key}"):
         DJANGO_TASKS[_key] = int(os.environ[f"TESTS_{_key}"])
+
+# Serializer settings for the worker processes a test starts: a name, and
+# a comma-separated list.
+if os.environ.get("TESTS_SERIALIZER"):
+    DJANGO_TASKS["SERIALIZER"] = os.environ["TESTS_SERIALIZER"]
+if os.environ.get("TESTS_ACCEPT_CONTENT"):
+    DJANGO_TASKS["ACCEPT_CONTENT"] = os.environ["TESTS_ACCEPT_CONTENT"].split(",")
+# A process in which the optional msgpack package is not installed:
+# ``import msgpack`` raises ImportError, as it would there.
+if os.environ.get("TESTS_WITHOUT_MSGPACK"):
+    sys.modules["msgpack"] = None
 
 # A BEAT_SCHEDULE for the worker processes a test starts: JSON
 # {"name": {"task": ..., "seconds": n, "args": [...], "catch_up": ...}}.

@@ -1,15 +1,17 @@
 """Generated values and documents through the serializer (Hypothesis).
 
-Round trips keep values and their types; any text or tagged tree decodes
-or raises DecodeError, and nothing else; any stored exception data gives
+Round trips keep values and their types (JSON, msgpack, pickle); any text
+or tagged tree decodes or raises DecodeError, and nothing else; any stored exception data gives
 an exception or DecodeError and imports nothing. The default profile runs
 in a few seconds; ``HYPOTHESIS_PROFILE=thorough`` runs many more examples
 (profiles and strategies: tests/generated.py).
 """
 
+import base64
 import json
 import sys
 
+import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -35,6 +37,12 @@ def test_pickle_round_trips_values_and_types(value):
     assert typed(serialization.loads(text, "pickle", ["pickle"])) == typed(value)
 
 
+@given(VALUES | st.integers())
+def test_msgpack_round_trips_values_and_types(value):
+    text = serialization.dumps(value, "msgpack")
+    assert typed(serialization.loads(text, "msgpack", ["msgpack"])) == typed(value)
+
+
 def loads_or_decode_error(text):
     try:
         loads(text)
@@ -50,6 +58,27 @@ def test_any_text_decodes_or_is_a_decode_error(text):
 @given(JSON_TREES)
 def test_any_tagged_tree_decodes_or_is_a_decode_error(tree):
     loads_or_decode_error(json.dumps(tree))
+
+
+def msgpack_loads_or_decode_error(data):
+    try:
+        serialization.loads(base64.b64encode(data).decode(), "msgpack", ["msgpack"])
+    except DecodeError as exc:
+        assert str(exc).startswith("cannot decode"), exc
+
+
+@given(st.binary())
+def test_any_bytes_decode_as_msgpack_or_are_a_decode_error(data):
+    msgpack_loads_or_decode_error(data)
+
+
+@given(JSON_TREES)
+def test_any_tagged_tree_in_msgpack_decodes_or_is_a_decode_error(tree):
+    try:
+        data = msgpack.packb(tree)
+    except OverflowError:  # an integer msgpack has no type for
+        return
+    msgpack_loads_or_decode_error(data)
 
 
 @given(st.lists(st.sampled_from(["[", "{\"a\":", '{"__type__":"tuple","value":[',

@@ -81,23 +81,37 @@ def cannot_decode(reason, text=None):
 def stored_value(text, content_type="json"):
     """Stored arguments or a result, for reading (HTML).
 
-    JSON is decoded with the app's serializer: plain JSON comes out indented;
-    values with types JSON lacks (datetimes, tuples, ...) come out as their
-    Python repr, so the type shows. Text that does not decode is shown as
-    stored, under a "cannot decode" mark saying why; pickle is shown raw:
-    the admin never unpickles.
+    JSON and msgpack are decoded with the app's serializer: plain data
+    comes out as indented JSON; values with types JSON lacks (datetimes,
+    tuples, bytes...) come out as their Python repr, so the type shows. Text
+    that does not decode is shown as stored, under a "cannot decode" mark
+    saying why; pickle and serializers the project registered are shown as
+    stored: the admin never unpickles, nor runs a project's loads.
     """
     if text is None:
         return "-"
-    if content_type != "json":
+    if content_type == "json":
+        try:
+            value = serialization.loads(text, "json", ["json"])
+        except serialization.DecodeError as exc:
+            return cannot_decode(exc, text)
+        if serialization.TYPE_KEY in text:
+            return pre(pprint.pformat(value, width=100, sort_dicts=False))
+        return pre(json.dumps(value, indent=2, ensure_ascii=False))
+    serializer = serialization.SERIALIZERS.get(content_type)
+    if serializer is None or not serializer.safe_to_display:
         return pre(text)
     try:
-        value = serialization.loads(text, "json", ["json"])
+        value = serialization.loads(text, content_type, [content_type])
     except serialization.DecodeError as exc:
         return cannot_decode(exc, text)
-    if serialization.TYPE_KEY in text:
-        return pre(pprint.pformat(value, width=100, sort_dicts=False))
-    return pre(json.dumps(value, indent=2, ensure_ascii=False))
+    try:
+        plain = serialization.TYPE_KEY not in serialization.dumps(value, "json")
+    except serialization.EncodeError:  # a forged row's msgpack Timestamp
+        plain = False
+    if plain:
+        return pre(json.dumps(value, indent=2, ensure_ascii=False))
+    return pre(pprint.pformat(value, width=100, sort_dicts=False))
 
 
 def stored_time(row, column):

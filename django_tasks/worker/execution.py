@@ -24,6 +24,7 @@ from ..exceptions import (
     NotRegistered,
     Reject,
     Retry,
+    SerializerUnavailable,
     TaskRevokedError,
 )
 from ..messages import READ_ERRORS, decode_body
@@ -66,7 +67,7 @@ def _run(message, hostname, is_eager, started_at):
         return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     try:
         args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
-    except ContentDisallowed as exc:
+    except (ContentDisallowed, SerializerUnavailable) as exc:
         return _rejected(message, exc)
     except DecodeError as exc:
         return _rejected(message, DecodeError(f"corrupt message: {exc}"))
@@ -78,11 +79,10 @@ def _run(message, hostname, is_eager, started_at):
         root_id=message.headers.get("root_id") or message.task_id,
         parent_id=message.headers.get("parent_id"), delivery_count=message.deliveries,
         headers=message.headers)
+    # Another format's arguments are shown before the call, which may change them in place.
+    shown = None if message.content_type == "json" else _arguments_as_json(args, kwargs)
     outcome = _call(task, message, request, args, kwargs)
-    if message.content_type == "json":
-        outcome.args_text, outcome.kwargs_text = _arguments_text(message.body)
-    else:
-        outcome.args_text, outcome.kwargs_text = repr(args), repr(kwargs)
+    outcome.args_text, outcome.kwargs_text = shown or _arguments_text(message.body)
     return outcome
 
 
@@ -240,6 +240,17 @@ def _arguments_text(body):
     except READ_ERRORS:
         return None, None
     return (_readable_json(data.get("args", [])), _readable_json(data.get("kwargs", {})))
+
+
+def _arguments_as_json(args, kwargs):
+    """Arguments that came in another format (msgpack), stored as JSON where
+    they can be, so ``AsyncResult.args``, the admin's page, search and retry
+    read them as they read a JSON call's; else (pickled objects) as their repr."""
+    try:
+        return (_readable_json(serialization.json_tree(args)),
+                _readable_json(serialization.json_tree(kwargs)))
+    except (EncodeError, ValueError):  # ValueError: an integer over 4,300 digits (pickle)
+        return repr(args), repr(kwargs)
 
 
 def run_eagerly(task, message):
