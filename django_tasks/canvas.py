@@ -489,7 +489,7 @@ class group(Signature):  # noqa: N801 (Celery's name)
     def __init__(self, *tasks, **options):
         if len(tasks) == 1 and not isinstance(tasks[0], dict):
             tasks = tuple(tasks[0])
-        super().__init__("django_tasks.group", (), {"tasks": [maybe_signature(t) for t in tasks]},
+        super().__init__("django_tasks.group", (), {"tasks": _unrolled(tasks)},
                          options, subtask_type="group")
 
     @classmethod
@@ -597,6 +597,23 @@ class group(Signature):  # noqa: N801 (Celery's name)
         sig.freeze()
         inherited = sig._inherited()
         return GroupResult(sig.id, [m.clone(**inherited).apply(args, kwargs) for m in sig.tasks])
+
+
+def _unrolled(tasks):
+    """The members, with a nested group's members in its place (Celery unrolls
+    them: ``group(a, group(b, c))`` is ``group(a, b, c)``, and a chord whose
+    header is one group waits for that group's members). The nested group's
+    options (a queue, a link...) go to each of its members; its id is lost,
+    as in Celery. A group at the end of a chain stays one value."""
+    members = []
+    for task in map(maybe_signature, tasks):
+        if isinstance(task, group):
+            inherited = task._inherited()
+            members.extend(member.clone(**inherited) if inherited else member
+                           for member in task.tasks)
+        else:
+            members.append(task)
+    return members
 
 
 # -- chord ------------------------------------------------------------------
@@ -799,9 +816,20 @@ def apply_eagerly(task, message):
         for callback in message.headers.get("link", []):
             from_header(callback).apply((result.get(),))
     elif result.failed():
-        for errback in message.headers.get("link_error", []):
-            from_header(errback).apply((result.id,))
+        from .worker.outcome import exception_text
+
+        _apply_errbacks(message, exception_text(result.result), result.traceback)
     return result
+
+
+def _apply_errbacks(message, exc_text, traceback):
+    """Run the ``link_error`` errbacks of ``message``, which failed (see errbacks.py)."""
+    from . import errbacks
+
+    if message.headers.get("link_error"):
+        failure = errbacks.failure_header(message, exc_text, traceback, "eager")
+        for errback in message.headers["link_error"]:
+            errbacks.with_failure(errback, failure).apply((message.task_id,))
 
 
 def fail_eagerly(sig, exc, errbacks=False):
@@ -831,9 +859,9 @@ def fail_eagerly(sig, exc, errbacks=False):
     plan = Plan()
     sig.plan(plan)
     (message,) = plan.messages
+    text = exception_text(exc)
     result = EagerResult(Outcome(message=message, state=states.FAILURE, value=exc,
-                                 result_text=exception_text(exc)))
+                                 result_text=text))
     if errbacks:
-        for errback in message.headers.get("link_error", []):
-            from_header(errback).apply((result.id,))
+        _apply_errbacks(message, text, None)
     return result
