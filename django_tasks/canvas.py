@@ -291,6 +291,11 @@ class Signature(dict):
         """The calls whose results are this canvas's result (here: itself)."""
         return [self]
 
+    def result_shape(self):
+        """This canvas's value as its finals' ids: an id, or a list for a group
+        (nested for a group at the end of a chain: it stays one value)."""
+        return self.id
+
     def _width(self):
         """How many calls start at once when this canvas is applied."""
         return 1
@@ -441,6 +446,9 @@ class _chain(Signature):
     def finals(self):
         return self.tasks[-1].finals()
 
+    def result_shape(self):
+        return self.tasks[-1].result_shape()
+
     def with_continuation(self, rest):
         return _chain(*self.tasks, *rest, **self.options)
 
@@ -563,6 +571,9 @@ class group(Signature):  # noqa: N801 (Celery's name)
     def finals(self):
         return [final for member in self.tasks for final in member.finals()]
 
+    def result_shape(self):
+        return [member.result_shape() for member in self.tasks]
+
     def with_continuation(self, rest):
         if not rest:
             return self
@@ -668,6 +679,9 @@ class _chord(Signature):
     def finals(self):
         return self.body.finals()
 
+    def result_shape(self):
+        return self.body.result_shape()
+
     def with_continuation(self, rest):
         self["kwargs"]["body"] = self.body.with_continuation(rest)
         return self
@@ -685,13 +699,16 @@ class _chord(Signature):
         # one per member).
         group_id, _ = self.header._freeze_members(with_results=False)
         self._freeze_body(group_id)
-        members = [final.id for final in self.header.finals()]
-        if not members:
+        # The body's argument, as ids: one per header member, a list for a
+        # member ending in a group (Celery: "the chain prevents unrolling").
+        shape = self.header.result_shape()
+        count = len(self.header.finals())
+        if not count:
             # Nothing to wait for: the body runs at once with no results (Celery).
             self.body.plan(plan, ([],), {}, context)
             return
-        plan.chords.append(TaskGroup(group_id=group_id, results=members,
-                                     chord_body=to_header(self.body), remaining=len(members)))
+        plan.chords.append(TaskGroup(group_id=group_id, results=shape,
+                                     chord_body=to_header(self.body), remaining=count))
         self.header.plan(plan, args, kwargs, context)
 
     def apply(self, args=None, kwargs=None, **options):
@@ -701,7 +718,8 @@ class _chord(Signature):
         leaves = list(header_result.leaves())
         failed = next((r for r in leaves if not r.successful()), None)
         if failed is None:
-            body_result = sig.body.apply(([r.get() for r in leaves],))
+            # Values shaped as the header's (a group ending a chain is one list).
+            body_result = sig.body.apply((header_result.get(),))
         else:
             error = chord_error(failed.id, failed.result)
             body_result = fail_eagerly(sig.body, error, errbacks=True)

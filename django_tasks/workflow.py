@@ -149,11 +149,12 @@ def _count_down(queue, chord_id, count, last_member, plan, silent):
             logger.error("chord %s counted more members than it has", chord_id)
         return []
     body = from_header(group.chord_body)
+    member_ids = list(_leaves(group.results))
     members = {str(r.task_id): r for r in
-               TaskResult.objects.using(queue.alias).filter(task_id__in=group.results)}
+               TaskResult.objects.using(queue.alias).filter(task_id__in=member_ids)}
     context = {"parent_id": last_member, "root_id": _root_of(members.values())}
-    values = []
-    for member_id in group.results:
+    values = {}
+    for member_id in member_ids:
         row = members.get(member_id)
         value, reason = _member_outcome(row)
         if reason is not None:
@@ -162,9 +163,23 @@ def _count_down(queue, chord_id, count, last_member, plan, silent):
             # The body's own errbacks run (as in Celery); the rest stay silent.
             silent.update(f.message.task_id for f in failures[1:])
             return failures
-        values.append(value)
-    body.plan(plan, (values,), {}, context)
+        values[member_id] = value
+    body.plan(plan, (_shaped(group.results, values),), {}, context)
     return []
+
+
+def _leaves(shape):
+    """The member ids of a chord's ``results``: ids, or lists of them (see
+    ``Signature.result_shape``), in call order."""
+    for item in shape:
+        if isinstance(item, list):
+            yield from _leaves(item)
+        else:
+            yield item
+
+
+def _shaped(shape, values):
+    return [_shaped(item, values) if isinstance(item, list) else values[item] for item in shape]
 
 
 def _member_outcome(row):

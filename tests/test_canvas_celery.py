@@ -6,6 +6,7 @@ import json
 import pytest
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature
+from django_tasks.exceptions import ChordError
 from django_tasks.models import TaskResult
 from django_tasks.registry import tasks as registry
 from testproject.tasks import add, mul, xsum
@@ -61,9 +62,8 @@ def test_errbacks_of_both_styles_on_a_failure(start_worker):
     _, request_id, exc_name, own_id = bound.split(":")
     assert (request_id, exc_name) == (failed.id, "ValueError") and own_id != failed.id
     # Each errback is a task of its own whose parent is the failed task.
-    errback_rows = TaskResult.objects.filter(parent_id=failed.id)
-    assert errback_rows.count() == 3
-    assert {row.state for row in errback_rows} == {"SUCCESS"}
+    errback_rows = TaskResult.objects.filter(parent_id=failed.id, state="SUCCESS")
+    wait_until(lambda: errback_rows.count() == 3, message="the errbacks' results")
 
 
 def test_an_errback_of_a_task_stopped_by_its_time_limit(start_worker):
@@ -131,6 +131,14 @@ def test_a_group_alone_in_a_chord_header_is_unrolled_and_one_in_a_chain_is_one_v
     assert len(unrolled.parent.results) == 2
     protected = chord([chain(group(add.s(1, 1), add.s(2, 2)), identity.s())], identity.s())()
     assert protected.get(timeout=20) == [[2, 4]]
+    # Celery's test_nested_chord_group_chain_group_tail: the chain prevents unrolling.
+    tail = chord(group(chain(identity.s(42), group(identity.s(), identity.s()))), identity.s())()
+    assert tail.get(timeout=20) == [[42, 42]]
+    mixed = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], identity.s())()
+    assert mixed.get(timeout=20) == [[3, 4], 10]
+    with pytest.raises(ChordError, match="ValueError"):
+        chord([chain(add.s(1, 1), group(add.s(1), fail_with_value_error.s())), add.s(5, 5)],
+              identity.s())().get(timeout=20)
 
 
 # -- parent and root ids -----------------------------------------------------------

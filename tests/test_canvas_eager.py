@@ -113,3 +113,7 @@ def test_nested_groups_and_chord_headers_are_unrolled():
     assert chord((group(add.s(1, 1), add.s(2, 2)),), identity.s())().get() == [2, 4]
     protected = chord([chain(group(add.s(1, 1), add.s(2, 2)), identity.s())], identity.s())()
     assert protected.get() == [[2, 4]]
+    tail = chord(group(chain(identity.s(42), group(identity.s(), identity.s()))), identity.s())()
+    assert tail.get() == [[42, 42]]
+    mixed = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], identity.s())()
+    assert mixed.get() == [[3, 4], 10]
