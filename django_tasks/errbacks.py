@@ -43,8 +43,43 @@ def failure_header(message, exc_text, traceback, hostname):
         tagged = _tagged(request)
     except EncodeError:  # a timestamp a hand-made row holds that Python cannot
         tagged = _tagged({**request, "eta": None, "expires": None})
-    return {"request": tagged, "exc": serialization.parse_json(exc_text),
-            "traceback": traceback}
+    return _within_budget({"request": tagged, "exc": serialization.parse_json(exc_text),
+                           "traceback": traceback})
+
+
+def _within_budget(failure):
+    """``failure``, made smaller if it would take over half of the largest
+    message (a small ``MAX_MESSAGE_SIZE``), so that the errback's message is
+    never refused: without the failed task's arguments, then without its
+    traceback, then with the exception's text cut; ``None`` if still too
+    large (the errback gets the task id only)."""
+    from .conf import settings
+    from .limits import utf8_size
+
+    budget = settings.MAX_MESSAGE_SIZE // 2
+    steps = (_without_arguments, _without_traceback, lambda f: _exception_cut(f, budget // 8),
+             lambda f: None)
+    for smaller in steps:
+        if utf8_size(serialization.compact_json(failure), budget) <= budget:
+            return failure
+        failure = smaller(failure)
+    return None
+
+
+def _without_arguments(failure):
+    return {**failure, "request": {**failure["request"], "args": None, "kwargs": None}}
+
+
+def _without_traceback(failure):
+    return {**failure, "traceback": None}
+
+
+def _exception_cut(failure, chars):
+    exc = failure["exc"]
+    if not isinstance(exc, dict) or not isinstance(exc.get("exc_message"), str):
+        return failure
+    message = exc["exc_message"][:chars]
+    return {**failure, "exc": {**exc, "exc_message": message, "exc_args": [message]}}
 
 
 def _arguments(message):
@@ -75,7 +110,7 @@ def with_failure(errback, failure):
 
     sig = from_header(errback)
     # A chain or group as an errback is applied as before: with the task id.
-    if type(sig) is Signature:
+    if failure is not None and type(sig) is Signature:
         sig.options["headers"] = {**(sig.options.get("headers") or {}), HEADER: failure}
     return sig
 

@@ -4,6 +4,8 @@ both styles, nested groups unrolled, and the parent/root ids of a workflow."""
 import json
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature
 from django_tasks.exceptions import ChordError
@@ -94,6 +96,21 @@ def test_errbacks_the_producer_does_not_import_on_a_revoke_and_a_failure(
     assert revoked["exc"] == "TaskRevokedError: revoked" and revoked["tb"] is None
     assert f"old:{waiting.id}" in texts
     assert _called_with(texts, "failed")["id"] == failed.id
+
+
+def test_a_failure_too_large_for_a_small_message_limit_is_shortened_for_the_errback(
+        start_worker):
+    small = {"MAX_MESSAGE_SIZE": 10000}
+    start_worker(env={"TESTS_MAX_MESSAGE_SIZE": "10000"})
+    with override_settings(DJANGO_TASKS={**settings.DJANGO_TASKS, **small}):
+        failed = fail_with_value_error.apply_async(
+            ("x" * 2500,), link_error=[note_failure.s("big"), note_error.s("old")])
+    texts = _notes(2)
+    called = _called_with(texts, "big")
+    # Without its arguments and traceback, its exception's text cut.
+    assert called["id"] == failed.id and called["args"] is None and called["tb"] is None
+    assert called["exc"].startswith("ValueError: failed on ('xxx")
+    assert f"old:{failed.id}" in texts
 
 
 def test_an_errback_message_whose_failure_cannot_be_read_fails_readably(start_worker):
