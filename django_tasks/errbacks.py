@@ -35,7 +35,7 @@ def failure_header(message, exc_text, traceback, hostname):
     request = {
         "id": message.task_id, "task": message.task_name, "args": args, "kwargs": kwargs,
         "retries": message.retries, "hostname": hostname or None, "queue": message.queue,
-        "priority": message.priority, "eta": message.available_at, "expires": message.expires,
+        "priority": message.priority, "eta": _eta(message), "expires": message.expires,
         "group": headers.get("group_id"), "root_id": headers.get("root_id") or message.task_id,
         "parent_id": headers.get("parent_id"), "delivery_count": message.deliveries,
     }
@@ -80,6 +80,15 @@ def _exception_cut(failure, chars):
         return failure
     message = exc["exc_message"][:chars]
     return {**failure, "exc": {**exc, "exc_message": message, "exc_args": [message]}}
+
+
+def _eta(message):
+    """When the task was to run, if it was sent for later (else None, as in Celery)."""
+    available_at, created_at = message.available_at, message.created_at
+    try:
+        return available_at if available_at > created_at else None
+    except TypeError:  # an unreadable timestamp of a hand-made row
+        return None
 
 
 def _arguments(message):
