@@ -292,8 +292,9 @@ class Signature(dict):
         return [self]
 
     def result_shape(self):
-        """This canvas's value as its finals' ids: an id, or a list for a group
-        (nested for a group at the end of a chain: it stays one value)."""
+        """This canvas's value as its finals' ids: an id, or for a group
+        ``{"group_id", "results"}`` (the shape ``GroupResult.save`` stores),
+        which a group at the end of a chain keeps: it stays one value."""
         return self.id
 
     def _width(self):
@@ -572,7 +573,7 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return [final for member in self.tasks for final in member.finals()]
 
     def result_shape(self):
-        return [member.result_shape() for member in self.tasks]
+        return {"group_id": self.id, "results": [m.result_shape() for m in self.tasks]}
 
     def with_continuation(self, rest):
         if not rest:
@@ -701,7 +702,7 @@ class _chord(Signature):
         self._freeze_body(group_id)
         # The body's argument, as ids: one per header member, a list for a
         # member ending in a group (Celery: "the chain prevents unrolling").
-        shape = self.header.result_shape()
+        shape = self.header.result_shape()["results"]
         count = len(self.header.finals())
         if not count:
             # Nothing to wait for: the body runs at once with no results (Celery).

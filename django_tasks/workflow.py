@@ -169,17 +169,19 @@ def _count_down(queue, chord_id, count, last_member, plan, silent):
 
 
 def _leaves(shape):
-    """The member ids of a chord's ``results``: ids, or lists of them (see
-    ``Signature.result_shape``), in call order."""
+    """The member ids of a chord's ``results`` in call order: ids, and groups
+    ending a chain as ``{"group_id", "results"}`` (see ``Signature.result_shape``)."""
     for item in shape:
-        if isinstance(item, list):
-            yield from _leaves(item)
+        if isinstance(item, dict):
+            yield from _leaves(item["results"])
         else:
             yield item
 
 
 def _shaped(shape, values):
-    return [_shaped(item, values) if isinstance(item, list) else values[item] for item in shape]
+    """The members' values, a group ending a chain as one list."""
+    return [_shaped(item["results"], values) if isinstance(item, dict) else values[item]
+            for item in shape]
 
 
 def _member_outcome(row):

@@ -153,6 +153,9 @@ def test_a_group_alone_in_a_chord_header_is_unrolled_and_one_in_a_chain_is_one_v
     assert tail.get(timeout=20) == [[42, 42]]
     mixed = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], identity.s())()
     assert mixed.get(timeout=20) == [[3, 4], 10]
+    # The chord's header as stored has that shape too.
+    header = GroupResult.restore(mixed.parent.id)
+    assert isinstance(header.results[0], GroupResult) and header.get(timeout=10) == [[3, 4], 10]
     with pytest.raises(ChordError, match="ValueError"):
         chord([chain(add.s(1, 1), group(add.s(1), fail_with_value_error.s())), add.s(5, 5)],
               identity.s())().get(timeout=20)
