@@ -294,6 +294,12 @@ class Signature(dict):
         """The calls whose results are this canvas's result (here: itself)."""
         return [self]
 
+    def result_shape(self):
+        """This canvas's value as its finals' ids: an id, or for a group
+        ``{"group_id", "results"}`` (the shape ``GroupResult.save`` stores),
+        which a group at the end of a chain keeps: it stays one value."""
+        return self.id
+
     def _width(self):
         """How many calls start at once when this canvas is applied."""
         return 1
@@ -444,6 +450,9 @@ class _chain(Signature):
     def finals(self):
         return self.tasks[-1].finals()
 
+    def result_shape(self):
+        return self.tasks[-1].result_shape()
+
     def with_continuation(self, rest):
         return _chain(*self.tasks, *rest, **self.options)
 
@@ -492,7 +501,7 @@ class group(Signature):  # noqa: N801 (Celery's name)
     def __init__(self, *tasks, **options):
         if len(tasks) == 1 and not isinstance(tasks[0], dict):
             tasks = tuple(tasks[0])
-        super().__init__("django_tasks.group", (), {"tasks": [maybe_signature(t) for t in tasks]},
+        super().__init__("django_tasks.group", (), {"tasks": _unrolled(tasks)},
                          options, subtask_type="group")
 
     @classmethod
@@ -566,6 +575,9 @@ class group(Signature):  # noqa: N801 (Celery's name)
     def finals(self):
         return [final for member in self.tasks for final in member.finals()]
 
+    def result_shape(self):
+        return {"group_id": self.id, "results": [m.result_shape() for m in self.tasks]}
+
     def with_continuation(self, rest):
         if not rest:
             return self
@@ -600,6 +612,23 @@ class group(Signature):  # noqa: N801 (Celery's name)
         sig.freeze()
         inherited = sig._inherited()
         return GroupResult(sig.id, [m.clone(**inherited).apply(args, kwargs) for m in sig.tasks])
+
+
+def _unrolled(tasks):
+    """The members, with a nested group's members in its place (Celery unrolls
+    them: ``group(a, group(b, c))`` is ``group(a, b, c)``, and a chord whose
+    header is one group waits for that group's members). The nested group's
+    options (a queue, a link...) go to each of its members; its id is lost,
+    as in Celery. A group at the end of a chain stays one value."""
+    members = []
+    for task in map(maybe_signature, tasks):
+        if isinstance(task, group):
+            inherited = task._inherited()
+            members.extend(member.clone(**inherited) if inherited else member
+                           for member in task.tasks)
+        else:
+            members.append(task)
+    return members
 
 
 # -- chord ------------------------------------------------------------------
@@ -654,6 +683,9 @@ class _chord(Signature):
     def finals(self):
         return self.body.finals()
 
+    def result_shape(self):
+        return self.body.result_shape()
+
     def with_continuation(self, rest):
         self["kwargs"]["body"] = self.body.with_continuation(rest)
         return self
@@ -671,13 +703,16 @@ class _chord(Signature):
         # one per member).
         group_id, _ = self.header._freeze_members(with_results=False)
         self._freeze_body(group_id)
-        members = [final.id for final in self.header.finals()]
-        if not members:
+        # The body's argument, as ids: one per header member, a list for a
+        # member ending in a group (Celery: "the chain prevents unrolling").
+        shape = self.header.result_shape()["results"]
+        count = len(self.header.finals())
+        if not count:
             # Nothing to wait for: the body runs at once with no results (Celery).
             self.body.plan(plan, ([],), {}, context)
             return
-        plan.chords.append(TaskGroup(group_id=group_id, results=members,
-                                     chord_body=to_header(self.body), remaining=len(members)))
+        plan.chords.append(TaskGroup(group_id=group_id, results=shape,
+                                     chord_body=to_header(self.body), remaining=count))
         self.header.plan(plan, args, kwargs, context)
 
     def apply(self, args=None, kwargs=None, **options):
@@ -687,7 +722,8 @@ class _chord(Signature):
         leaves = list(header_result.leaves())
         failed = next((r for r in leaves if not r.successful()), None)
         if failed is None:
-            body_result = sig.body.apply(([r.get() for r in leaves],))
+            # Values shaped as the header's (a group ending a chain is one list).
+            body_result = sig.body.apply((header_result.get(),))
         else:
             error = chord_error(failed.id, failed.result)
             body_result = fail_eagerly(sig.body, error, errbacks=True)
@@ -802,9 +838,20 @@ def apply_eagerly(task, message):
         for callback in message.headers.get("link", []):
             from_header(callback).apply((result.get(),))
     elif result.failed():
-        for errback in message.headers.get("link_error", []):
-            from_header(errback).apply((result.id,))
+        from .worker.outcome import exception_text
+
+        _apply_errbacks(message, exception_text(result.result), result.traceback)
     return result
+
+
+def _apply_errbacks(message, exc_text, traceback):
+    """Run the ``link_error`` errbacks of ``message``, which failed (see errbacks.py)."""
+    from . import errbacks
+
+    if message.headers.get("link_error"):
+        failure = errbacks.failure_header(message, exc_text, traceback, "eager")
+        for errback in message.headers["link_error"]:
+            errbacks.with_failure(errback, failure).apply((message.task_id,))
 
 
 def fail_eagerly(sig, exc, errbacks=False):
@@ -834,9 +881,9 @@ def fail_eagerly(sig, exc, errbacks=False):
     plan = Plan()
     sig.plan(plan)
     (message,) = plan.messages
+    text = exception_text(exc)
     result = EagerResult(Outcome(message=message, state=states.FAILURE, value=exc,
-                                 result_text=exception_text(exc)))
+                                 result_text=text))
     if errbacks:
-        for errback in message.headers.get("link_error", []):
-            from_header(errback).apply((result.id,))
+        _apply_errbacks(message, text, None)
     return result

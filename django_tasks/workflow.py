@@ -9,7 +9,8 @@ message is delivered again and the step is advanced then).
 Per finished task (from its message headers):
 
 - success: ``link`` callbacks and the next ``chain`` step get the value;
-- failure (or revoked): ``link_error`` callbacks get the task id, and the
+- failure (or revoked): ``link_error`` callbacks get the task id, or the
+  request, exception and traceback (see errbacks.py), and the
   rest of the chain is stored as FAILURE with the same exception, so
   waiting on the chain's last result raises it instead of hanging
   (Celery leaves those PENDING and walks the parents instead);
@@ -24,7 +25,7 @@ from collections import Counter
 from django.db.models import F
 from django.utils import timezone
 
-from . import serialization, states
+from . import errbacks, serialization, states
 from .canvas import Plan, chord_error, from_header
 from .exceptions import DecodeError
 from .models import TaskGroup, TaskResult
@@ -48,15 +49,18 @@ def advance_workflows(outcomes, queue):
     while finished:
         made_up = []  # results for steps that can no longer run
         chords = Counter()
+        last_member = {}  # chord id -> a member finished here (the body's parent)
         for outcome in finished:
             made_up.extend(_advance_one(outcome, plan, silent))
             chord_id = outcome.message.headers.get("chord")
             if chord_id:
                 chords[chord_id] += 1
+                last_member[chord_id] = outcome.message.task_id
         # Stored before counting, so a chord sees its made-up member results.
         _store(made_up, queue)
         for chord_id, count in chords.items():
-            failed_bodies = _count_down(queue, chord_id, count, plan, silent)
+            failed_bodies = _count_down(queue, chord_id, count, last_member[chord_id], plan,
+                                        silent)
             _store(failed_bodies, queue)
             made_up.extend(failed_bodies)
         # Made-up failures may be chain steps or chord members themselves.
@@ -85,9 +89,11 @@ def _advance_one(outcome, plan, silent):
         if headers.get("chain"):
             _next_step(headers["chain"]).plan(plan, (value,), {}, context)
         return []
-    if message.task_id not in silent:
-        for errback in headers.get("link_error", []):
-            from_header(errback).plan(plan, (message.task_id,), {}, context)
+    if message.task_id not in silent and headers.get("link_error"):
+        failure = errbacks.failure_header(message, outcome.result_text, outcome.traceback,
+                                          outcome.hostname)
+        for errback in headers["link_error"]:
+            errbacks.with_failure(errback, failure).plan(plan, (message.task_id,), {}, context)
     if not headers.get("chain"):
         return []
     failures = list(_unreachable(_next_step(headers["chain"]), _stored_value(outcome), context))
@@ -123,8 +129,11 @@ def _failed(message, exc):
                    result_text=exception_text(exc), done_at=timezone.now())
 
 
-def _count_down(queue, chord_id, count, plan, silent):
+def _count_down(queue, chord_id, count, last_member, plan, silent):
     """Count ``count`` members of chord ``chord_id`` done; start the body at zero.
+
+    The body's parent is ``last_member``, a member whose end took the count to
+    zero (Celery: the body is sent by the last member to finish).
 
     The UPDATE locks the chord's row until this transaction commits, so of
     two workers finishing the last members at once, the second waits and
@@ -140,11 +149,12 @@ def _count_down(queue, chord_id, count, plan, silent):
             logger.error("chord %s counted more members than it has", chord_id)
         return []
     body = from_header(group.chord_body)
+    member_ids = list(_leaves(group.results))
     members = {str(r.task_id): r for r in
-               TaskResult.objects.using(queue.alias).filter(task_id__in=group.results)}
-    context = {"root_id": _root_of(members.values())}
-    values = []
-    for member_id in group.results:
+               TaskResult.objects.using(queue.alias).filter(task_id__in=member_ids)}
+    context = {"parent_id": last_member, "root_id": _root_of(members.values())}
+    values = {}
+    for member_id in member_ids:
         row = members.get(member_id)
         value, reason = _member_outcome(row)
         if reason is not None:
@@ -153,9 +163,25 @@ def _count_down(queue, chord_id, count, plan, silent):
             # The body's own errbacks run (as in Celery); the rest stay silent.
             silent.update(f.message.task_id for f in failures[1:])
             return failures
-        values.append(value)
-    body.plan(plan, (values,), {}, context)
+        values[member_id] = value
+    body.plan(plan, (_shaped(group.results, values),), {}, context)
     return []
+
+
+def _leaves(shape):
+    """The member ids of a chord's ``results`` in call order: ids, and groups
+    ending a chain as ``{"group_id", "results"}`` (see ``Signature.result_shape``)."""
+    for item in shape:
+        if isinstance(item, dict):
+            yield from _leaves(item["results"])
+        else:
+            yield item
+
+
+def _shaped(shape, values):
+    """The members' values, a group ending a chain as one list."""
+    return [_shaped(item["results"], values) if isinstance(item, dict) else values[item]
+            for item in shape]
 
 
 def _member_outcome(row):

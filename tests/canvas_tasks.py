@@ -1,5 +1,6 @@
 """Tasks for the canvas and retry tests (imported by tests/tasks.py)."""
 
+import json
 import os
 import time
 
@@ -71,3 +72,32 @@ def atomic_note_then_hang(self, text):
         print(f"halfway through {text}", flush=True)
         time.sleep(120)
     return text
+
+
+@task
+def note_failure(request, exc, traceback, key):
+    """An errback in Celery's current style: records what it was called with."""
+    # A note holds 200 characters: whether the traceback is the exception's.
+    Note.objects.create(text=json.dumps({
+        "key": key, "id": request.id, "task": request.task.rpartition(".")[2],
+        "args": request.args, "root": request.root_id == request.id,
+        "exc": f"{type(exc).__name__}: {exc}"[:45], "raisable": isinstance(exc, Exception),
+        "tb": None if traceback is None else traceback.startswith("Traceback")
+        and traceback.strip().endswith(f"{type(exc).__name__}: {exc}")}, separators=(",", ":")))
+    return request.id
+
+
+@task(bind=True)
+def bound_note_failure(self, request, exc, traceback):
+    """A bound errback in Celery's current style (``self`` first)."""
+    Note.objects.create(text=f"bound:{request.id}:{type(exc).__name__}:{self.request.id}")
+
+
+@task(time_limit=1)
+def sleep_past_time_limit(seconds):
+    time.sleep(seconds)
+
+
+@task
+def identity(value):
+    return value

@@ -286,7 +286,7 @@ def test_nested_canvases(start_worker):
     body_is_chain = chord([add.s(1, 1), chain(add.s(2, 2), mul.s(2))], xsum.s() | mul.s(3))()
     assert body_is_chain.get(timeout=20) == (2 + 8) * 3
     nested_groups = group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3))()
-    assert nested_groups.get(timeout=20) == [[2, 4], 6]
+    assert nested_groups.get(timeout=20) == [2, 4, 6]  # unrolled, as in Celery
     chord_in_chord = chord([chord([add.s(1, 1), add.s(2, 2)], xsum.s()), add.s(5, 5)], xsum.s())()
     assert chord_in_chord.get(timeout=20) == 16
     ends_in_group = chain(add.s(1, 1), group(add.s(1), add.s(2)))()

@@ -1,5 +1,7 @@
 """The canvas in EAGER mode: the same results as with workers, nothing stored."""
 
+import json
+
 import pytest
 
 from django_tasks import GroupResult, chain, chord, group, states
@@ -7,7 +9,7 @@ from django_tasks.exceptions import ChordError
 from django_tasks.models import QueuedMessage
 from django_tasks.testing import eager
 from testproject.tasks import add, mul, xsum
-from tests.canvas_tasks import fail_with_value_error, note_error, note_value
+from tests.canvas_tasks import fail_with_value_error, identity, note_error, note_failure, note_value
 from tests.models import Note
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +60,8 @@ def test_group_in_the_middle_of_a_chain():
 def test_nested_canvases():
     assert group(chain(add.s(i, i), mul.s(10)) for i in range(3))().get() == [0, 20, 40]
     assert chord([add.s(1, 1), chain(add.s(2, 2), mul.s(2))], xsum.s() | mul.s(3))().get() == 30
-    assert group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3))().get() == [[2, 4], 6]
+    # A nested group is unrolled (Celery).
+    assert group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3))().get() == [2, 4, 6]
     assert chain(add.s(1, 1), group(add.s(1), add.s(2)))().get() == [3, 4]
 
 
@@ -81,3 +84,36 @@ def test_link_and_link_error():
     fail = fail_with_value_error.apply_async((1,), link_error=note_error.s("err"))
     assert sorted(Note.objects.values_list("text", flat=True)) == [f"err:{fail.id}", "ok:5"]
     assert not QueuedMessage.objects.exists()
+
+
+def test_errbacks_of_both_styles():
+    fail = fail_with_value_error.apply_async((1,), link_error=[note_error.s("old"),
+                                                                note_failure.s("new")])
+    new, old = sorted(Note.objects.values_list("text", flat=True), reverse=True)
+    assert old == f"old:{fail.id}"
+    called = json.loads(new)
+    assert (called["id"], called["args"]) == (fail.id, [1])
+    assert called["exc"] == "ValueError: failed on (1,)"
+    assert called["tb"] is True and called["raisable"]
+
+
+def test_a_chord_bodys_errback_in_the_current_style():
+    body = xsum.s()
+    body.link_error(note_failure.s("body"))
+    result = chord([fail_with_value_error.s(7)], body)()
+    called = json.loads(Note.objects.get().text)
+    assert called["id"] == result.id and called["exc"].startswith("ChordError: Dependency")
+    assert called["tb"] is None
+
+
+def test_nested_groups_and_chord_headers_are_unrolled():
+    nested = group(add.s(1, 1), group(add.s(2, 2), group(add.s(3, 3), add.s(4, 4))))()
+    assert len(nested.results) == 4 and nested.get() == [2, 4, 6, 8]
+    assert group(group(add.s(1, 1), add.s(2, 2)))().get() == [2, 4]
+    assert chord((group(add.s(1, 1), add.s(2, 2)),), identity.s())().get() == [2, 4]
+    protected = chord([chain(group(add.s(1, 1), add.s(2, 2)), identity.s())], identity.s())()
+    assert protected.get() == [[2, 4]]
+    tail = chord(group(chain(identity.s(42), group(identity.s(), identity.s()))), identity.s())()
+    assert tail.get() == [[42, 42]]
+    mixed = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], identity.s())()
+    assert mixed.get() == [[3, 4], 10]

@@ -12,7 +12,7 @@ import traceback as traceback_module
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
-from .. import limits, serialization, signals, states
+from .. import errbacks, limits, serialization, signals, states
 from .. import retry as retry_policy
 from ..conf import settings
 from ..context import Request, running_task
@@ -67,6 +67,7 @@ def _run(message, hostname, is_eager, started_at):
         return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     try:
         args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
+        args = errbacks.call_arguments(task, message, args, kwargs)
     except (ContentDisallowed, SerializerUnavailable) as exc:
         return _rejected(message, exc)
     except DecodeError as exc:
