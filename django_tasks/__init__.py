@@ -4,10 +4,12 @@ This module only re-exports; the code lives in modules named after what they hol
 """
 
 from . import states
+from .app import Celery, current_app
 from .beat.schedules import crontab
 from .canvas import Signature, chain, chord, group, signature
 from .result import AsyncResult, EagerResult, GroupResult
-from .task import Task, shared_task, task
+from .task import Task, send_task, shared_task, task
 
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "Signature", "Task", "chain", "chord",
-           "crontab", "group", "shared_task", "signature", "states", "task"]
+__all__ = ["AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "Task", "chain",
+           "chord", "crontab", "current_app", "group", "send_task", "shared_task", "signature",
+           "states", "task"]

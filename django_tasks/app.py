@@ -1,0 +1,184 @@
+"""A Celery-shaped app object, for codebases written against ``celery.Celery``.
+
+A Django project's ``proj/celery.py`` runs with its import changed::
+
+    from django_tasks import Celery
+
+    app = Celery("proj")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.autodiscover_tasks()
+
+    @app.task(bind=True)
+    def debug_task(self): ...
+
+There is one configuration, Django's settings, so every app object is a
+view of it: ``app.conf`` reads the ``DJANGO_TASKS`` setting and the
+``CELERY_*`` settings mapped onto it (``celery_settings.py``).
+"""
+
+from importlib import import_module
+
+from django.conf import settings as django_settings
+
+from . import celery_settings
+from .canvas import signature
+from .conf import settings
+from .registry import tasks as registry
+from .result import AsyncResult, GroupResult, revoke_ids
+from .task import Task, send_task, task
+
+# Celery(...) arguments that configure a broker, a result backend or module
+# imports: nothing here. Listed by the system checks (django_tasks.W036).
+IGNORED_ARGUMENTS = ("broker", "backend", "include", "loader", "amqp", "events", "log",
+                     "control", "fixups", "config_source", "changes", "task_cls",
+                     "autofinalize", "set_as_current", "tasks", "strict_typing", "namespace")
+
+# (app main name, argument) for each ignored argument an app was made with.
+ignored_arguments = []
+
+
+class Celery:
+    """``Celery(main=None, **options)``: every option is accepted; none changes anything."""
+
+    Task = Task
+
+    def __init__(self, main=None, **options):
+        self.main = main
+        for name in options:
+            if (main, name) not in ignored_arguments:
+                ignored_arguments.append((main, name))
+        self.conf = Conf()
+        self.control = Control()
+
+    def __repr__(self):
+        return f"<Celery {self.main or '__main__'} (django_tasks)>"
+
+    # -- tasks ----------------------------------------------------------
+
+    def task(self, *args, **options):
+        """``@app.task`` or ``@app.task(bind=True, ...)``: the same as ``@task``."""
+        return task(*args, **options)
+
+    shared_task = task
+
+    @property
+    def tasks(self):
+        return registry
+
+    def send_task(self, name, args=None, kwargs=None, **options):
+        return send_task(name, args, kwargs, **options)
+
+    def signature(self, *args, **kwargs):
+        return signature(*args, **kwargs)
+
+    def AsyncResult(self, task_id, task_name=None, parent=None, **ignored):  # noqa: N802 (Celery's name)
+        return AsyncResult(task_id, task_name=task_name, parent=parent)
+
+    def GroupResult(self, group_id, results=None, parent=None, **ignored):  # noqa: N802
+        return GroupResult(group_id, results, parent=parent)
+
+    # -- configuration -----------------------------------------------------
+
+    def config_from_object(self, obj, silent=False, force=False, namespace=None):
+        """Django's settings are read already (``CELERY_*`` with ``namespace='CELERY'``);
+        another object (a ``celeryconfig`` module) gives its settings to ``app.conf``."""
+        if isinstance(obj, str):
+            if obj in ("django.conf:settings", "django.conf.settings"):
+                return
+            try:
+                obj = _import_object(obj)
+            except ImportError:
+                if silent:
+                    return
+                raise
+        if obj is django_settings:
+            return
+        prefix = f"{namespace}_" if namespace else ""
+        self.conf.update({name[len(prefix):].lower(): getattr(obj, name) for name in dir(obj)
+                          if name.startswith(prefix) and not name.startswith("_")})
+
+    def autodiscover_tasks(self, packages=None, related_name="tasks", force=False):
+        """Done already: the ``tasks.py`` of every installed app is imported at start-up.
+        Packages named here that are not installed apps have theirs imported too."""
+        if callable(packages):
+            packages = None  # Celery's lazy form: the installed apps, as ours
+        for package in packages or ():
+            try:
+                import_module(f"{package}.{related_name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{package}.{related_name}":
+                    raise
+
+    def set_default(self):
+        pass
+
+    def set_current(self):
+        pass
+
+    def finalize(self, auto=False):
+        pass
+
+
+def _import_object(path):
+    module, _, attribute = path.partition(":")
+    loaded = import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded
+
+
+class Control:
+    """``app.control``: only ``revoke`` has a meaning here (there is no broadcast)."""
+
+    def revoke(self, task_id, destination=None, terminate=False, signal=None, **kwargs):
+        ids = [task_id] if isinstance(task_id, str) else list(task_id)
+        return revoke_ids(ids, terminate=terminate)
+
+
+class Conf:
+    """``app.conf``: Celery's lowercase setting names read from (and written to) ours.
+
+    ``app.conf.task_serializer`` reads ``DJANGO_TASKS['SERIALIZER']`` (or the
+    ``CELERY_TASK_SERIALIZER`` setting); a write (``app.conf.beat_schedule =
+    {...}``, ``app.conf.update(...)``) is used where ``DJANGO_TASKS`` does not
+    set the key. A name with no meaning here reads ``None`` (or its
+    ``CELERY_*`` setting) and a write to it is kept, unused.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_unused", {})
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        key = celery_settings.CONF_NAMES.get(name)
+        if key is not None:
+            return getattr(settings, key)
+        if name in self._unused:
+            return self._unused[name]
+        return getattr(django_settings, f"CELERY_{name.upper()}", None)
+
+    def __setattr__(self, name, value):
+        self.update({name: value})
+
+    __getitem__ = __getattr__
+
+    def __setitem__(self, name, value):
+        self.update({name: value})
+
+    def get(self, name, default=None):
+        value = getattr(self, name)
+        return default if value is None else value
+
+    def update(self, values=None, **more):
+        for name, value in {**(values or {}), **more}.items():
+            key = celery_settings.CONF_NAMES.get(name.lower())
+            if key is None:
+                self._unused[name.lower()] = value
+            else:
+                celery_settings.app_conf[key] = value
+        settings.reload()
+
+    def find_value_for_key(self, name, namespace="celery"):
+        return getattr(self, name.lower())
+
+
+current_app = Celery("default")
