@@ -55,12 +55,15 @@ def _parameters(task):
 
 def check_arguments(task, args, kwargs):
     """``TypeError`` if ``task`` cannot be called with ``args`` and ``kwargs``."""
-    if not task.typing:
-        return
+    if task.typing:
+        _checker(task)(len(args) if args else 0, tuple(kwargs) if kwargs else ())
+
+
+def _checker(task):
     check = task.__dict__.get("_argument_check")
     if check is None:
         check = task.__dict__["_argument_check"] = ArgumentCheck(task)
-    check(len(args) if args else 0, tuple(kwargs) if kwargs else ())
+    return check
 
 
 def check_canvas(sig, args=None, kwargs=None):
@@ -85,8 +88,7 @@ def _check(sig, npositional, kwargs):
             _check(step, npositional if index == 0 else 1, kwargs if index == 0 else None)
         _check_links(sig)
     elif kind == "group":
-        for member in sig.tasks:
-            _check(member, npositional, kwargs)
+        _check_members(sig.tasks, npositional, kwargs)
         _check_links(sig)
     elif kind == "chord":
         _check(sig.header, npositional, kwargs)
@@ -95,16 +97,42 @@ def _check(sig, npositional, kwargs):
 
 
 def _check_call(sig, npositional, kwargs):
-    task = registry.get(sig.name)
+    # Read as a dict (not through the properties): a group may have thousands.
+    task = registry.get(sig["task"])
     if task is not None and task.typing:
-        if sig.immutable:
-            check_arguments(task, sig.args, sig.kwargs)
-        else:
-            names = {**sig.kwargs, **kwargs} if kwargs else sig.kwargs
-            check_arguments(task, (None,) * (npositional + len(sig["args"])), names)
-    _check_links(sig)
-    for step in sig.options.get("chain") or ():
-        _check(_signature(step), 1, None)
+        names = sig["kwargs"]
+        if sig["immutable"]:
+            npositional = 0
+        elif kwargs:
+            names = {**names, **kwargs}
+        _checker(task)(npositional + len(sig["args"]), tuple(names) if names else ())
+    options = sig["options"]
+    if options:
+        _check_links(sig)
+        for step in options.get("chain") or ():
+            _check(_signature(step), 1, None)
+
+
+def _check_members(members, npositional, kwargs):
+    """A group's members: plain calls (the bulk of a large group) the short way."""
+    checks = {}  # task name -> its check, or None for a task not checked
+    for member in members:
+        if member["subtask_type"] is not None or member["options"]:
+            _check(member, npositional, kwargs)
+            continue
+        name = member["task"]
+        check = checks.get(name, checks)
+        if check is checks:
+            task = registry.get(name)
+            check = checks[name] = _checker(task) if task is not None and task.typing else None
+        if check is not None:
+            names = member["kwargs"]
+            if member["immutable"]:
+                check(len(member["args"]), tuple(names) if names else ())
+            else:
+                if kwargs:
+                    names = {**names, **kwargs}
+                check(npositional + len(member["args"]), tuple(names) if names else ())
 
 
 def _check_links(sig):
