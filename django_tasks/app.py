@@ -49,6 +49,10 @@ class Celery:
                 ignored_arguments.append((main, name))
         self.conf = Conf()
         self.control = Control()
+        self.on_configure = AppSignal(self)
+        self.on_after_configure = AppSignal(self)
+        self.on_after_finalize = AppSignal(self)
+        apps_made.append(self)
 
     def __repr__(self):
         return f"<Celery {self.main or '__main__'} (django_tasks)>"
@@ -109,6 +113,21 @@ class Celery:
                 if exc.name != f"{package}.{related_name}":
                     raise
 
+    def add_periodic_task(self, schedule, sig, args=(), kwargs=(), name=None, **options):
+        """Celery's way to add a beat entry from code (usually in an
+        ``on_after_configure`` receiver): added to ``BEAT_SCHEDULE``."""
+        from .beat.validation import OPTION_KEYS
+
+        options = {**sig.options, **options}
+        entry = {"task": sig.name, "schedule": schedule,
+                 "args": tuple(args or sig.args), "kwargs": dict(kwargs or sig.kwargs),
+                 "options": {k: v for k, v in options.items() if k in OPTION_KEYS}}
+        schedule_now = dict(celery_settings.celery_value("BEAT_SCHEDULE", None) or {})
+        schedule_now[name or repr(sig)] = entry
+        celery_settings.app_conf["BEAT_SCHEDULE"] = schedule_now
+        settings.reload()
+        return entry
+
     def set_default(self):
         pass
 
@@ -117,6 +136,45 @@ class Celery:
 
     def finalize(self, auto=False):
         pass
+
+
+# Every app made, so that their signals fire once Django's apps are ready.
+apps_made = []
+_configured = False
+
+
+class AppSignal:
+    """``app.on_after_configure`` and the like: ``@app.on_after_configure.connect``
+    receivers are called with ``sender=app`` once Django's apps are ready (every
+    ``tasks.py`` imported), or at once when they connect later."""
+
+    def __init__(self, app):
+        self.app = app
+        self.receivers = []
+
+    def connect(self, receiver=None, **options):
+        if receiver is None:  # @signal.connect(weak=False)
+            return lambda function: self.connect(function, **options)
+        self.receivers.append(receiver)
+        if _configured:
+            receiver(sender=self.app)
+        return receiver
+
+    def send(self):
+        for receiver in self.receivers:
+            receiver(sender=self.app)
+
+
+def finish_configuring():
+    """Called by the app config's ``ready()``, after every ``tasks.py`` is imported."""
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    for app in list(apps_made):
+        app.on_configure.send()
+        app.on_after_configure.send()
+        app.on_after_finalize.send()
 
 
 def _import_object(path):

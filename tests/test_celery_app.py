@@ -275,3 +275,36 @@ def test_config_from_a_celeryconfig_module():
     with pytest.raises(ImportError):
         Celery("proj").config_from_object("no.such.module")
     Celery("proj").config_from_object("no.such.module", silent=True)
+
+
+def test_periodic_tasks_added_from_on_after_configure_join_the_beat_schedule():
+    app = Celery("periodic")
+    calls = []
+
+    @app.on_after_configure.connect
+    def setup_periodic_tasks(sender, **kwargs):
+        calls.append(sender)
+        sender.add_periodic_task(10.0, add.s(1, 2), name="add every 10")
+        sender.add_periodic_task(timedelta(minutes=1), mul.s(2, 3).set(queue="beat"),
+                                 expires=30, routing_key="ignored")
+
+    assert calls == [app]  # Django's apps are ready: called at once
+    assert settings.BEAT_SCHEDULE == {
+        "add every 10": {"task": "testproject.tasks.add", "schedule": 10.0, "args": (1, 2),
+                         "kwargs": {}, "options": {}},
+        "testproject.tasks.mul(2, 3)": {"task": "testproject.tasks.mul",
+                                         "schedule": timedelta(minutes=1), "args": (2, 3),
+                                         "kwargs": {},
+                                         "options": {"queue": "beat", "expires": 30}}}
+    assert not check_settings()
+
+
+def test_app_signals_wait_for_djangos_apps(monkeypatch):
+    monkeypatch.setattr(app_module, "_configured", False)
+    monkeypatch.setattr(app_module, "apps_made", [])
+    app = Celery("early")
+    calls = []
+    app.on_after_finalize.connect(weak=False)(lambda sender, **kwargs: calls.append(sender))
+    assert calls == []
+    app_module.finish_configuring()
+    assert calls == [app]
