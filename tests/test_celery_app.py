@@ -7,16 +7,17 @@ from datetime import timedelta
 import pytest
 from django.test import override_settings
 
-from django_tasks import Celery, EagerResult, current_app, group, states
+from django_tasks import AsyncResult, Celery, EagerResult, current_app, group, states
 from django_tasks import app as app_module
 from django_tasks.celery_settings import app_conf
 from django_tasks.checks import check_celery_settings, check_settings, check_task_options
 from django_tasks.conf import settings
-from django_tasks.models import QueuedMessage
+from django_tasks.models import QueuedMessage, TaskResult
 from testproject.tasks import add, mul
 from tests.celeryproj import celery_app
 from tests.celeryproj.celery import debug_task
 from tests.celeryproj.tasks import flaky, hello, total
+from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -308,3 +309,11 @@ def test_app_signals_wait_for_djangos_apps(monkeypatch):
     assert calls == []
     app_module.finish_configuring()
     assert calls == [app]
+
+
+def test_a_worker_with_beat_runs_the_periodic_tasks_added_from_code(start_worker):
+    start_worker("--beat", env={"TESTS_EXTRA_APPS": "tests.celerybeat"})
+    done = wait_until(lambda: TaskResult.objects.filter(
+        task_name="tests.celerybeat.celery.test", state=states.SUCCESS).first(),
+        timeout=60, message="a periodic run")
+    assert AsyncResult(str(done.task_id)).get(timeout=5) == "said hello"
