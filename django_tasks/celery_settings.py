@@ -86,6 +86,10 @@ IGNORED = {
     "tasks are found in the tasks.py of every installed app": (
         "CELERY_IMPORTS", "CELERY_INCLUDE",
     ),
+    "a lost worker is found by its heartbeat (DJANGO_TASKS['WORKER_LOST_TIMEOUT'])": (
+        "CELERY_WORKER_LOST_WAIT",),
+    "set ignore_result=True on the task or the call": ("CELERY_TASK_IGNORE_RESULT",),
+    "results are read with ACCEPT_CONTENT": ("CELERY_RESULT_ACCEPT_CONTENT",),
     "priorities run the other way here (higher first): set priority= on the task "
     "or in TASK_ROUTES": ("CELERY_TASK_DEFAULT_PRIORITY",),
     "no rate limits yet": ("CELERY_TASK_ANNOTATIONS", "CELERY_WORKER_DISABLE_RATE_LIMITS",

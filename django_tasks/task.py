@@ -2,6 +2,7 @@
 
 import inspect
 import threading
+import warnings
 from datetime import datetime
 
 from django.utils import timezone
@@ -205,6 +206,10 @@ def task_for_sending(name):
     return Task(not_here, name=name, typing=False)
 
 
+class AlwaysEagerIgnored(UserWarning):
+    """Celery's name for the warning that ``send_task`` ignores eager mode."""
+
+
 def send_task(name, args=None, kwargs=None, **options):
     """Enqueue the task called ``name``, imported here or not (Celery's ``app.send_task``).
 
@@ -212,6 +217,9 @@ def send_task(name, args=None, kwargs=None, **options):
     does not run it here, and the arguments are not checked (the code that
     knows them may live only in the worker's codebase).
     """
+    if settings.EAGER:
+        warnings.warn(f"EAGER has no effect on send_task({name!r}): it is enqueued, "
+                      "as with Celery's task_always_eager", AlwaysEagerIgnored, stacklevel=2)
     task = task_for_sending(name)
     rate_limit = options.pop("rate_limit", None)
     if rate_limit is not None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_tasks import chain, chord, group, send_task, signature, states, task
 from django_tasks.exceptions import NotRegistered
 from django_tasks.models import QueuedMessage
+from django_tasks.task import AlwaysEagerIgnored
 from testproject.tasks import add, xsum
 from tests.tasks import record
 
@@ -170,7 +171,8 @@ def test_a_worker_without_the_task_ends_it_not_registered(start_worker):
 def test_a_signature_by_name_is_sent_even_in_eager_mode():
     with override_settings(DJANGO_TASKS={"EAGER": True}):
         result = signature(REMOTE, args=(1, 2)).delay()
-        sent = send_task("testproject.tasks.add", (1, 2))  # always sent, as in Celery
+        with pytest.warns(AlwaysEagerIgnored, match="EAGER has no effect on send_task"):
+            sent = send_task("testproject.tasks.add", (1, 2))  # always sent, as in Celery
     assert set(QueuedMessage.objects.values_list("task_id", flat=True)) == \
         {_uuid(result.id), _uuid(sent.id)}
 
