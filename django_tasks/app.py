@@ -27,27 +27,26 @@ from .registry import tasks as registry
 from .result import AsyncResult, GroupResult, revoke_ids
 from .task import Task, send_task, task
 
-# Celery(...) arguments that configure a broker, a result backend or module
-# imports: nothing here. Listed by the system checks (django_tasks.W036).
-IGNORED_ARGUMENTS = ("broker", "backend", "include", "loader", "amqp", "events", "log",
-                     "control", "fixups", "config_source", "changes", "task_cls",
-                     "autofinalize", "set_as_current", "tasks", "strict_typing", "namespace")
-
 # (app main name, argument) for each ignored argument an app was made with.
 ignored_arguments = []
 
 
 class Celery:
-    """``Celery(main=None, **options)``: every option is accepted; none changes anything."""
+    """``Celery(main=None, **options)``: settings under Celery's names
+    (``task_serializer=...``) go to ``app.conf``; every other option (``broker``,
+    ``backend``, ``include``...) is accepted and ignored, and the system checks
+    name it (django_tasks.W036)."""
 
     Task = Task
 
     def __init__(self, main=None, **options):
         self.main = main
         for name in options:
-            if (main, name) not in ignored_arguments:
+            if name not in celery_settings.CONF_NAMES and (main, name) not in ignored_arguments:
                 ignored_arguments.append((main, name))
         self.conf = Conf()
+        self.conf.update({name: value for name, value in options.items()
+                          if name in celery_settings.CONF_NAMES})
         self.control = Control()
         self.on_configure = AppSignal(self)
         self.on_after_configure = AppSignal(self)
@@ -63,8 +62,6 @@ class Celery:
         """``@app.task`` or ``@app.task(bind=True, ...)``: the same as ``@task``."""
         return task(*args, **options)
 
-    shared_task = task
-
     @property
     def tasks(self):
         return registry
@@ -75,7 +72,7 @@ class Celery:
     def signature(self, *args, **kwargs):
         return signature(*args, **kwargs)
 
-    def AsyncResult(self, task_id, task_name=None, parent=None, **ignored):  # noqa: N802 (Celery's name)
+    def AsyncResult(self, task_id, task_name=None, parent=None, **ignored):  # noqa: N802
         return AsyncResult(task_id, task_name=task_name, parent=parent)
 
     def GroupResult(self, group_id, results=None, parent=None, **ignored):  # noqa: N802
@@ -227,7 +224,10 @@ class Conf:
         return default if value is None else value
 
     def update(self, values=None, **more):
-        for name, value in {**(values or {}), **more}.items():
+        values = {**(values or {}), **more}
+        if not values:
+            return
+        for name, value in values.items():
             key = celery_settings.CONF_NAMES.get(name.lower())
             if key is None:
                 self._unused[name.lower()] = value

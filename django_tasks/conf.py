@@ -70,8 +70,8 @@ class Settings:
     Each value is read once and kept (a read was over a microsecond, and a
     ``.delay()`` makes half a dozen); ``override_settings`` and anything
     else that sends Django's ``setting_changed`` for ``DJANGO_TASKS`` (or a
-    ``CELERY_*`` setting) clear
-    what was kept. Changing the dict in place is not seen.
+    ``CELERY_*`` setting) clear what was kept. Changing the dict in place
+    is not seen.
     """
 
     def __getattr__(self, name):

@@ -63,7 +63,7 @@ class Task:
         for key, default in TASK_OPTIONS.items():
             setattr(self, key, options.get(key, default))
         self.name = self.name or f"{run.__module__}.{run.__qualname__}"
-        # Listed by the system checks (django_tasks.I030).
+        # Listed by the system checks (django_tasks.I034).
         self.ignored_options = sorted(set(options) & IGNORED_TASK_OPTIONS)
         checked_rate_limit(self.rate_limit, f"@task of {self.name}")
         self.autoretry_for = tuple(self.autoretry_for or ())

@@ -79,11 +79,13 @@ def test_current_app_decorates_like_app_task():
 
 
 def test_celery_arguments_are_accepted_and_noted_by_the_checks():
-    Celery("proj", broker="redis://localhost:6379/0", backend="redis://", include=["proj.tasks"])
+    Celery("proj", broker="redis://localhost:6379/0", backend="redis://", include=["proj.tasks"],
+           task_default_queue="from-app")
     notes = {(n.id, n.msg.split(":")[0]) for n in check_celery_settings()}
     assert {("django_tasks.W036", "Celery('proj', broker=...)"),
             ("django_tasks.W036", "Celery('proj', backend=...)"),
-            ("django_tasks.W036", "Celery('proj', include=...)")} <= notes
+            ("django_tasks.W036", "Celery('proj', include=...)")} == notes
+    assert settings.DEFAULT_QUEUE == "from-app"  # a setting under Celery's name is used
 
 
 def test_autodiscover_and_config_from_django_settings_are_accepted():
