@@ -54,9 +54,13 @@ def _parameters(task):
 
 
 def check_arguments(task, args, kwargs):
-    """``TypeError`` if ``task`` cannot be called with ``args`` and ``kwargs``."""
-    if task.typing:
-        _checker(task)(len(args) if args else 0, tuple(kwargs) if kwargs else ())
+    """``TypeError`` if ``task`` (one whose ``typing`` is on) cannot be called
+    with ``args`` and ``kwargs``. Every ``.delay()`` comes here: one call and
+    a set lookup once the shape was seen."""
+    check = task.__dict__.get("_argument_check") or _checker(task)
+    shape = (len(args) if args else 0, tuple(kwargs) if kwargs else ())
+    if shape not in check.fits:
+        check(*shape)
 
 
 def _checker(task):
