@@ -16,7 +16,7 @@ IGNORED_TASK_OPTIONS = frozenset({
     "throws", "store_errors_even_if_ignored", "compression", "exchange",
     "exchange_type", "routing_key", "delivery_mode", "send_events", "trail",
     "store_eager_result", "resultrepr_maxsize", "request_stack", "abstract", "backend",
-    "dont_autoretry_for", "retry_kwargs", "shared", "lazy", "filter", "pydantic",
+    "shared", "lazy", "filter", "pydantic",
     "pydantic_strict", "pydantic_context", "pydantic_dump_kwargs", "Strategy", "Request",
     "from_config", "reply_to",
 })

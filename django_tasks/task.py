@@ -32,6 +32,8 @@ TASK_OPTIONS = {
     "max_retries": 3,
     "default_retry_delay": 180,
     "autoretry_for": (),
+    "dont_autoretry_for": (),
+    "retry_kwargs": None,  # for autoretry_for: retry()'s max_retries, countdown...
     "retry_backoff": False,
     "retry_backoff_max": 600,
     "retry_jitter": True,
@@ -67,6 +69,7 @@ class Task:
         self.ignored_options = sorted(set(options) & IGNORED_TASK_OPTIONS)
         checked_rate_limit(self.rate_limit, f"@task of {self.name}")
         self.autoretry_for = tuple(self.autoretry_for or ())
+        self.dont_autoretry_for = tuple(self.dont_autoretry_for or ())
         for limit in ("time_limit", "soft_time_limit"):
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
         self.is_async = inspect.iscoroutinefunction(run)

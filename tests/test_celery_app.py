@@ -16,7 +16,7 @@ from django_tasks.models import QueuedMessage, TaskResult
 from testproject.tasks import add, mul
 from tests.celeryproj import celery_app
 from tests.celeryproj.celery import debug_task
-from tests.celeryproj.tasks import flaky, hello, total
+from tests.celeryproj.tasks import always_fails, flaky, hello, total
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -58,6 +58,18 @@ def test_a_celery_project_runs_through_a_worker(start_worker):
     grouped = group(hello.s("a"), hello.s("b")).delay()
     restored = celery_app.GroupResult(grouped.id, grouped.results)
     assert restored.get(timeout=30) == ["hello a", "hello b"]
+
+
+def test_retry_kwargs_and_dont_autoretry_for_steer_autoretry(start_worker):
+    start_worker(env=CELERY_WORKER)
+    retried = always_fails.delay("index")
+    with pytest.raises(IndexError, match="attempt 1"):  # max_retries=1, countdown=0
+        retried.get(timeout=30)
+    assert retried.retries == 1
+    not_retried = always_fails.delay("key")
+    with pytest.raises(KeyError, match="not retried"):
+        not_retried.get(timeout=30)
+    assert not_retried.retries == 0
 
 
 def test_app_control_revoke_takes_an_id_or_a_list():

@@ -19,3 +19,11 @@ def flaky(self, attempts_before_success):
 @shared_task
 def total(numbers):
     return sum(numbers)
+
+
+@shared_task(bind=True, autoretry_for=(LookupError,), dont_autoretry_for=(KeyError,),
+             retry_kwargs={"max_retries": 1, "countdown": 0})
+def always_fails(self, kind):
+    if kind == "key":
+        raise KeyError("not retried")
+    raise IndexError(f"attempt {self.request.retries}")
