@@ -33,14 +33,17 @@ ignored_arguments = []
 
 class Celery:
     """``Celery(main=None, **options)``: settings under Celery's names
-    (``task_serializer=...``) go to ``app.conf``; every other option (``broker``,
-    ``backend``, ``include``...) is accepted and ignored, and the system checks
-    name it (django_tasks.W036)."""
+    (``task_serializer=...``) go to ``app.conf``; ``include`` modules are
+    imported once Django's apps are ready; every other option (``broker``,
+    ``backend``...) is accepted and ignored, and the system checks name it
+    (django_tasks.W036)."""
 
     Task = Task
 
     def __init__(self, main=None, **options):
         self.main = main
+        # Task modules outside installed apps: imported once Django's apps are ready.
+        self.include = list(options.pop("include", None) or ())
         for name in options:
             if name not in celery_settings.CONF_NAMES and (main, name) not in ignored_arguments:
                 ignored_arguments.append((main, name))
@@ -169,6 +172,8 @@ def finish_configuring():
         return
     _configured = True
     for app in list(apps_made):
+        for module in app.include:
+            import_module(module)
         app.on_configure.send()
         app.on_after_configure.send()
         app.on_after_finalize.send()

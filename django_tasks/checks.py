@@ -176,8 +176,7 @@ def check_celery_settings(app_configs=None, **kwargs):
     from .app import ignored_arguments  # app.py imports the task machinery
 
     notes += [_celery_note(checks.Warning, 36, f"Celery({main!r}, {name}=...): {name} is "
-                           "ignored: the database is the broker and the result backend, and "
-                           "tasks are found in the tasks.py of every installed app.",
+                           "ignored: the database is the broker and the result backend.",
                            f"Celery({main!r})")
               for main, name in ignored_arguments]
     timezone = getattr(django_settings, TIMEZONE, None)

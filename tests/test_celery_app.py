@@ -1,5 +1,6 @@
 """A Celery project with its imports changed: the app object, the CELERY_* settings, checks."""
 
+import sys
 import types
 import uuid
 from datetime import timedelta
@@ -53,6 +54,9 @@ def test_a_celery_project_runs_through_a_worker(start_worker):
     assert hello.delay("world").get(timeout=30) == "hello world"
     assert flaky.delay(1).get(timeout=30) == 1  # bind=True, self.retry
     assert total.delay([1, 2, 3]).get(timeout=30) == 6  # shared_task
+    # A module named by Celery(include=[...]), imported by the worker only.
+    assert "tests.celeryproj.included" not in sys.modules
+    assert celery_app.send_task("tests.celeryproj.included.triple", [3]).get(timeout=30) == 9
     sent = celery_app.send_task("tests.celeryproj.tasks.hello", ["by name"])
     assert celery_app.AsyncResult(sent.id).get(timeout=30) == "hello by name"
     grouped = group(hello.s("a"), hello.s("b")).delay()
@@ -95,8 +99,7 @@ def test_celery_arguments_are_accepted_and_noted_by_the_checks():
            task_default_queue="from-app")
     notes = {(n.id, n.msg.split(":")[0]) for n in check_celery_settings()}
     assert {("django_tasks.W036", "Celery('proj', broker=...)"),
-            ("django_tasks.W036", "Celery('proj', backend=...)"),
-            ("django_tasks.W036", "Celery('proj', include=...)")} == notes
+            ("django_tasks.W036", "Celery('proj', backend=...)")} == notes
     assert settings.DEFAULT_QUEUE == "from-app"  # a setting under Celery's name is used
 
 

@@ -5,7 +5,7 @@ from django_tasks import Celery  # was: from celery import Celery
 # Set the default Django settings module for the 'celery' program.
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-app = Celery("celeryproj")
+app = Celery("celeryproj", include=["tests.celeryproj.included"])
 
 # Using a string here means the worker doesn't have to serialize
 # the configuration object to child processes.
