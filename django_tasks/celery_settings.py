@@ -142,11 +142,13 @@ _AMQP_ROUTE_OPTIONS = frozenset({"exchange", "exchange_type", "routing_key", "de
 
 
 def _routes(value):
-    """Celery's ``{name or glob: {"queue": ...}}`` (or a list of such dicts) as ours.
+    """Celery's ``{name or glob: {"queue": ...} or "queue"}`` (or a list of such
+    dicts) as ours.
 
     Celery tries exact names before globs, so they come first here (our
-    routes are tried in order). A router function or class path is passed
-    on as it is and refused by the checks.
+    routes are tried in order). A router function or class path, or a
+    regular expression as a key, is passed on as it is and refused by the
+    checks.
     """
     maps = value if isinstance(value, (list, tuple)) else [value]
     if not all(isinstance(one, dict) for one in maps):
@@ -154,7 +156,9 @@ def _routes(value):
     exact, globs = {}, {}
     for one in maps:
         for pattern, options in one.items():
-            if isinstance(options, dict):
+            if isinstance(options, str):
+                options = {"queue": options}  # Celery's short form
+            elif isinstance(options, dict):
                 options = {k: v for k, v in options.items() if k not in _AMQP_ROUTE_OPTIONS}
             target = globs if isinstance(pattern, str) and any(c in pattern for c in "*?[") \
                 else exact

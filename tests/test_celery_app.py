@@ -1,5 +1,6 @@
 """A Celery project with its imports changed: the app object, the CELERY_* settings, checks."""
 
+import re
 import sys
 import types
 import uuid
@@ -165,6 +166,8 @@ def test_celery_task_routes_route_exact_names_before_globs():
     with override_settings(CELERY_ROUTES=[{"testproject.tasks.mul": {"queue": "first"}},
                                           {"testproject.tasks.mul": {"queue": "second"}}]):
         assert _queued(mul.delay(1, 2)).queue == "first"
+    with override_settings(CELERY_TASK_ROUTES={"testproject.tasks.*": "short"}):
+        assert _queued(mul.delay(1, 2)).queue == "short"
 
 
 def test_celery_always_eager_runs_calls_inline():
@@ -200,6 +203,8 @@ def test_a_celery_beat_schedule_is_read_as_ours():
     ({"CELERY_TASK_SERIALIZER": "yaml"}, "django_tasks.E007",
      "CELERY_TASK_SERIALIZER (read as DJANGO_TASKS['SERIALIZER']) is 'yaml'"),
     ({"CELERY_TASK_ROUTES": ("proj.routers.MyRouter",)}, "django_tasks.E006", "must be a dict"),
+    ({"CELERY_TASK_ROUTES": {re.compile(r"a\..*"): "q"}}, "django_tasks.E006",
+     "must map a string glob"),
     ({"CELERY_TASK_ROUTES": {"a.*": {"queue": ""}}}, "django_tasks.E006", "non-empty string"),
     ({"CELERY_TASK_ALWAYS_EAGER": "yes"}, "django_tasks.E009", "CELERY_TASK_ALWAYS_EAGER"),
     ({"CELERY_TASK_TIME_LIMIT": -1}, "django_tasks.E010", "CELERY_TASK_TIME_LIMIT"),
