@@ -4,11 +4,13 @@ This module only re-exports; the code lives in modules named after what they hol
 """
 
 from . import states
+from .app import Celery, current_app
 from .beat.schedules import crontab
 from .canvas import Signature, chain, chord, group, signature
 from .log import get_task_logger
 from .result import AsyncResult, EagerResult, GroupResult
-from .task import Task, shared_task, task
+from .task import Task, send_task, shared_task, task
 
-__all__ = ["AsyncResult", "EagerResult", "GroupResult", "Signature", "Task", "chain", "chord",
-           "crontab", "get_task_logger", "group", "shared_task", "signature", "states", "task"]
+__all__ = ["AsyncResult", "Celery", "EagerResult", "GroupResult", "Signature", "Task", "chain",
+           "chord", "crontab", "current_app", "get_task_logger", "group", "send_task",
+           "shared_task", "signature", "states", "task"]

@@ -20,3 +20,6 @@ class DjangoTasksConfig(AppConfig):
             FINISH_HOOKS.append(advance_workflows)
 
         autodiscover_modules("tasks")
+        from .app import finish_configuring
+
+        finish_configuring()  # a Celery app's on_after_configure receivers

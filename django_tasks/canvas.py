@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from django.db import transaction
 
 from . import publishing, serialization
+from .arguments import check_canvas
 from .conf import settings
 from .message_builder import MessageBuilder
 from .messages import new_task_id
@@ -339,6 +340,7 @@ class Signature(dict):
     # -- applying -----------------------------------------------------
 
     def apply_async(self, args=None, kwargs=None, **options):
+        check_canvas(self, args, kwargs)  # Celery's typing=True: TypeError here
         with _collector_paused(self._width() >= PAUSE_COLLECTOR_FROM):
             # In a call of its own so that the copies and the plan are gone
             # (refcounting) before the collector is back.
@@ -346,7 +348,9 @@ class Signature(dict):
 
     def _apply_async(self, args, kwargs, options):
         sig = self.clone(**options)
-        if settings.EAGER:
+        # A task this process does not know is sent as Celery's send_task
+        # does, even in EAGER mode: it cannot run here.
+        if settings.EAGER and (sig.subtask_type or sig.name in registry):
             return sig.apply(args, kwargs)
         result = sig.freeze()
         _write_planned(lambda plan: sig.plan(plan, tuple(args or ()), kwargs))

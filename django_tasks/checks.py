@@ -1,4 +1,5 @@
-"""System checks for the ``DJANGO_TASKS`` setting (ids ``django_tasks.E0xx``)."""
+"""System checks for the ``DJANGO_TASKS`` setting (ids ``django_tasks.E0xx``),
+and notes on a Celery project's settings and task options (``W03x``/``I03x``)."""
 
 from datetime import timedelta
 
@@ -7,7 +8,16 @@ from django.core import checks
 
 from . import limits
 from .beat.validation import beat_schedule_errors, unregistered_task_warnings
+from .celery_settings import (
+    MAPPED,
+    RESULT_SERIALIZER,
+    TIMEZONE,
+    celery_source,
+    ignored_settings,
+    shadowed_settings,
+)
 from .conf import DEFAULTS, settings
+from .registry import tasks as registry
 from .serialization import SERIALIZERS, accepts, by_name_or_content_type
 
 _ID = "django_tasks.E{:03d}"
@@ -27,10 +37,27 @@ def _is_number(value, allow_none=False):
 def check_settings(app_configs=None, **kwargs):
     raw = getattr(django_settings, "DJANGO_TASKS", None)
     if raw is None:
-        return []
+        raw = {}  # the defaults, and maybe CELERY_* settings, still need checking
     if not isinstance(raw, dict):
         return [_error(1, "DJANGO_TASKS must be a dict.",
                        hint=f"Got {type(raw).__name__}.")]
+    return [_named_by_source(error, raw) for error in _settings_errors(raw)]
+
+
+def _named_by_source(error, raw):
+    """An error about a value read from a CELERY_* setting names that setting."""
+    for key in MAPPED:
+        if key in raw or key not in error.msg:
+            continue
+        source = celery_source(key)
+        if source is not None:
+            error.msg = error.msg.replace(f"DJANGO_TASKS[{key!r}]",
+                                          f"{source} (read as DJANGO_TASKS[{key!r}])")
+            error.obj = f"settings.{source}"
+    return error
+
+
+def _settings_errors(raw):
     errors = []
     unknown = sorted(set(raw) - set(DEFAULTS))
     if unknown:
@@ -140,3 +167,62 @@ def _check_serializers(serializer, accept):
                                 "refuse every message.",
                              hint=f"Add {serializer!r} to ACCEPT_CONTENT."))
     return errors
+
+
+# -- a Celery project's settings and task options ------------------------------
+
+def _celery_note(kind, number, msg, obj, hint=None):
+    return kind(msg, hint=hint, obj=obj, id=f"django_tasks.{kind.__name__[0]}{number:03d}")
+
+
+@checks.register(checks.Tags.compatibility)
+def check_celery_settings(app_configs=None, **kwargs):
+    """CELERY_* settings that mean nothing here, or that DJANGO_TASKS overrides."""
+    notes = [_celery_note(checks.Warning, 30, f"{name} is ignored: {why}.",
+                          f"settings.{name}", hint="Remove it once the project runs on "
+                          "django_tasks (see 'Migrating from Celery').")
+             for name, why in ignored_settings()]
+    raw = getattr(django_settings, "DJANGO_TASKS", None)
+    user_keys = set(raw) if isinstance(raw, dict) else set()
+    notes += [_celery_note(checks.Info, 31, f"{name} is set, and so is "
+                           f"DJANGO_TASKS[{key!r}], which is used.", f"settings.{name}")
+              for name, key in shadowed_settings(user_keys)]
+    from .app import ignored_arguments  # app.py imports the task machinery
+
+    notes += [_celery_note(checks.Warning, 36, f"Celery({main!r}, {name}=...): {name} is "
+                           "ignored: the database is the broker and the result backend.",
+                           f"Celery({main!r})")
+              for main, name in ignored_arguments]
+    timezone = getattr(django_settings, TIMEZONE, None)
+    if timezone is not None and timezone != django_settings.TIME_ZONE:
+        notes.append(_celery_note(
+            checks.Warning, 32, f"{TIMEZONE} is {timezone!r} but TIME_ZONE is "
+            f"{django_settings.TIME_ZONE!r}: Django's TIME_ZONE governs (crontab "
+            "schedules, times shown).", f"settings.{TIMEZONE}",
+            hint=f"Set TIME_ZONE = {timezone!r}, or remove {TIMEZONE}."))
+    result_serializer = getattr(django_settings, RESULT_SERIALIZER, None)
+    if result_serializer is not None and result_serializer != settings.SERIALIZER:
+        notes.append(_celery_note(
+            checks.Info, 33, f"{RESULT_SERIALIZER} is {result_serializer!r}: results "
+            "are stored with the serializer of the task's own message "
+            f"({settings.SERIALIZER!r} unless the task or call names another).",
+            f"settings.{RESULT_SERIALIZER}"))
+    return notes
+
+
+@checks.register(checks.Tags.compatibility)
+def check_task_options(app_configs=None, **kwargs):
+    """Celery task options that were accepted but change nothing here."""
+    notes = []
+    for name, task in sorted(registry.items()):
+        ignored = getattr(task, "ignored_options", ())
+        if ignored:
+            notes.append(_celery_note(
+                checks.Info, 34, f"Task {name}: the Celery option(s) {', '.join(ignored)} "
+                "are accepted and ignored (no meaning with the database as the broker).",
+                name))
+        if getattr(task, "rate_limit", None) is not None:
+            notes.append(_celery_note(
+                checks.Info, 35, f"Task {name}: rate_limit={task.rate_limit!r} is "
+                "accepted but not enforced yet.", name))
+    return notes

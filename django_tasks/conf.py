@@ -10,6 +10,8 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from .celery_settings import celery_value, is_celery_setting
+
 DEFAULTS = {
     # Database alias that holds the queue and the results.
     "DATABASE": "default",
@@ -67,12 +69,14 @@ DEFAULTS = {
 
 
 class Settings:
-    """Attribute access to ``settings.DJANGO_TASKS`` merged over the defaults.
+    """Attribute access to ``settings.DJANGO_TASKS`` merged over the defaults
+    (and over a Celery project's ``CELERY_*`` settings: ``celery_settings.py``).
 
     Each value is read once and kept (a read was over a microsecond, and a
     ``.delay()`` makes half a dozen); ``override_settings`` and anything
-    else that sends Django's ``setting_changed`` for ``DJANGO_TASKS`` clear
-    what was kept. Changing the dict in place is not seen.
+    else that sends Django's ``setting_changed`` for ``DJANGO_TASKS`` (or a
+    ``CELERY_*`` setting) clear what was kept. Changing the dict in place
+    is not seen.
     """
 
     def __getattr__(self, name):
@@ -80,7 +84,11 @@ class Settings:
         if name not in DEFAULTS:
             raise AttributeError(f"DJANGO_TASKS has no setting {name!r}")
         user = getattr(django_settings, "DJANGO_TASKS", None) or {}
-        value = self.__dict__[name] = user.get(name, DEFAULTS[name])
+        if name in user:
+            value = user[name]
+        else:  # a Celery project's CELERY_* setting, if it has one
+            value = celery_value(name, DEFAULTS[name])
+        self.__dict__[name] = value
         return value
 
     def reload(self):
@@ -95,5 +103,5 @@ settings = Settings()
 
 @receiver(setting_changed)
 def _reload_settings(setting, **kwargs):
-    if setting == "DJANGO_TASKS":
+    if setting == "DJANGO_TASKS" or is_celery_setting(setting):
         settings.reload()

@@ -33,6 +33,7 @@ class MessageBuilder:
         self.routes = settings.TASK_ROUTES
         self.default_queue = settings.DEFAULT_QUEUE
         self.default_serializer = task.serializer or settings.SERIALIZER
+        self.default_expires = getattr(task, "expires", None)  # @task(expires=...)
         self._routed = {}  # (queue, priority) asked for -> (queue, priority) resolved
 
     def build(self, args=None, kwargs=None, *, countdown=None, eta=None,
@@ -43,6 +44,8 @@ class MessageBuilder:
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
         queue, priority = self._route(queue, priority)
+        if expires is None:
+            expires = self.default_expires
         serializer = serializer or self.default_serializer
         body = encode_body(task, args, kwargs, serializer)
         task_id = str(task_id) if task_id else new_task_id()

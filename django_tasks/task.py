@@ -2,12 +2,19 @@
 
 import inspect
 import threading
+import warnings
 from datetime import datetime
 
 from django.utils import timezone
 
 from . import retry as retry_policy
-from .canvas import Signature, apply_eagerly, chunks, xmap, xstarmap
+from .arguments import check_arguments
+from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
+from .celery_options import (
+    IGNORED_TASK_OPTIONS,
+    checked_rate_limit,
+    refuse_unknown_apply_options,
+)
 from .conf import settings
 from .context import DIRECT_CALL
 from .exceptions import MaxRetriesExceededError, Retry
@@ -27,6 +34,8 @@ TASK_OPTIONS = {
     "max_retries": 3,
     "default_retry_delay": 180,
     "autoretry_for": (),
+    "dont_autoretry_for": (),
+    "retry_kwargs": None,  # for autoretry_for: retry()'s max_retries, countdown...
     "retry_backoff": False,
     "retry_backoff_max": 600,
     "retry_jitter": True,
@@ -40,6 +49,12 @@ TASK_OPTIONS = {
     "acks_late": None,
     "reject_on_worker_lost": None,
     "acks_on_failure_or_timeout": True,
+    # Check the arguments of every call against the function (Celery's default).
+    "typing": True,
+    # Celery's syntax ("10/s"); checked and kept, not enforced yet (issue 19).
+    "rate_limit": None,
+    # Default ``expires`` of a call (seconds, timedelta or datetime).
+    "expires": None,
 }
 
 
@@ -53,10 +68,11 @@ class Task:
     """
 
     def __init__(self, run, **options):
-        unknown = set(options) - set(TASK_OPTIONS)
+        unknown = set(options) - set(TASK_OPTIONS) - IGNORED_TASK_OPTIONS
         if unknown:
             raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(sorted(TASK_OPTIONS))}")
+                            f"known: {', '.join(sorted(TASK_OPTIONS))} (and Celery's "
+                            "that have no meaning here, see celery_options.py)")
         self.run = run
         cls = type(self)
         for key, default in TASK_OPTIONS.items():
@@ -67,7 +83,11 @@ class Task:
             else:
                 setattr(self, key, default if key == "name" else getattr(cls, key, default))
         self.name = self.name or f"{run.__module__}.{run.__qualname__}"
+        # Listed by the system checks (django_tasks.I034).
+        self.ignored_options = sorted(set(options) & IGNORED_TASK_OPTIONS)
+        checked_rate_limit(self.rate_limit, f"@task of {self.name}")
         self.autoretry_for = tuple(self.autoretry_for or ())
+        self.dont_autoretry_for = tuple(self.dont_autoretry_for or ())
         for limit in ("time_limit", "soft_time_limit"):
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
         check_delivery_options(self)
@@ -144,7 +164,14 @@ class Task:
     def apply_async(self, args=None, kwargs=None, *, countdown=None, eta=None,
                     expires=None, queue=None, priority=None, task_id=None,
                     link=None, link_error=None, ignore_result=None, headers=None,
-                    serializer=None, time_limit=None, soft_time_limit=None):
+                    serializer=None, time_limit=None, soft_time_limit=None,
+                    rate_limit=None, **celery_options):
+        if celery_options:
+            refuse_unknown_apply_options(celery_options, self.name)
+        if rate_limit is not None:
+            checked_rate_limit(rate_limit, f"apply_async() of {self.name}")
+        if self.typing:
+            check_arguments(self, args, kwargs)
         message = MessageBuilder(self).build(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
@@ -230,7 +257,38 @@ def task_for_sending(name):
     def not_here(*args, **kwargs):
         raise NotImplementedError(f"{name} is not registered in this process")
 
-    return Task(not_here, name=name)
+    # Its arguments are the worker's to check: nothing here knows them.
+    return Task(not_here, name=name, typing=False)
+
+
+class AlwaysEagerIgnored(UserWarning):
+    """Celery's name for the warning that ``send_task`` ignores eager mode."""
+
+
+def send_task(name, args=None, kwargs=None, **options):
+    """Enqueue the task called ``name``, imported here or not (Celery's ``app.send_task``).
+
+    Takes ``apply_async``'s options. As in Celery, it always sends: ``EAGER``
+    does not run it here, and the arguments are not checked (the code that
+    knows them may live only in the worker's codebase).
+    """
+    if settings.EAGER:
+        warnings.warn(f"EAGER has no effect on send_task({name!r}): it is enqueued, "
+                      "as with Celery's task_always_eager", AlwaysEagerIgnored, stacklevel=2)
+    task = task_for_sending(name)
+    rate_limit = options.pop("rate_limit", None)
+    if rate_limit is not None:
+        checked_rate_limit(rate_limit, f"send_task({name!r})")
+    celery_options = {key: options.pop(key) for key in list(options)
+                      if key not in _BUILD_OPTIONS}
+    if celery_options:
+        refuse_unknown_apply_options(celery_options, name)
+    message = task.build_message(args, kwargs, **options)
+    enqueue([message])
+    return AsyncResult(message.task_id, task_name=name)
+
+
+_BUILD_OPTIONS = frozenset((*MESSAGE_OPTIONS, "headers"))
 
 
 def task(*args, **options):

@@ -16,6 +16,9 @@ from testproject.settings import *  # noqa: F403
 from testproject.settings import BASE_DIR, DATABASES, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests"]
+# Apps only the worker processes a test starts have (comma-separated): their
+# tasks are registered there and not in the test process that sends them.
+INSTALLED_APPS += [app for app in os.environ.get("TESTS_EXTRA_APPS", "").split(",") if app]
 
 if os.environ.get("TESTS_DATABASE_JSON"):
     DATABASES["default"] = json.loads(os.environ["TESTS_DATABASE_JSON"])

@@ -72,11 +72,12 @@ def test_group_enqueues_all_members_in_one_statement():
 
 
 def _members():
-    """Plain calls with every kind of option a member may carry."""
-    return [add.s(1, 2), add.si(3, 4).set(queue="other", priority=5), add.s(y=6),
+    """Plain calls with every kind of option a member may carry (each completed by
+    the group's one argument: a call that does not fit is a TypeError)."""
+    return [add.s(2), add.si(3, 4).set(queue="other", priority=5), add.s(y=6),
             add.s(7).set(countdown=600, headers={"trace": "t-1"}),
-            add.s(8, 9).set(link=mul.s(2), expires=3600),
-            add.s(10, 11).set(task_id="0c0ffee0-0000-4000-8000-000000000001")]
+            add.s(9).set(link=mul.s(2), expires=3600),
+            add.s(11).set(task_id="0c0ffee0-0000-4000-8000-000000000001")]
 
 
 def _stored(result):

@@ -197,9 +197,15 @@ def _retry_outcome(task, message, retry):
 
 
 def _autoretry(task, message, exc):
-    countdown = retry_policy.autoretry_countdown(task, message.retries)
+    if task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for):
+        return _failure(task, message, exc)
+    # Celery's retry_kwargs ({"max_retries": 5, "countdown": 10}) go to retry();
+    # a backoff's countdown wins over theirs.
+    options = dict(task.retry_kwargs or {})
+    if task.retry_backoff or "countdown" not in options:
+        options["countdown"] = retry_policy.autoretry_countdown(task, message.retries)
     try:
-        task.retry(exc=exc, countdown=countdown)
+        task.retry(exc=exc, **options)
     except Retry as retry:
         return _retry_outcome(task, message, retry)
     except Exception as final:  # retries exhausted: retry() re-raised exc
