@@ -31,7 +31,7 @@ def test_a_message_over_the_limit_is_refused_at_call_time_and_nothing_is_written
         with pytest.raises(EncodeError, match="too large"):
             group(echo.s(1), echo.s("x" * 1000)).apply_async()
         with pytest.raises(EncodeError, match="too large"):
-            chain(echo.s(1), echo.s("x" * 1000)).apply_async()
+            chain(echo.s(1), echo.si("x" * 1000)).apply_async()
         assert not QueuedMessage.objects.exists()
         # Under the limit it is sent.
         echo.delay("x" * 500)
