@@ -153,3 +153,4 @@ def make_text(length, char="x"):
 @task
 def raise_long(length):
     raise ValueError("y" * length)
+from .async_tasks import *  # noqa: E402, F403

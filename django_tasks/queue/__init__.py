@@ -6,6 +6,7 @@ SQL lives in ``postgresql.py`` and ``sqlite.py``.
 
 from django.db import connections
 
+from ..aio import call_outside_event_loop, in_event_loop
 from ..conf import settings
 
 _VENDORS = {
@@ -31,4 +32,6 @@ def get_backend(alias=None):
 
 def enqueue(messages):
     """Write ``messages`` to the queue (inside the caller's transaction, if any)."""
+    if in_event_loop():  # an async view's .delay(): see aio.py
+        return call_outside_event_loop(enqueue, messages)
     get_backend().enqueue(messages)
