@@ -27,7 +27,8 @@ async def meet(self, name, other):
     _meeting(name).set()
     async with asyncio.timeout(30):
         await _meeting(other).wait()
-    return {"name": name, "id": self.request.id, "pid": os.getpid()}
+    return {"name": name, "id": self.request.id, "pid": os.getpid(),
+            "loop": id(asyncio.get_running_loop())}
 
 
 class _Client:
@@ -137,3 +138,15 @@ def wait_for_note(text, seconds):
             raise TimeoutError(f"no note {text!r}")
         time.sleep(0.05)
     return text
+
+
+@task
+async def async_echo(value):
+    await asyncio.sleep(0)
+    return value
+
+
+@task
+async def async_sees_note(text):
+    """Whether a note ``text`` exists, read through Django's async ORM."""
+    return await Note.objects.filter(text=text).aexists()

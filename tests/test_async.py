@@ -2,6 +2,7 @@
 loop, and ``async def`` tasks sharing one event loop per worker process."""
 
 import asyncio
+import signal
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -23,6 +24,7 @@ from tests.tasks import (
     async_cleans_up,
     async_exits,
     async_fails,
+    async_sees_note,
     async_sees_revoke,
     async_sleep,
     atomic_async_note,
@@ -125,6 +127,36 @@ def test_many_concurrent_agets_share_the_loop(start_worker):
     assert joined == [i + 1 for i in range(5)] and ready
 
 
+def _result_listeners():
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND query = 'LISTEN django_tasks_result'")
+        return cursor.fetchone()[0]
+
+
+def test_waiting_agets_share_one_listening_connection(start_worker, postgres_only):
+    from django_tasks import awaiting
+    from django_tasks.queue import get_backend
+
+    if not get_backend().wakes_up:
+        pytest.skip("LISTEN_NOTIFY is off: aget() polls")
+    before = _result_listeners()
+
+    async def main():
+        results = [await add.adelay(i, 1) for i in range(40)]
+        waiting = [asyncio.create_task(result.aget(timeout=60)) for result in results]
+        loop = asyncio.get_running_loop()
+        while len(getattr(awaiting._listeners.get(loop, {}).get("default"), "waiters", ())) < 40:
+            await asyncio.sleep(0.01)  # until every aget() has subscribed
+        during = await sync_to_async(_result_listeners)()
+        await sync_to_async(start_worker, thread_sensitive=False)("--pool", "threads", "-c", "2")
+        return during, await asyncio.gather(*waiting)
+
+    during, values = run(main)
+    assert during == before + 1
+    assert values == [i + 1 for i in range(40)]
+
+
 def test_aget_polls_where_there_are_no_notifications(start_worker):
     with override_settings(DJANGO_TASKS={"LISTEN_NOTIFY": False, "POLL_INTERVAL": 0.2}):
         start_worker("--pool", "threads", "-c", "1")
@@ -206,6 +238,15 @@ def test_eager_delay_inside_a_running_event_loop():
     assert not QueuedMessage.objects.exists()
 
 
+def test_an_eager_async_tasks_orm_calls_run_in_the_callers_transaction():
+    """As a test case's: the coroutine's ORM calls run in the calling thread."""
+    with transaction.atomic():
+        Note.objects.create(text="not committed yet")
+        with override_settings(DJANGO_TASKS={"EAGER": True}):
+            assert async_sees_note.delay("not committed yet").get() is True
+        transaction.set_rollback(True)
+
+
 # -- async tasks on the worker's shared event loop ------------------------------
 
 def test_async_tasks_overlap_on_one_event_loop_in_the_threads_pool(start_worker):
@@ -214,7 +255,8 @@ def test_async_tasks_overlap_on_one_event_loop_in_the_threads_pool(start_worker)
     one, two = first.get(timeout=60), second.get(timeout=60)
     assert (one["name"], one["id"]) == ("a", first.id)
     assert (two["name"], two["id"]) == ("b", second.id)
-    assert one["pid"] == two["pid"]
+    # Both were running at once, so equal ids are one loop, not a reused address.
+    assert (one["pid"], one["loop"]) == (two["pid"], two["loop"])
 
 
 @pytest.mark.parametrize("pool", ["threads", "solo", "prefork"])
@@ -323,3 +365,17 @@ def test_soft_limit_caught_as_cancellation_by_asyncio_itself():
     assert isinstance(thrown, SoftTimeLimitExceeded)
     assert isinstance(thrown, asyncio.CancelledError)
     assert str(thrown) == "soft time limit (1s) exceeded"
+
+
+@pytest.mark.parametrize("pool", ["solo", "prefork"])
+def test_cold_shutdown_hands_a_running_async_task_back(start_worker, pool):
+    worker = start_worker("--pool", pool, "-c", "1")
+    result = async_sleep.delay(30)
+    wait_until(lambda: started(result), message="the task to start")
+    worker.send(signal.SIGTERM)
+    worker.wait_for("Warm shutdown")
+    worker.send(signal.SIGTERM)
+    assert worker.wait_exit(60) == 0
+    worker.wait_for("Cold shutdown")
+    assert QueuedMessage.objects.get(task_id=result.id).claimed_by is None
+    assert not TaskResult.objects.filter(task_id=result.id).exists()
