@@ -163,7 +163,6 @@ class _Call(Executor):
         self.loop_thread = loop_thread
         self._coroutine = _Interruptible(coroutine)
         self._context = contextvars.copy_context()  # the running task, for the coroutine
-        self._thread = threading.get_ident()
         self._work = collections.deque()
         self._wake = queue.SimpleQueue()
         self._serving = True
