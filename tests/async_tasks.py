@@ -150,3 +150,12 @@ async def async_echo(value):
 async def async_sees_note(text):
     """Whether a note ``text`` exists, read through Django's async ORM."""
     return await Note.objects.filter(text=text).aexists()
+
+
+@task
+async def async_task_group(seconds):
+    """Awaits inside an asyncio.TaskGroup, which wraps what interrupts it."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(asyncio.sleep(seconds))
+        await asyncio.sleep(seconds)
+    return "finished"

@@ -27,6 +27,7 @@ from tests.tasks import (
     async_sees_note,
     async_sees_revoke,
     async_sleep,
+    async_task_group,
     atomic_async_note,
     blocks_the_loop,
     enqueues_from_the_loop,
@@ -344,6 +345,19 @@ def test_revoke_terminate_reaches_the_coroutine(start_worker, pool):
     assert Note.objects.filter(text="revoked r").exists()
     worker.wait_for(f"Terminating task {result.id}")
     assert async_add.delay(3, 3).get(timeout=30) == 6
+
+
+def test_an_interruption_wrapped_by_a_task_group_still_ends_the_task_as_itself(start_worker):
+    start_worker("--pool", "threads", "-c", "1")
+    limited = async_task_group.apply_async((30,), time_limit=1)
+    with pytest.raises(TimeLimitExceeded):
+        limited.get(timeout=30)
+    revoked = async_task_group.delay(30)
+    wait_until(lambda: started(revoked), message="the task to start")
+    revoked.revoke(terminate=True)
+    with pytest.raises(TaskRevokedError):
+        revoked.get(timeout=30)
+    assert revoked.state == states.REVOKED
 
 
 def test_a_task_that_blocks_the_loop_past_its_hard_limit_gets_it_replaced(start_worker):

@@ -336,10 +336,19 @@ class _Interruptible:
         for thrown, original in self._thrown:
             if exc is thrown:
                 return original.with_traceback(exc.__traceback__)
-        if self._thrown and isinstance(exc, asyncio.CancelledError):
+        if not self._thrown:
+            return exc
+        if isinstance(exc, asyncio.CancelledError):
             # Cancelled on the way (what it awaited turned the exception into
             # a plain cancellation: sync_to_async does): still the interruption.
             return self._thrown[-1][1].with_traceback(exc.__traceback__)
+        if isinstance(exc, BaseExceptionGroup):
+            # A TaskGroup wraps what its body raised: when that is only the
+            # interruption, the task ends with it (a revoke still REVOKED, a
+            # cold shutdown still handed back).
+            ours, rest = exc.split(lambda leaf: any(leaf is thrown for thrown, _ in self._thrown))
+            if ours is not None and rest is None:
+                return self._thrown[-1][1].with_traceback(exc.__traceback__)
         return exc
 
     def _take_pending(self):
