@@ -13,6 +13,8 @@ they wait. Elsewhere, and while that connection is lost, they poll every
 import asyncio
 import contextvars
 import logging
+import os
+import threading
 import weakref
 from contextlib import asynccontextmanager
 
@@ -20,6 +22,16 @@ logger = logging.getLogger("django_tasks")
 
 # event loop -> {database alias: _Listener}; gone with the loop.
 _listeners = weakref.WeakKeyDictionary()
+_listeners_lock = threading.Lock()
+
+
+def _reset_after_fork():
+    global _listeners_lock
+    _listeners_lock = threading.Lock()  # another thread may have held it at the fork
+    _listeners.clear()  # the parent's loops and connections are not this process's
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 @asynccontextmanager
@@ -66,7 +78,8 @@ class Waiter:
 
 async def _listener(backend, patience):
     loop = asyncio.get_running_loop()
-    per_alias = _listeners.setdefault(loop, {})
+    with _listeners_lock:  # event loops of other threads use the mapping too
+        per_alias = _listeners.setdefault(loop, {})
     listener = per_alias.get(backend.alias)
     if listener is None or not listener.alive:
         listener = per_alias[backend.alias] = _Listener(backend)
