@@ -27,8 +27,9 @@ _listeners_lock = threading.Lock()
 
 def _reset_after_fork():
     global _listeners_lock
-    _listeners_lock = threading.Lock()  # another thread may have held it at the fork
-    _listeners.clear()  # the parent's loops and connections are not this process's
+    # Another thread may have held it at the fork. The parent's listeners stay
+    # referenced: finalizing their connections here would end the parent's.
+    _listeners_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
