@@ -128,10 +128,18 @@ def test_many_concurrent_agets_share_the_loop(start_worker):
     assert joined == [i + 1 for i in range(5)] and ready
 
 
-def _result_listeners():
+def _result_listeners(since):
+    """Connections listening for results, opened since ``since`` (a server time)."""
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND query = 'LISTEN django_tasks_result'")
+                       "AND query = 'LISTEN django_tasks_result' AND backend_start >= %s",
+                       [since])
+        return cursor.fetchone()[0]
+
+
+def _server_time():
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
         return cursor.fetchone()[0]
 
 
@@ -141,7 +149,7 @@ def test_waiting_agets_share_one_listening_connection(start_worker, postgres_onl
 
     if not get_backend().wakes_up:
         pytest.skip("LISTEN_NOTIFY is off: aget() polls")
-    before = _result_listeners()
+    since = _server_time()
 
     async def main():
         results = [await add.adelay(i, 1) for i in range(40)]
@@ -149,12 +157,12 @@ def test_waiting_agets_share_one_listening_connection(start_worker, postgres_onl
         loop = asyncio.get_running_loop()
         while len(getattr(awaiting._listeners.get(loop, {}).get("default"), "waiters", ())) < 40:
             await asyncio.sleep(0.01)  # until every aget() has subscribed
-        during = await sync_to_async(_result_listeners)()
+        listening = await sync_to_async(_result_listeners)(since)
         await sync_to_async(start_worker, thread_sensitive=False)("--pool", "threads", "-c", "2")
-        return during, await asyncio.gather(*waiting)
+        return listening, await asyncio.gather(*waiting)
 
-    during, values = run(main)
-    assert during == before + 1
+    listening, values = run(main)
+    assert listening == 1
     assert values == [i + 1 for i in range(40)]
 
 
