@@ -21,9 +21,11 @@ import itertools
 import json
 from contextlib import contextmanager
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from . import publishing, serialization
+from .aio import call_outside_event_loop, in_event_loop
 from .arguments import check_canvas
 from .conf import settings
 from .message_builder import MessageBuilder
@@ -154,6 +156,8 @@ class Plan:
 
 def _write_planned(fill):
     """Write what ``fill(plan)`` plans, in one transaction, while it plans."""
+    if in_event_loop():  # an async view's .delay(): see aio.py
+        return call_outside_event_loop(_write_planned, fill)
     queue = get_backend()
     with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
         plan = Plan(writer)
@@ -358,6 +362,13 @@ class Signature(dict):
 
     def delay(self, *args, **kwargs):
         return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args, **kwargs):
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(self, args=None, kwargs=None, **options):
+        """``apply_async`` for async code (see ``Task.aapply_async``)."""
+        return await sync_to_async(self.apply_async)(args, kwargs, **options)
 
     def apply(self, args=None, kwargs=None, **options):
         """Run here and now (EAGER); returns an EagerResult."""

@@ -3,6 +3,7 @@
 import time
 import uuid
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -158,6 +159,57 @@ class AsyncResult:
 
     wait = get
 
+    # -- the same from async code (Django's naming: aget...) --------------
+    # Methods, also for properties (astate()): Python has no awaitable
+    # properties, and Celery no async API to follow.
+
+    async def aget(self, timeout=None, propagate=True, interval=0.5,
+                   disable_sync_subtasks=True):
+        """``get()`` for async code: each look runs where Django's async ORM
+        runs its queries (``sync_to_async``); between looks it waits on the
+        event loop, holding no thread (see awaiting.py)."""
+        from .awaiting import news_of
+
+        if disable_sync_subtasks and running_task.get() is not None:
+            raise RuntimeError(
+                "Never wait for a result within a task: it can deadlock the worker. "
+                "Use a chain or a chord instead.")
+        backend = _backend()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with news_of(backend, _canonical_id(self.id), interval) as news:
+            while True:
+                news.clear()
+                row = await sync_to_async(self._ready_row)(backend)
+                if row is not None:
+                    return self._outcome(row, propagate)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("The operation timed out.")
+                await news.wait(interval if remaining is None else min(interval, remaining))
+
+    def _ready_row(self, backend):
+        """The result's row once it is ready, else None (``aget``'s look)."""
+        row = self._load()
+        if row is not None and row.state in states.READY_STATES:
+            return row
+        if backend.is_uncommitted(self.id):
+            raise RuntimeError(
+                f"Task {self.id} was enqueued in this still-open transaction; no worker "
+                "can see it before the transaction commits, so aget() would wait forever.")
+        return None
+
+    async def astate(self):
+        return await sync_to_async(getattr)(self, "state")
+
+    async def aready(self):
+        return await sync_to_async(self.ready)()
+
+    async def asuccessful(self):
+        return await sync_to_async(self.successful)()
+
+    async def afailed(self):
+        return await sync_to_async(self.failed)()
+
     def _wait_for_news(self, backend, timeout):
         """Wait until a notification names this task, or ``timeout`` passes.
 
@@ -286,6 +338,10 @@ class EagerResult(AsyncResult):
 
     wait = get
 
+    async def aget(self, timeout=None, propagate=True, interval=0.5,
+                   disable_sync_subtasks=True):
+        return self.get(timeout, propagate, interval, disable_sync_subtasks)
+
     def forget(self):
         """Nothing is stored in eager mode."""
 
@@ -369,6 +425,23 @@ class GroupResult:
         return values
 
     get = join
+
+    async def ajoin(self, timeout=None, propagate=True, interval=0.5,
+                    disable_sync_subtasks=True):
+        """``join()`` for async code (see ``AsyncResult.aget``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self.results:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(await result.aget(timeout=remaining, propagate=propagate,
+                                            interval=interval,
+                                            disable_sync_subtasks=disable_sync_subtasks))
+        return values
+
+    aget = ajoin
+
+    async def aready(self):
+        return await sync_to_async(self.ready)()
 
     # -- changing -------------------------------------------------------
 

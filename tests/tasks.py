@@ -154,4 +154,5 @@ def make_text(length, char="x"):
 @task
 def raise_long(length):
     raise ValueError("y" * length)
+from .async_tasks import *  # noqa: E402, F403
 from .delivery_tasks import *  # noqa: E402, F403

@@ -289,6 +289,11 @@ class BaseQueue:
         """Block until some result may have been stored or ``timeout`` passes."""
         time.sleep(timeout)
 
+    def result_notifications(self):
+        """An async iterator of batches of result notification payloads, the
+        first batch (empty) once subscribed; only where ``wakes_up``."""
+        raise NotImplementedError
+
     def queue_listener_fileno(self):
         """A socket that turns readable on a queue wake-up, or None (polling)."""
         return None

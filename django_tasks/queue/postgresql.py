@@ -785,6 +785,26 @@ class PostgreSQLQueue(BaseQueue):
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)
 
+    async def result_notifications(self):
+        """Result notifications for ``aget()``, on an async connection of
+        their own: batches of payloads, the first one (empty) once it listens.
+        Ends when the connection is lost (the waiters poll meanwhile)."""
+        # A connection object of its own: looked up in the event loop's
+        # thread, connections[alias] would stay behind in the caller's context.
+        params = connections.create_connection(self.alias).get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        try:
+            async with await psycopg.AsyncConnection.connect(**params,
+                                                             autocommit=True) as listener:
+                await listener.execute(f"LISTEN {RESULT_CHANNEL}")
+                yield []
+                async for notify in listener.notifies():
+                    yield [notify.payload]
+        except psycopg.OperationalError as exc:
+            logger.warning("LISTEN connection for awaited results lost (%s); polling until "
+                           "the next aget() connects again", exc)
+
     def vacuum_queue(self):
         # Every claimed and every acknowledged message leaves a dead row; the
         # claim index scan must step over them until they are vacuumed. Do not
