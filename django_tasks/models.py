@@ -12,11 +12,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import states
+from .fields import TaskIdField
 
 
 class QueuedMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
-    task_id = models.UUIDField(unique=True)  # result look-ups by task id
+    task_id = TaskIdField(unique=True)  # result look-ups by task id
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=200)
     # Higher runs first (as in RabbitMQ and Django's task framework).
@@ -76,7 +77,7 @@ class QueuedMessage(models.Model):
 
 
 class TaskResult(models.Model):
-    task_id = models.UUIDField(primary_key=True)  # look-ups by id
+    task_id = TaskIdField(primary_key=True)  # look-ups by id
     task_name = models.CharField(max_length=255)
     state = models.CharField(max_length=16, choices=states.CHOICES, default=states.PENDING)
     content_type = models.CharField(max_length=32, default="json")
@@ -91,9 +92,9 @@ class TaskResult(models.Model):
     retries = models.IntegerField(default=0)
     # How many times a worker claimed the message (more than 1: redelivered).
     deliveries = models.IntegerField(default=1)
-    parent_id = models.UUIDField(null=True, blank=True)
-    root_id = models.UUIDField(null=True, blank=True)
-    group_id = models.UUIDField(null=True, blank=True)
+    parent_id = TaskIdField(null=True, blank=True)
+    root_id = TaskIdField(null=True, blank=True)
+    group_id = TaskIdField(null=True, blank=True)
     date_created = models.DateTimeField(null=True, blank=True)
     date_started = models.DateTimeField(null=True, blank=True)
     date_done = models.DateTimeField(default=timezone.now)
@@ -186,7 +187,7 @@ class TaskGroup(models.Model):
     body, so the body is enqueued exactly once and no one polls.
     """
 
-    group_id = models.UUIDField(primary_key=True)  # GroupResult.restore(id)
+    group_id = TaskIdField(primary_key=True)  # GroupResult.restore(id)
     # The members' results in call order: task ids, or nested {"group_id", "results"}.
     results = models.JSONField(default=list)
     # Chords only: the body signature (a dict) and how many members are unfinished.

@@ -101,7 +101,10 @@ class Task:
         if settings.EAGER:
             return apply_eagerly(self, message)
         enqueue([message])
-        return AsyncResult(message.task_id, task_name=self.name)
+        result = AsyncResult(message.task_id, task_name=self.name)
+        if message.headers.get("ignore_result"):
+            result.ignored = True
+        return result
 
     def build_message(self, args=None, kwargs=None, **options):
         """Everything ``apply_async`` does short of writing the message.

@@ -153,3 +153,8 @@ def make_text(length, char="x"):
 @task
 def raise_long(length):
     raise ValueError("y" * length)
+
+
+@task(ignore_result=True)
+def add_ignoring_result(x, y):
+    return x + y

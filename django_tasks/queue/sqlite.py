@@ -36,7 +36,7 @@ RETURNING {{returning}}
 """
 # Text columns come back as bytes, decoded here: sqlite3 fails the whole
 # fetch on one value that is not UTF-8, after the claim has committed.
-TEXT_COLUMNS = ("task_name", "queue", "content_type", "body", "headers")
+TEXT_COLUMNS = ("task_id", "task_name", "queue", "content_type", "body", "headers")
 CLAIM_SQL = CLAIM_SQL.replace("{returning}", ", ".join(
     f"CAST({TABLE}.{column} AS BLOB)" if column in TEXT_COLUMNS else f"{TABLE}.{column}"
     for column in (c.strip() for c in CLAIM_COLUMNS.split(","))))
@@ -54,8 +54,10 @@ def _datetime(value):
     return value
 
 
-def _uuid(value):
-    return uuid.UUID(value) if isinstance(value, str) else value
+def _task_id(value):
+    """A task id as text, whatever bytes a damaged row holds: the result
+    stored for it must name it."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _text(value):
@@ -104,5 +106,5 @@ class SQLiteQueue(BaseQueue):
         return self._claimed(rows)
 
     def _claimed(self, rows):
-        return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json, _text)
+        return sort_claimed([self.message_from_row(r, _datetime, _task_id, _json, _text)
                              for r in rows])
