@@ -4,7 +4,7 @@ get() returns None at once."""
 import uuid
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, states
@@ -66,7 +66,10 @@ def test_a_task_id_no_row_can_hold_is_refused_at_the_call(task_id, error, match)
 
 def test_a_repeated_task_id_is_refused_while_the_first_is_queued():
     add.apply_async((1, 1), task_id="once")
-    with pytest.raises(IntegrityError, match="once"):
+    with pytest.raises(IntegrityError, match="once") as refused:
+        add.apply_async((2, 2), task_id="once")
+    assert "refused while a message with that id waits or runs" in refused.value.__notes__[0]
+    with pytest.raises(IntegrityError, match="once"), transaction.atomic():
         add.apply_async((2, 2), task_id="once")
     assert QueuedMessage.objects.get(task_id="once").body == '{"args":[1,1],"kwargs":{}}'
 

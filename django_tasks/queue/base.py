@@ -470,6 +470,13 @@ def _latest_per_task(outcomes):
     return list({o.message.task_id: o for o in outcomes}.values())
 
 
+# What a second send of a task_id still queued is told (the unique id of
+# the queue table refuses it).
+REPEATED_TASK_ID_HINT = (
+    "A task_id given to apply_async() is refused while a message with that id waits or "
+    "runs; once it has finished, the id may be sent again (its new result replaces the "
+    "old one).")
+
 CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "
                  "content_type, body, headers, deliveries, created_at, started_at")
 

@@ -22,7 +22,7 @@ from ..models import QueuedMessage, TaskResult, Worker
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
-from .base import CLAIM_COLUMNS, BaseQueue, BatchWriter, sort_claimed
+from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, BatchWriter, sort_claimed
 
 logger = logging.getLogger("django_tasks.queue")
 
@@ -408,8 +408,12 @@ def _database_errors(connection):
         with connection.wrap_database_errors:
             yield
     except DatabaseError as exc:
-        if isinstance(exc.__cause__, _LOST_PREPARED):
+        cause = exc.__cause__
+        if isinstance(cause, _LOST_PREPARED):
             exc.add_note(LOST_PREPARED_HINT)
+        elif isinstance(cause, psycopg.errors.UniqueViolation) \
+                and cause.diag.table_name == TABLE:
+            exc.add_note(REPEATED_TASK_ID_HINT)
         raise
 
 

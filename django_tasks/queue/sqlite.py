@@ -10,11 +10,12 @@ import datetime
 import json
 import uuid
 
+from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ..models import QueuedMessage, Worker
-from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
+from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, sort_claimed
 
 TABLE = QueuedMessage._meta.db_table
 WORKERS = Worker._meta.db_table
@@ -72,13 +73,20 @@ class SQLiteQueue(BaseQueue):
     def enqueue(self, messages):
         if not messages:
             return
+        try:
+            self._insert(messages)
+        except IntegrityError as exc:
+            exc.add_note(REPEATED_TASK_ID_HINT)
+            raise
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def _insert(self, messages):
         QueuedMessage.objects.using(self.alias).bulk_create([
             QueuedMessage(task_id=m.task_id, task_name=m.task_name, queue=m.queue,
                           priority=m.priority, available_at=m.available_at,
                           expires=m.expires, content_type=m.content_type, body=m.body,
                           headers=m.headers, created_at=m.created_at)
             for m in messages])
-        self.remember_uncommitted([m.task_id for m in messages])
 
     def claim(self, worker_id, queues, limit, start=0, pid=None):
         connection = self.connection
