@@ -12,7 +12,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import psycopg
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
@@ -408,12 +408,8 @@ def _database_errors(connection):
         with connection.wrap_database_errors:
             yield
     except DatabaseError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, _LOST_PREPARED):
+        if isinstance(exc.__cause__, _LOST_PREPARED):
             exc.add_note(LOST_PREPARED_HINT)
-        elif isinstance(cause, psycopg.errors.UniqueViolation) \
-                and cause.diag.table_name == TABLE:
-            exc.add_note(REPEATED_TASK_ID_HINT)
         raise
 
 
@@ -537,6 +533,13 @@ class PostgreSQLQueue(BaseQueue):
         return settings.LISTEN_NOTIFY
 
     def enqueue(self, messages):
+        try:
+            self._enqueue(messages)
+        except IntegrityError as exc:  # the queue's one unique column: task_id
+            exc.add_note(REPEATED_TASK_ID_HINT)
+            raise
+
+    def _enqueue(self, messages):
         if not messages:
             return
         if len(messages) == 1:
