@@ -1,6 +1,7 @@
 """Task ids are any text, as in Celery; unknown ids are PENDING; ignore_result's
 get() returns None at once."""
 
+import re
 import uuid
 
 import pytest
@@ -8,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, states
-from django_tasks.exceptions import TaskRevokedError, TimeoutError
+from django_tasks.exceptions import DecodeError, TaskRevokedError, TimeoutError
 from django_tasks.messages import MAX_TASK_ID_LENGTH
 from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
 from testproject.tasks import xsum
@@ -189,3 +190,26 @@ def test_get_of_an_ignored_result_returns_none_at_once(start_worker):
     later = AsyncResult(by_task.id)
     assert not later.ignored
     assert later.state == states.PENDING
+
+
+@pytest.mark.parametrize("headers, problem", [
+    ({"parent_id": 12345}, "header 'parent_id' is 12345"),
+    ({"root_id": ["x"]}, "header 'root_id' is ['x']"),
+    ({"group_id": ""}, "header 'group_id' is ''"),
+    ({"chord": "x" * (MAX_TASK_ID_LENGTH + 1)}, "header 'chord' is 'xxx"),
+])
+def test_a_stored_message_whose_id_header_is_no_id_fails_and_the_worker_carries_on(
+        start_worker, headers, problem):
+    # A row of an older version, or forged: no result row could hold the id.
+    forged = _forged_message(headers)
+    start_worker("-P", "solo")
+    with pytest.raises(DecodeError, match=f"corrupt message: {re.escape(problem)}"):
+        forged.get(timeout=30)
+    assert add.apply_async((1, 2), task_id="after the forged one").get(timeout=30) == 3
+
+
+def _forged_message(headers):
+    message = QueuedMessage.objects.create(
+        task_id="forged", task_name="tests.tasks.add", queue="default",
+        body='{"args": [1, 1], "kwargs": {}}', headers=headers)
+    return AsyncResult(message.task_id)
