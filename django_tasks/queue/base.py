@@ -425,7 +425,7 @@ def _readable_id(parse_id, task_id):
     any case: the result stored for it names it."""
     try:
         return str(parse_id(task_id))
-    except READ_ERRORS:
+    except READ_ERRORS:  # the row is then stored under this text instead
         return repr(task_id)[:MAX_TASK_ID_LENGTH]
 
 
@@ -455,7 +455,7 @@ def _unreadable_message(row, parse_datetime, parse_id, parse_json, parse_text):
     parsed = read(parse_json, text["headers"], "headers", {}) if text["headers"] else {}
     headers, bad_header = checked_headers(parsed or {})
     return Message(
-        id=pk, task_id=str(parse_id(task_id)), task_name=text["task_name"] or "?",
+        id=pk, task_id=_readable_id(parse_id, task_id), task_name=text["task_name"] or "?",
         queue=text["queue"], priority=priority,
         available_at=read(parse_datetime, available_at, "available_at", now),
         expires=None if expires is None else read(parse_datetime, expires, "expires", None),
