@@ -186,7 +186,10 @@ class Task:
         if settings.EAGER:
             return apply_eagerly(self, message)
         enqueue([message])
-        return AsyncResult(message.task_id, task_name=self.name)
+        result = AsyncResult(message.task_id, task_name=self.name)
+        if message.headers.get("ignore_result"):
+            result.ignored = True
+        return result
 
     async def adelay(self, *args, **kwargs):
         return await self.aapply_async(args, kwargs)
