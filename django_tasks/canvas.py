@@ -21,13 +21,15 @@ import itertools
 import json
 from contextlib import contextmanager
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 
 from . import publishing, serialization
+from .aio import call_outside_event_loop, in_event_loop
 from .arguments import check_canvas
 from .conf import settings
 from .message_builder import MessageBuilder
-from .messages import new_task_id
+from .messages import checked_task_id, is_task_id, new_task_id
 from .queue import get_backend
 from .registry import tasks as registry
 from .result import AsyncResult, GroupResult
@@ -154,6 +156,8 @@ class Plan:
 
 def _write_planned(fill):
     """Write what ``fill(plan)`` plans, in one transaction, while it plans."""
+    if in_event_loop():  # an async view's .delay(): see aio.py
+        return call_outside_event_loop(_write_planned, fill)
     queue = get_backend()
     with transaction.atomic(using=queue.alias), queue.message_writer() as writer:
         plan = Plan(writer)
@@ -289,6 +293,9 @@ class Signature(dict):
         task_id = options.get("task_id")
         if task_id is None:
             task_id = options["task_id"] = new_task_id()
+        elif type(task_id) is not str or not is_task_id(task_id):
+            # Refused before anything is planned (a group's or chord's id too).
+            task_id = options["task_id"] = checked_task_id(task_id)
         return task_id
 
     def finals(self):
@@ -354,10 +361,19 @@ class Signature(dict):
             return sig.apply(args, kwargs)
         result = sig.freeze()
         _write_planned(lambda plan: sig.plan(plan, tuple(args or ()), kwargs))
+        if type(sig) is Signature and _ignores_result(sig):
+            result.ignored = True
         return result
 
     def delay(self, *args, **kwargs):
         return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args, **kwargs):
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(self, args=None, kwargs=None, **options):
+        """``apply_async`` for async code (see ``Task.aapply_async``)."""
+        return await sync_to_async(self.apply_async)(args, kwargs, **options)
 
     def apply(self, args=None, kwargs=None, **options):
         """Run here and now (EAGER); returns an EagerResult."""
@@ -812,6 +828,16 @@ class chunks(Signature):  # noqa: N801 (Celery's name)
 
     def apply(self, args=None, kwargs=None, **options):
         return self.group().apply(args, kwargs, **options)
+
+
+def _ignores_result(sig):
+    """Whether the one call ``sig`` stores no success (its option, else its
+    task's): its AsyncResult's get() then returns None at once, as Celery's."""
+    ignore = sig.options.get("ignore_result")
+    if ignore is None:
+        task = registry.get(sig.name)
+        ignore = task is not None and task.ignore_result
+    return bool(ignore)
 
 
 # -- public factories -----------------------------------------------------

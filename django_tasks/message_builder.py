@@ -12,9 +12,11 @@ from .conf import settings
 from .context import running_task
 from .limits import check_message_size
 from .messages import (
+    ID_HEADERS,
     Message,
     checked_priority,
     checked_queue,
+    checked_task_id,
     checked_time_limit,
     compute_available_at,
     compute_expires,
@@ -48,8 +50,10 @@ class MessageBuilder:
             expires = self.default_expires
         serializer = serializer or self.default_serializer
         body = encode_body(task, args, kwargs, serializer)
-        task_id = str(task_id) if task_id else new_task_id()
+        task_id = new_task_id() if task_id is None else checked_task_id(task_id)
         message_headers = dict(headers or {})
+        if message_headers:
+            _check_id_headers(message_headers)
         message_headers.setdefault("retries", 0)
         parent = self.parent
         if parent is not None:
@@ -89,6 +93,16 @@ class MessageBuilder:
                 self.routes, self.task.name, self.default_queue)
             self._routed[key] = routed = (checked_queue(routed[0]), checked_priority(routed[1]))
         return routed
+
+
+def _check_id_headers(headers):
+    """Ids given in ``headers`` (a group's or chord's id, a parent's) are
+    stored in result rows as task ids are: refused at the call if they
+    could not be."""
+    for key in ID_HEADERS:
+        value = headers.get(key)
+        if value is not None:
+            headers[key] = checked_task_id(value, key)
 
 
 def _signature_list(value):

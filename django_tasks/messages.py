@@ -4,6 +4,7 @@ import inspect
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -80,8 +81,48 @@ def checked_time_limit(value, what):
     return value
 
 
-def _text(value):
-    return value is None or isinstance(value, str)
+# The task id columns' length (CharField max_length): ids are any text, as
+# in Celery, up to this many characters.
+MAX_TASK_ID_LENGTH = 255
+
+
+def is_task_id(value):
+    """Whether ``value`` is an id the task id columns hold: a non-empty str of
+    at most MAX_TASK_ID_LENGTH characters, without NUL (PostgreSQL's text
+    cannot hold it) or lone surrogates (not UTF-8)."""
+    return (type(value) is str and 0 < len(value) <= MAX_TASK_ID_LENGTH
+            and "\x00" not in value and (value.isascii() or _utf8(value)))
+
+
+def _utf8(text):
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def checked_task_id(value, what="task_id"):
+    """A task (or group) id given by the caller, as stored: any text, as in
+    Celery; a ``uuid.UUID`` as its canonical text. Refused at the call if no
+    row could hold it."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str (any text), got {type(value).__name__}")
+    value = str(value)  # a subclass's own behaviour goes no further
+    if not is_task_id(value):
+        raise ValueError(f"{what} {value!r:.80} cannot be stored: give 1 to "
+                         f"{MAX_TASK_ID_LENGTH} characters, without NUL or lone surrogates")
+    return value
+
+
+# The headers that hold task or group ids (result columns, a chord's row).
+ID_HEADERS = ("parent_id", "root_id", "group_id", "chord")
+
+
+def _id_or_none(value):
+    return value is None or is_task_id(value)
 
 
 def _signatures(value):
@@ -98,7 +139,8 @@ HEADER_CHECKS = {
     and 0 <= value <= MAX_RETRIES_HEADER,
     "time_limit": _time_limit, "soft_time_limit": _time_limit,
     "ignore_result": lambda value: value is None or isinstance(value, bool),
-    "parent_id": _text, "root_id": _text, "group_id": _text, "chord": _text,
+    "parent_id": _id_or_none, "root_id": _id_or_none, "group_id": _id_or_none,
+    "chord": _id_or_none,
     "link": _signatures, "link_error": _signatures, "chain": _signatures,
 }
 

@@ -12,11 +12,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import states
+from .fields import TaskIdField
 
 
 class QueuedMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
-    task_id = models.UUIDField(unique=True)  # result look-ups by task id
+    task_id = TaskIdField(unique=True)  # result look-ups by task id
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=200)
     # Higher runs first (as in RabbitMQ and Django's task framework).
@@ -80,7 +81,7 @@ class QueuedMessage(models.Model):
 
 
 class TaskResult(models.Model):
-    task_id = models.UUIDField(primary_key=True)  # look-ups by id
+    task_id = TaskIdField(primary_key=True)  # look-ups by id
     task_name = models.CharField(max_length=255)
     # Celery's states, or a task's own (update_state), up to MAX_STATE_LENGTH.
     state = models.CharField(max_length=states.MAX_STATE_LENGTH, choices=states.CHOICES,
@@ -97,9 +98,9 @@ class TaskResult(models.Model):
     retries = models.IntegerField(default=0)
     # How many times a worker claimed the message (more than 1: redelivered).
     deliveries = models.IntegerField(default=1)
-    parent_id = models.UUIDField(null=True, blank=True)
-    root_id = models.UUIDField(null=True, blank=True)
-    group_id = models.UUIDField(null=True, blank=True)
+    parent_id = TaskIdField(null=True, blank=True)
+    root_id = TaskIdField(null=True, blank=True)
+    group_id = TaskIdField(null=True, blank=True)
     date_created = models.DateTimeField(null=True, blank=True)
     date_started = models.DateTimeField(null=True, blank=True)
     date_done = models.DateTimeField(default=timezone.now)
@@ -192,7 +193,7 @@ class TaskGroup(models.Model):
     body, so the body is enqueued exactly once and no one polls.
     """
 
-    group_id = models.UUIDField(primary_key=True)  # GroupResult.restore(id)
+    group_id = TaskIdField(primary_key=True)  # GroupResult.restore(id)
     # The members' results in call order: task ids, or nested {"group_id", "results"}.
     results = models.JSONField(default=list)
     # Chords only: the body signature (a dict) and how many members are unfinished.

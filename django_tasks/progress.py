@@ -18,6 +18,7 @@ from django.db import connections
 from django.utils import timezone
 
 from . import limits, serialization, states
+from .aio import call_outside_event_loop, in_event_loop
 from .conf import settings
 
 # States update_state may not write: they would make the task look finished
@@ -28,6 +29,8 @@ _side = threading.local()
 
 
 def update_state(task, task_id, state, meta):
+    if in_event_loop():  # an async def task: write from its own thread (see aio.py)
+        return call_outside_event_loop(update_state, task, task_id, state, meta)
     request = task.request
     state = checked_state(state)
     serializer = task.serializer or settings.SERIALIZER

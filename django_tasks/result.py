@@ -1,8 +1,8 @@
 """``AsyncResult``: the state and return value of a task, by id."""
 
 import time
-import uuid
 
+from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
@@ -10,6 +10,7 @@ from . import serialization, states
 from .conf import settings
 from .context import running_task
 from .exceptions import DecodeError, TaskRevokedError, TimeoutError
+from .messages import checked_task_id, is_task_id
 from .worker.outcome import exception_text
 
 
@@ -20,6 +21,12 @@ def _backend():
 
 class AsyncResult:
     """A task's result as stored in the database; unknown ids are ``PENDING``."""
+
+    #: Set by ``apply_async`` for a task sent with ``ignore_result``: no
+    #: success is stored for it, so ``get()`` returns None at once instead
+    #: of waiting (Celery's ``AsyncResult.ignored``). An AsyncResult made
+    #: later from the id alone cannot know it (``PENDING``, as in Celery).
+    ignored = False
 
     def __init__(self, id, task_name=None, parent=None):
         self.id = str(id)
@@ -139,6 +146,8 @@ class AsyncResult:
             raise RuntimeError(
                 "Never call result.get() within a task: it can deadlock the worker. "
                 "Use a chain or a chord instead.")
+        if self.ignored:
+            return None
         backend = _backend()
         deadline = None if timeout is None else time.monotonic() + timeout
         backend.prepare_wait_for_results()
@@ -158,6 +167,59 @@ class AsyncResult:
 
     wait = get
 
+    # -- the same from async code (Django's naming: aget...) --------------
+    # Methods, also for properties (astate()): Python has no awaitable
+    # properties, and Celery no async API to follow.
+
+    async def aget(self, timeout=None, propagate=True, interval=0.5,
+                   disable_sync_subtasks=True):
+        """``get()`` for async code: each look runs where Django's async ORM
+        runs its queries (``sync_to_async``); between looks it waits on the
+        event loop, holding no thread (see awaiting.py)."""
+        from .awaiting import news_of
+
+        if disable_sync_subtasks and running_task.get() is not None:
+            raise RuntimeError(
+                "Never wait for a result within a task: it can deadlock the worker. "
+                "Use a chain or a chord instead.")
+        if self.ignored:
+            return None
+        backend = _backend()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        async with news_of(backend, self.id, interval) as news:
+            while True:
+                news.clear()
+                row = await sync_to_async(self._ready_row)(backend)
+                if row is not None:
+                    return self._outcome(row, propagate)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError("The operation timed out.")
+                await news.wait(interval if remaining is None else min(interval, remaining))
+
+    def _ready_row(self, backend):
+        """The result's row once it is ready, else None (``aget``'s look)."""
+        row = self._load()
+        if row is not None and row.state in states.READY_STATES:
+            return row
+        if backend.is_uncommitted(self.id):
+            raise RuntimeError(
+                f"Task {self.id} was enqueued in this still-open transaction; no worker "
+                "can see it before the transaction commits, so aget() would wait forever.")
+        return None
+
+    async def astate(self):
+        return await sync_to_async(getattr)(self, "state")
+
+    async def aready(self):
+        return await sync_to_async(self.ready)()
+
+    async def asuccessful(self):
+        return await sync_to_async(self.successful)()
+
+    async def afailed(self):
+        return await sync_to_async(self.failed)()
+
     def _wait_for_news(self, backend, timeout):
         """Wait until a notification names this task, or ``timeout`` passes.
 
@@ -167,7 +229,7 @@ class AsyncResult:
         wait where nothing is sent (polling), and for results stored by a
         path that sends nothing.
         """
-        wanted = _canonical_id(self.id)
+        wanted = self.id
         until = time.monotonic() + timeout
         while (remaining := until - time.monotonic()) > 0:
             payloads = backend.wait_for_results(remaining)
@@ -192,14 +254,6 @@ class AsyncResult:
         return revoke_ids([self.id], terminate=terminate)
 
 
-def _canonical_id(task_id):
-    """A task id as the notifications spell it (``str(UUID)``)."""
-    try:
-        return str(uuid.UUID(task_id))
-    except ValueError:
-        return task_id
-
-
 def revoke_ids(task_ids, terminate=False):
     """Revoke tasks: waiting ones end ``REVOKED`` now; running ones are asked to
     stop (``terminate``) at the worker that holds them. Returns how many were hit."""
@@ -210,7 +264,10 @@ def revoke_ids(task_ids, terminate=False):
     backend = _backend()
     alias = settings.DATABASE
     now = timezone.now()
-    task_ids = [str(t) for t in task_ids]
+    # Any text; an id no row can hold (NUL, too long) was never sent.
+    task_ids = [t for t in map(str, task_ids) if is_task_id(t)]
+    if not task_ids:
+        return 0
     with transaction.atomic(using=alias):
         # Readable whatever their timestamps hold (a hand-made row with
         # 'infinity'...): revoking is how such a row leaves the queue.
@@ -285,6 +342,10 @@ class EagerResult(AsyncResult):
         return self._value
 
     wait = get
+
+    async def aget(self, timeout=None, propagate=True, interval=0.5,
+                   disable_sync_subtasks=True):
+        return self.get(timeout, propagate, interval, disable_sync_subtasks)
 
     def forget(self):
         """Nothing is stored in eager mode."""
@@ -370,6 +431,23 @@ class GroupResult:
 
     get = join
 
+    async def ajoin(self, timeout=None, propagate=True, interval=0.5,
+                    disable_sync_subtasks=True):
+        """``join()`` for async code (see ``AsyncResult.aget``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        values = []
+        for result in self.results:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            values.append(await result.aget(timeout=remaining, propagate=propagate,
+                                            interval=interval,
+                                            disable_sync_subtasks=disable_sync_subtasks))
+        return values
+
+    aget = ajoin
+
+    async def aready(self):
+        return await sync_to_async(self.ready)()
+
     # -- changing -------------------------------------------------------
 
     def revoke(self, terminate=False, signal=None):
@@ -380,12 +458,15 @@ class GroupResult:
 
         for result in self.results:
             result.forget()
+        if not is_task_id(self.id):
+            return
         TaskGroup.objects.using(settings.DATABASE).filter(group_id=self.id).delete()
 
     def save(self):
         """Store the member ids so ``GroupResult.restore(id)`` can find them."""
         from .models import TaskGroup
 
+        checked_task_id(self.id, "group id")
         TaskGroup.objects.using(settings.DATABASE).update_or_create(
             group_id=self.id, defaults={"results": _members_to_data(self.results)})
         return self
@@ -393,6 +474,8 @@ class GroupResult:
     def delete(self):
         from .models import TaskGroup
 
+        if not is_task_id(self.id):
+            return
         TaskGroup.objects.using(settings.DATABASE).filter(group_id=self.id).delete()
 
     @classmethod
@@ -400,6 +483,8 @@ class GroupResult:
         """The saved group (or chord header) with this id, or None."""
         from .models import TaskGroup
 
+        if not is_task_id(str(id)):
+            return None  # never saved
         row = TaskGroup.objects.using(settings.DATABASE).filter(group_id=id).first()
         if row is None:
             return None

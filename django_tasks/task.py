@@ -5,6 +5,7 @@ import threading
 import warnings
 from datetime import datetime
 
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from . import retry as retry_policy
@@ -16,7 +17,7 @@ from .celery_options import (
     refuse_unknown_apply_options,
 )
 from .conf import settings
-from .context import DIRECT_CALL
+from .context import DIRECT_CALL, running_task
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
 from .messages import checked_time_limit, compute_available_at
@@ -113,7 +114,12 @@ class Task:
     @property
     def request(self):
         stack = getattr(self._local, "stack", None)
-        return stack[-1] if stack else DIRECT_CALL
+        if stack:
+            return stack[-1]
+        # An async task's coroutine runs on the worker's event loop thread:
+        # its request travels in the context instead.
+        running = running_task.get()
+        return running if running is not None and running.task == self.name else DIRECT_CALL
 
     def push_request(self, request):
         stack = getattr(self._local, "stack", None)
@@ -180,7 +186,19 @@ class Task:
         if settings.EAGER:
             return apply_eagerly(self, message)
         enqueue([message])
-        return AsyncResult(message.task_id, task_name=self.name)
+        result = AsyncResult(message.task_id, task_name=self.name)
+        if message.headers.get("ignore_result"):
+            result.ignored = True
+        return result
+
+    async def adelay(self, *args, **kwargs):
+        return await self.aapply_async(args, kwargs)
+
+    async def aapply_async(self, args=None, kwargs=None, **options):
+        """``apply_async`` for async code: the enqueue runs where Django's
+        async ORM runs its queries (``sync_to_async``), on that connection,
+        without holding up the event loop."""
+        return await sync_to_async(self.apply_async)(args, kwargs, **options)
 
     def build_message(self, args=None, kwargs=None, **options):
         """Everything ``apply_async`` does short of writing the message.

@@ -42,7 +42,7 @@ def insert_queue_row(body, headers="'{}'", available_at=None, expires=None, crea
             f" available_at, expires, content_type, body, headers, deliveries, created_at)"
             f" VALUES (%s, {task_name}, {queue}, {priority}, {available_at or now},"
             f" {expires or 'NULL'}, 'json', {body}, {headers}, 0, {created_at or now})",
-            [task_id.hex if connection.vendor == "sqlite" else str(task_id)])
+            [str(task_id)])
     return AsyncResult(str(task_id))
 
 

@@ -154,4 +154,12 @@ def make_text(length, char="x"):
 @task
 def raise_long(length):
     raise ValueError("y" * length)
+
+
+@task(ignore_result=True)
+def add_ignoring_result(x, y):
+    return x + y
+
+
+from .async_tasks import *  # noqa: E402, F403
 from .delivery_tasks import *  # noqa: E402, F403

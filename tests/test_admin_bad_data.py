@@ -56,11 +56,11 @@ def shown_raw(content, text):
 
 @pytest.mark.parametrize("text", BAD_VALUES.values(), ids=BAD_VALUES.keys())
 def test_result_pages_show_values_that_cannot_be_decoded_raw_and_marked(admin_client, text):
-    ok = TaskResult.objects.create(task_id=uuid.uuid4(), task_name="tests.tasks.add",
+    ok = TaskResult.objects.create(task_id=str(uuid.uuid4()), task_name="tests.tasks.add",
                                    state=states.SUCCESS, result=text, args=text, kwargs=text,
                                    traceback=DEEP)
     failed = TaskResult.objects.create(
-        task_id=uuid.uuid4(), task_name="tests.tasks.add", state=states.FAILURE,
+        task_id=str(uuid.uuid4()), task_name="tests.tasks.add", state=states.FAILURE,
         result=json.dumps({"exc_type": "KeyError", "exc_message": "k", "exc_args": ["x"]})
         .replace('["x"]', text), args="[1]", kwargs="{}")
     content = get(admin_client, reverse("admin:django_tasks_taskresult_change", args=[ok.pk]))
@@ -75,7 +75,7 @@ def test_result_pages_show_values_that_cannot_be_decoded_raw_and_marked(admin_cl
 
 
 def test_a_stored_exception_that_is_not_a_dict_is_shown_raw(admin_client):
-    row = TaskResult.objects.create(task_id=uuid.uuid4(), task_name="tests.tasks.add",
+    row = TaskResult.objects.create(task_id=str(uuid.uuid4()), task_name="tests.tasks.add",
                                     state=states.FAILURE, result='["not", "an exception"]')
     content = get(admin_client, reverse("admin:django_tasks_taskresult_change", args=[row.pk]))
     assert MARK in content and escape('["not", "an exception"]') in content
@@ -94,7 +94,7 @@ def out_of_range(vendor):
 
 def insert_message(column, stored, *, worker_id=None):
     """A queued message written by SQL, ``column`` holding ``stored``."""
-    task_id = uuid.uuid4()
+    task_id = str(uuid.uuid4())
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     values = {"available_at": adapt(now), "expires": None, "created_at": adapt(now),
@@ -107,7 +107,7 @@ def insert_message(column, stored, *, worker_id=None):
             "available_at, expires, content_type, body, headers, deliveries, claimed_by, "
             f"claimed_at, started_at, created_at) VALUES (%s, %s, %s, 0, %s{cast}, "
             f"%s{cast}, 'json', %s, %s, 0, %s, %s{cast}, %s{cast}, %s{cast})",
-            [task_id.hex if connection.vendor == "sqlite" else task_id, "tests.tasks.add",
+            [task_id, "tests.tasks.add",
              "default", values["available_at"], values["expires"], '{"args": [1, 2]}',
              json.dumps({"retries": 0}),
              None if worker_id is None else (worker_id.hex if connection.vendor == "sqlite"
@@ -152,7 +152,7 @@ def test_a_running_message_with_timestamps_python_cannot_hold(admin_client, vend
 
 def update_to(model, pk, column, stored):
     cast = "::timestamptz" if connection.vendor == "postgresql" else ""
-    key = pk.hex if connection.vendor == "sqlite" and isinstance(pk, uuid.UUID) else pk
+    key = pk.hex if connection.vendor == "sqlite" and isinstance(pk, uuid.UUID) else str(pk)
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {model._meta.db_table} SET {column} = %s{cast} "
                        f"WHERE {model._meta.pk.column} = %s", [stored, key])
@@ -160,7 +160,7 @@ def update_to(model, pk, column, stored):
 
 def test_result_and_worker_pages_show_timestamps_python_cannot_hold(admin_client, vendor):
     for label, stored in out_of_range(vendor).items():
-        row = TaskResult.objects.create(task_id=uuid.uuid4(), task_name="tests.tasks.add",
+        row = TaskResult.objects.create(task_id=str(uuid.uuid4()), task_name="tests.tasks.add",
                                         state=states.SUCCESS, result="1", args="[]")
         for column in ("date_created", "date_started", "date_done"):
             update_to(TaskResult, row.pk, column, stored)

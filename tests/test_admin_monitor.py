@@ -39,7 +39,7 @@ def result(state=states.SUCCESS, name="tests.tasks.add", args=(2, 3), kwargs=Non
     now = timezone.now()
     done = done or now
     return TaskResult.objects.create(
-        task_id=fields.pop("task_id", uuid.uuid4()), task_name=name, state=state,
+        task_id=fields.pop("task_id", str(uuid.uuid4())), task_name=name, state=state,
         args=json.dumps(list(args)), kwargs=json.dumps(kwargs or {}),
         queue=fields.pop("queue", "default"), worker="w1@host",
         date_created=done - timedelta(seconds=3), date_started=done - timedelta(seconds=2),
@@ -121,7 +121,7 @@ def test_result_search_by_id_name_and_arguments(admin_client):
 
 
 def test_result_page_shows_pretty_json_traceback_family_and_group(admin_client):
-    group_id = uuid.uuid4()
+    group_id = str(uuid.uuid4())
     parent = result(name="tests.tasks.parent")
     bad = failure(parent_id=parent.pk, root_id=parent.pk, group_id=group_id,
                   kwargs={"when": {"__type__": "date", "value": "2026-01-02"}})

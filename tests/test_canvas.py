@@ -86,7 +86,7 @@ def _stored(result):
         task_id__in=[r.id for r in result])}
     stored = []
     for member in result:
-        row = rows[uuid.UUID(member.id)]
+        row = rows[member.id]
         headers = dict(row.headers)
         assert headers.pop("group_id") == result.id
         stored.append((row.task_name, row.queue, row.priority, row.body, headers,

@@ -4,7 +4,6 @@ import threading
 import uuid
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -45,9 +44,16 @@ def test_look_ups_by_task_id_read_what_the_orm_reads(postgres_only):
     assert backend.get_message(str(uuid.uuid4())) is None
 
 
-def test_a_malformed_task_id_fails_as_with_the_orm(postgres_only):
-    with pytest.raises(ValidationError):
-        AsyncResult("not-a-uuid").ready()
+def test_any_text_is_looked_up_and_an_id_no_row_holds_is_not(postgres_only):
+    backend = get_backend()
+    store_result("not-a-uuid")
+    assert fields(backend.get_result("not-a-uuid")) == fields(
+        TaskResult.objects.get(task_id="not-a-uuid"))
+    assert AsyncResult("not-a-uuid").get(timeout=5) == 42
+    for never_sent in ("a\x00b", "x" * 256):  # PostgreSQL would refuse the NUL
+        assert backend.get_result(never_sent) is None
+        assert backend.get_message(never_sent) is None
+        assert AsyncResult(never_sent).state == "PENDING"
 
 
 class Notifier(threading.Thread):

@@ -70,7 +70,7 @@ def test_a_lone_outcome_is_stored_as_the_array_statement_stores_it():
 
     assert result_fields(direct.task_id) == result_fields(through_arrays.task_id)
     stored = TaskResult.objects.get(task_id=direct.task_id)
-    assert (stored.parent_id, stored.group_id, stored.retries) == (parent, group, 3)
+    assert (stored.parent_id, stored.group_id, stored.retries) == (str(parent), str(group), 3)
     assert stored.date_created == direct.created_at
     assert (stored.date_started, stored.date_done) == (DONE - timedelta(seconds=2), DONE)
     assert not QueuedMessage.objects.exists()

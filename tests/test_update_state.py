@@ -121,3 +121,15 @@ def test_a_long_custom_state_fits():
         assert bad_update_state.delay(state).get() == "unreachable"
     row = TaskResult.objects.create(task_id=uuid.uuid4(), task_name="x", state=state)
     assert AsyncResult(str(row.task_id)).state == state
+
+
+def test_an_async_tasks_progress_is_seen_while_it_runs(start_worker):
+    from tests.async_tasks import async_reports_progress
+
+    start_worker("-P", "threads", "-c", "2")
+    key = str(uuid.uuid4())
+    result = async_reports_progress.delay(key)
+    wait_for_state(result, "PROGRESS")
+    assert result.info == {"done": 1}
+    Note.objects.create(text=f"go-{key}")
+    assert result.get(timeout=60) == "finished"

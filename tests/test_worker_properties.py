@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from django_tasks import serialization, states
 from django_tasks.exceptions import DecodeError, EncodeError
-from django_tasks.messages import MAX_RETRIES_HEADER, MAX_TIME_LIMIT
+from django_tasks.messages import MAX_RETRIES_HEADER, MAX_TASK_ID_LENGTH, MAX_TIME_LIMIT
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.serialization import MAX_DEPTH, TYPE_KEY
 from tests import poison_tasks
@@ -286,7 +286,7 @@ DOCUMENTS = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(SAFE_TEXT, inner, max_size=4),
     max_leaves=12)
 WORKFLOW_LISTS = ("link", "link_error", "chain")
-TEXT_HEADERS = ("parent_id", "root_id", "group_id", "chord")
+TEXT_HEADERS = ("parent_id", "root_id", "group_id", "chord")  # ids: any text
 LIMITS = ("time_limit", "soft_time_limit")
 KNOWN = ("retries", "ignore_result", *LIMITS, *TEXT_HEADERS, *WORKFLOW_LISTS)
 NOT_INT = st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | SAFE_TEXT \
@@ -301,19 +301,25 @@ WRONG_VALUES = {
                     | st.floats(min_value=MAX_TIME_LIMIT, exclude_min=True,
                                 allow_infinity=False)
                     | st.booleans() | SAFE_TEXT | st.lists(JSON_SCALARS, max_size=2)),
-    **dict.fromkeys(TEXT_HEADERS, st.integers() | st.booleans()
+    # Not an id a result row holds: not text, empty, or too long.
+    **dict.fromkeys(TEXT_HEADERS, st.integers() | st.booleans() | st.just("")
+                    | st.text("abc-é", min_size=MAX_TASK_ID_LENGTH + 1,
+                              max_size=MAX_TASK_ID_LENGTH + 20)
                     | st.lists(JSON_SCALARS, max_size=2)
                     | st.dictionaries(SAFE_TEXT, JSON_SCALARS, max_size=2)),
     **dict.fromkeys(WORKFLOW_LISTS, JSON_SCALARS
                     | st.dictionaries(SAFE_TEXT, JSON_SCALARS, max_size=2)
                     | st.lists(JSON_SCALARS, min_size=1, max_size=3)),
 }
+# Task ids are any text (as in Celery), up to the columns' length.
+ANY_ID = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
+                 min_size=1, max_size=MAX_TASK_ID_LENGTH)
 # Values of the known headers that do not change how this task runs.
 RIGHT_VALUES = {
     "retries": st.integers(0, 1000),
     "ignore_result": st.sampled_from([None, False]),
     **dict.fromkeys(LIMITS, st.none() | st.floats(300, MAX_TIME_LIMIT) | st.integers(300, 10 ** 6)),
-    **dict.fromkeys(("parent_id", "root_id"), st.none() | st.uuids().map(str)),
+    **dict.fromkeys(("parent_id", "root_id"), st.none() | st.uuids().map(str) | ANY_ID),
     "group_id": st.none(), "chord": st.none(),
     **dict.fromkeys(WORKFLOW_LISTS, st.just([])),
 }
@@ -324,13 +330,11 @@ def _deep(depth):
     return "[" * depth + "]" * depth
 
 
-# Of the right type, but no workflow can follow them and the results table
-# cannot hold them: the task runs, then fails as an outcome that cannot be stored.
-NOT_A_UUID = st.text("ghijklmnopqrstuvwxyz-_ \u00e9", min_size=1, max_size=40)
+# Of the right type, but no workflow can follow them: the task runs, then
+# fails as an outcome that cannot be stored.
 NOT_SIGNATURES = st.lists(st.dictionaries(SAFE_TEXT.filter(lambda key: key != "task"),
                                           JSON_SCALARS, max_size=2), min_size=1, max_size=2)
-UNFOLLOWABLE = {**dict.fromkeys(TEXT_HEADERS, NOT_A_UUID),
-                **dict.fromkeys(("link", "chain"), NOT_SIGNATURES)}
+UNFOLLOWABLE = dict.fromkeys(("link", "chain"), NOT_SIGNATURES)
 
 
 @st.composite

@@ -4,7 +4,7 @@ import json
 import pprint
 
 from django.contrib import admin
-from django.contrib.admin.utils import display_for_value
+from django.contrib.admin.utils import display_for_value, quote
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -142,8 +142,22 @@ def pre(text):
 
 
 def result_link(task_id, label=None):
-    url = reverse("admin:django_tasks_taskresult_change", args=[task_id])
+    # Ids are any text ("/", "_" included): quoted as the admin's own links are.
+    url = reverse("admin:django_tasks_taskresult_change", args=[quote(task_id)])
     return format_html('<a href="{}">{}</a>', url, label or task_id)
+
+
+#: Characters of an id shown where many are listed side by side.
+SHORT_ID = 24
+
+
+def short_id(task_id):
+    """An id shortened for a listing: a generated one (a UUID) to its first
+    8 digits, as before; other text, chosen by people, whole unless long."""
+    task_id = str(task_id)
+    if len(task_id) == 36 and task_id.count("-") == 4:
+        return task_id[:8]
+    return task_id if len(task_id) <= SHORT_ID else task_id[:SHORT_ID - 1] + "…"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

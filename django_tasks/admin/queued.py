@@ -28,7 +28,7 @@ from ..timestamps import readable
 from .actions import confirmation_page, confirmed
 from .display import ReadOnlyAdmin, badge, cannot_decode, human_duration, stored_value, time_column
 from .pagination import EstimatedCountPaginator
-from .results import parse_uuid
+from .results import id_terms, looks_like_uuid
 
 #: Messages one action touches at most.
 ACTION_LIMIT = 10_000
@@ -134,9 +134,11 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        task_id = parse_uuid(term)
-        if task_id is not None:
-            return queryset.filter(task_id=task_id), False
+        ids = id_terms(term)
+        if ids:
+            by_id = queryset.filter(task_id__in=ids)
+            if looks_like_uuid(term) or by_id.exists():
+                return by_id, False
         return queryset.filter(task_name__icontains=term), False
 
     # -- columns ------------------------------------------------------

@@ -24,6 +24,7 @@ from django.utils.html import format_html, format_html_join
 from .. import serialization, states
 from ..conf import settings
 from ..maintenance import purge_expired_results
+from ..messages import is_task_id
 from ..models import TaskGroup, TaskResult
 from ..queue import enqueue, get_backend
 from ..registry import tasks as registry
@@ -37,6 +38,7 @@ from .display import (
     human_duration,
     pre,
     result_link,
+    short_id,
     state_badge,
     stored_time,
     stored_value,
@@ -59,11 +61,25 @@ TIMESTAMPS = ["date_created", "date_started", "date_done"]
 GAPS = {("created", "started"): "waited", ("started", "done"): "ran"}
 
 
-def parse_uuid(text):
+def id_terms(term):
+    """The ids a search ``term`` may be: itself (ids are any text), and a
+    UUID also as its canonical text (how generated ids are spelt). Empty if
+    no row could hold it."""
+    if not is_task_id(term):
+        return []
     try:
-        return uuid.UUID(text.strip())
+        canonical = str(uuid.UUID(term))
     except ValueError:
-        return None
+        return [term]
+    return list(dict.fromkeys((term, canonical)))
+
+
+def looks_like_uuid(term):
+    try:
+        uuid.UUID(term)
+    except ValueError:
+        return False
+    return True
 
 
 class IndexedValuesFilter(admin.SimpleListFilter):
@@ -166,9 +182,13 @@ class TaskResultAdmin(ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        task_id = parse_uuid(term)
-        if task_id is not None:
-            return queryset.filter(task_id=task_id) | queryset.filter(group_id=task_id), False
+        ids = id_terms(term)
+        if ids:
+            by_id = queryset.filter(task_id__in=ids) | queryset.filter(group_id__in=ids)
+            # A UUID is only ever an id; other text is an id when one has it
+            # (a primary-key and a group-index probe), else searched for.
+            if looks_like_uuid(term) or by_id.exists():
+                return by_id, False
         edge = (queryset.order_by("-date_done")
                 .values_list(clamped("date_done"), flat=True)[SEARCH_WINDOW - 1:SEARCH_WINDOW])
         edge = list(edge)
@@ -265,8 +285,8 @@ class TaskResultAdmin(ReadOnlyAdmin):
     def _listing(self, rows, current=None):
         shown = format_html_join(
             ", ", "{} {} {}",
-            ((result_link(r.task_id, str(r.task_id)[:8]) if r.task_id != current
-              else format_html("<strong>{} (this)</strong>", str(r.task_id)[:8]),
+            ((result_link(r.task_id, short_id(r.task_id)) if r.task_id != current
+              else format_html("<strong>{} (this)</strong>", short_id(r.task_id)),
               r.task_name, state_badge(r.state)) for r in rows[:RELATED_LISTED]))
         if len(rows) > RELATED_LISTED:
             return format_html("{}, and more", shown)

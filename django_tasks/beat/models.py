@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .. import serialization
+from ..fields import TaskIdField
 from .schedules import crontab, every, once
 from .validation import call_errors, parse_json_arguments
 
@@ -155,7 +156,7 @@ class PeriodicTick(models.Model):
 
     name = models.CharField(max_length=200)
     tick_at = models.DateTimeField()
-    task_id = models.UUIDField()
+    task_id = TaskIdField()
     sent_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

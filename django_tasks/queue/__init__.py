@@ -7,6 +7,7 @@ SQL lives in ``postgresql.py`` and ``sqlite.py``.
 from django.db import connections
 
 from .. import signals
+from ..aio import call_outside_event_loop, in_event_loop
 from ..conf import settings
 
 _VENDORS = {
@@ -32,6 +33,8 @@ def get_backend(alias=None):
 
 def enqueue(messages):
     """Write ``messages`` to the queue (inside the caller's transaction, if any)."""
+    if in_event_loop():  # an async view's .delay(): see aio.py
+        return call_outside_event_loop(enqueue, messages)
     get_backend().enqueue(messages)
     if signals.after_task_publish.receivers:
         from ..publishing import after

@@ -8,7 +8,14 @@ from django.db import connections, transaction
 from django.db.models import Exists, F, Q
 from django.utils import timezone
 
-from ..messages import READ_ERRORS, Message, Unreadable, checked_headers
+from ..messages import (
+    MAX_TASK_ID_LENGTH,
+    READ_ERRORS,
+    Message,
+    Unreadable,
+    checked_headers,
+    is_task_id,
+)
 from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Worker
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
@@ -204,7 +211,7 @@ class BaseQueue:
     def request_terminate(self, task_ids):
         """Ask whichever worker runs these tasks to stop them."""
         count = QueuedMessage.objects.using(self.alias).filter(
-            task_id__in=task_ids, claimed_by__isnull=False,
+            task_id__in=[t for t in task_ids if is_task_id(t)], claimed_by__isnull=False,
             terminate_requested_at__isnull=True).update(terminate_requested_at=timezone.now())
         return count
 
@@ -289,6 +296,11 @@ class BaseQueue:
         """Block until some result may have been stored or ``timeout`` passes."""
         time.sleep(timeout)
 
+    def result_notifications(self):
+        """An async iterator of batches of result notification payloads, the
+        first batch (empty) once subscribed; only where ``wakes_up``."""
+        raise NotImplementedError
+
     def queue_listener_fileno(self):
         """A socket that turns readable on a queue wake-up, or None (polling)."""
         return None
@@ -302,14 +314,22 @@ class BaseQueue:
 
     # -- results ------------------------------------------------------
 
+    # Ids are any text; one no row can hold (NUL, too long) was never sent,
+    # and is not looked up: PostgreSQL would refuse the NUL.
+
     def get_result(self, task_id):
+        if not is_task_id(task_id):
+            return None
         return TaskResult.objects.using(self.alias).filter(task_id=task_id).first()
 
     def get_message(self, task_id):
+        if not is_task_id(task_id):
+            return None
         return QueuedMessage.objects.using(self.alias).filter(task_id=task_id).first()
 
     def forget(self, task_id):
-        TaskResult.objects.using(self.alias).filter(task_id=task_id).delete()
+        if is_task_id(task_id):
+            TaskResult.objects.using(self.alias).filter(task_id=task_id).delete()
 
     def purge_results(self, older_than, batch_size):
         """Delete results done before ``older_than``, ``batch_size`` rows a statement."""
@@ -400,7 +420,7 @@ class BaseQueue:
             acked=row.acked_at is not None)
 
     @staticmethod
-    def message_from_row(row, parse_datetime, parse_uuid, parse_json, parse_text=None):
+    def message_from_row(row, parse_datetime, parse_id, parse_json, parse_text=None):
         """A claimed row (CLAIM_COLUMNS) as a Message; a row whose values cannot
         be read comes back ``corrupt``, to fail as such, never raising."""
         (pk, task_id, task_name, queue, priority, available_at, expires, content_type,
@@ -414,20 +434,30 @@ class BaseQueue:
             expires = parse_datetime(expires) if expires is not None else None
             created_at = parse_datetime(created_at)
             headers = parse_json(headers)
+            task_id = str(parse_id(task_id))
         except READ_ERRORS:
-            return _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
+            return _unreadable_message(row, parse_datetime, parse_id, parse_json, parse_text)
         if Unreadable in (type(available_at), type(expires), type(created_at), type(headers)):
-            return _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
+            return _unreadable_message(row, parse_datetime, parse_id, parse_json, parse_text)
         headers, corrupt = checked_headers(headers or {})
         return Message(
-            id=pk, task_id=str(parse_uuid(task_id)), task_name=task_name, queue=queue,
+            id=pk, task_id=task_id, task_name=task_name, queue=queue,
             priority=priority, available_at=available_at, expires=expires,
             content_type=content_type, body=body, headers=headers,
             deliveries=deliveries, created_at=created_at,
             started=started_at is not None, corrupt=corrupt, acked=acked_at is not None)
 
 
-def _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text):
+def _readable_id(parse_id, task_id):
+    """The task id of a row whose other values cannot be read, as text in
+    any case: the result stored for it names it."""
+    try:
+        return str(parse_id(task_id))
+    except READ_ERRORS:  # the row is then stored under this text instead
+        return repr(task_id)[:MAX_TASK_ID_LENGTH]
+
+
+def _unreadable_message(row, parse_datetime, parse_id, parse_json, parse_text):
     """The Message of a row some of whose values cannot be read: what can be
     read is kept (so its result names the task), the rest is replaced with
     values that can be stored, and ``corrupt`` says what was wrong."""
@@ -453,7 +483,7 @@ def _unreadable_message(row, parse_datetime, parse_uuid, parse_json, parse_text)
     parsed = read(parse_json, text["headers"], "headers", {}) if text["headers"] else {}
     headers, bad_header = checked_headers(parsed or {})
     return Message(
-        id=pk, task_id=str(parse_uuid(task_id)), task_name=text["task_name"] or "?",
+        id=pk, task_id=_readable_id(parse_id, task_id), task_name=text["task_name"] or "?",
         queue=text["queue"], priority=priority,
         available_at=read(parse_datetime, available_at, "available_at", now),
         expires=None if expires is None else read(parse_datetime, expires, "expires", None),
@@ -467,6 +497,13 @@ def _latest_per_task(outcomes):
     """One outcome per task id (the last), as one upsert cannot touch a row twice."""
     return list({o.message.task_id: o for o in outcomes}.values())
 
+
+# What a second send of a task_id still queued is told (the unique id of
+# the queue table refuses it).
+REPEATED_TASK_ID_HINT = (
+    "A task_id given to apply_async() is refused while a message with that id waits or "
+    "runs; once it has finished, the id may be sent again (its new result replaces the "
+    "old one).")
 
 CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "
                  "content_type, body, headers, deliveries, created_at, started_at, acked_at")

@@ -12,17 +12,17 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 
 import psycopg
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from psycopg.adapt import Loader
 from psycopg.pq import Format
 
 from ..conf import settings
-from ..messages import READ_ERRORS, Unreadable
+from ..messages import READ_ERRORS, Unreadable, is_task_id
 from ..models import QueuedMessage, TaskResult, Worker
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
-from .base import CLAIM_COLUMNS, BaseQueue, BatchWriter, sort_claimed
+from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, BatchWriter, sort_claimed
 
 logger = logging.getLogger("django_tasks.queue")
 
@@ -32,8 +32,10 @@ RESULT_CHANNEL = "django_tasks_result"
 # "<count> <queue>" for several, RELEASE for messages handed back (any
 # number). An idle worker wakes as many of its children as it says.
 RELEASE = "release"
-# NOTIFY payloads must stay under 8000 bytes: 200 ids of 37 bytes each.
-IDS_PER_NOTIFY = 200
+# NOTIFY payloads must stay under 8000 bytes: comma-separated task ids, up
+# to this many bytes of them (200 UUIDs; an id is at most 255 characters,
+# 1,020 bytes).
+NOTIFY_BYTES = 7400
 
 TABLE = QueuedMessage._meta.db_table
 
@@ -41,7 +43,7 @@ ENQUEUE_SQL = f"""
 WITH inserted AS (
     INSERT INTO {TABLE} (task_id, task_name, queue, priority, available_at, expires,
                          content_type, body, headers, deliveries, created_at)
-    SELECT * FROM unnest(%b::uuid[], %b::varchar[], %b::varchar[], %b::smallint[],
+    SELECT * FROM unnest(%b::varchar[], %b::varchar[], %b::varchar[], %b::smallint[],
                          %b::timestamptz[], %b::timestamptz[], %b::varchar[],
                          %b::text[], %b::jsonb[], %b::int[], %b::timestamptz[])
     RETURNING queue
@@ -216,8 +218,8 @@ EXPIRED_WAITING_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
                        "WHERE claimed_by IS NULL AND expires < %s ORDER BY expires LIMIT %s")
 
 RESULTS = TaskResult._meta.db_table
-RESULT_TYPES = ("uuid", "varchar", "varchar", "varchar", "text", "text", "text", "text",
-                "varchar", "varchar", "int", "int", "uuid", "uuid", "uuid", "timestamptz",
+RESULT_TYPES = ("varchar", "varchar", "varchar", "varchar", "text", "text", "text", "text",
+                "varchar", "varchar", "int", "int", "varchar", "varchar", "varchar", "timestamptz",
                 "timestamptz", "timestamptz")
 # Results upserted and messages deleted in one statement (one round trip).
 STORE_AND_ACK_SQL = f"""
@@ -263,8 +265,9 @@ RELAX_TRANSACTION_SQL = "SET LOCAL synchronous_commit TO off"
 RESULT_FIELDS = tuple(f.attname for f in TaskResult._meta.concrete_fields)
 MESSAGE_FIELDS = tuple(f.attname for f in QueuedMessage._meta.concrete_fields)
 RESULT_BY_TASK_ID_SQL = (f"SELECT {', '.join(RESULT_FIELDS)} FROM {RESULTS} "
-                         "WHERE task_id = %s::uuid")
-MESSAGE_BY_TASK_ID_SQL = f"SELECT {', '.join(MESSAGE_FIELDS)} FROM {TABLE} WHERE task_id = %s::uuid"
+                         "WHERE task_id = %s::varchar")
+MESSAGE_BY_TASK_ID_SQL = (f"SELECT {', '.join(MESSAGE_FIELDS)} FROM {TABLE} "
+                          "WHERE task_id = %s::varchar")
 
 
 # The statements every task runs (enqueue, claim, store): prepared once per
@@ -292,9 +295,22 @@ ONLY_WHEN_ASKED = 2**31
 
 
 def _notify_payloads(task_ids):
-    task_ids = [str(t) for t in task_ids]
-    return [",".join(task_ids[start:start + IDS_PER_NOTIFY])
-            for start in range(0, len(task_ids), IDS_PER_NOTIFY)]
+    """The result notifications naming ``task_ids``: each id whole in one of
+    them (a waiter looks for its id in a payload), each payload under
+    NOTIFY_BYTES. Ids are any text, commas included: a waiter that finds
+    its id inside another's only looks at its result once more."""
+    payloads, ids, size = [], [], 0
+    for task_id in task_ids:
+        task_id = str(task_id)
+        length = len(task_id) if task_id.isascii() else len(task_id.encode())
+        if ids and size + length > NOTIFY_BYTES:
+            payloads.append(",".join(ids))
+            ids, size = [], 0
+        ids.append(task_id)
+        size += length + 1
+    if ids:
+        payloads.append(",".join(ids))
+    return payloads
 
 
 def _announcement(queue, count):
@@ -517,6 +533,13 @@ class PostgreSQLQueue(BaseQueue):
         return settings.LISTEN_NOTIFY
 
     def enqueue(self, messages):
+        try:
+            self._enqueue(messages)
+        except IntegrityError as exc:  # the queue's one unique column: task_id
+            exc.add_note(REPEATED_TASK_ID_HINT)
+            raise
+
+    def _enqueue(self, messages):
         if not messages:
             return
         if len(messages) == 1:
@@ -681,9 +704,10 @@ class PostgreSQLQueue(BaseQueue):
                                     task_id)
 
     def _one_by_task_id(self, model, sql, fields, task_id):
-        # The field's own check first: a malformed id fails as with the ORM.
-        task_id = model._meta.get_field("task_id").to_python(task_id)
-        rows = self._execute_raw(sql, [str(task_id)], fetch=True, binary=True)
+        task_id = str(task_id)
+        if not is_task_id(task_id):  # never sent: no row holds it
+            return None
+        rows = self._execute_raw(sql, [task_id], fetch=True, binary=True)
         return model.from_db(self.alias, fields, rows[0]) if rows else None
 
     single_statement_finish = True
@@ -784,6 +808,26 @@ class PostgreSQLQueue(BaseQueue):
 
     def wait_for_results(self, timeout):
         return self._wait(RESULT_CHANNEL, timeout)
+
+    async def result_notifications(self):
+        """Result notifications for ``aget()``, on an async connection of
+        their own: batches of payloads, the first one (empty) once it listens.
+        Ends when the connection is lost (the waiters poll meanwhile)."""
+        # A connection object of its own: looked up in the event loop's
+        # thread, connections[alias] would stay behind in the caller's context.
+        params = connections.create_connection(self.alias).get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        try:
+            async with await psycopg.AsyncConnection.connect(**params,
+                                                             autocommit=True) as listener:
+                await listener.execute(f"LISTEN {RESULT_CHANNEL}")
+                yield []
+                async for notify in listener.notifies():
+                    yield [notify.payload]
+        except psycopg.OperationalError as exc:
+            logger.warning("LISTEN connection for awaited results lost (%s); polling until "
+                           "the next aget() connects again", exc)
 
     def vacuum_queue(self):
         # Every claimed and every acknowledged message leaves a dead row; the

@@ -10,11 +10,12 @@ import datetime
 import json
 import uuid
 
+from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ..models import QueuedMessage, Worker
-from .base import CLAIM_COLUMNS, BaseQueue, sort_claimed
+from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, sort_claimed
 
 TABLE = QueuedMessage._meta.db_table
 WORKERS = Worker._meta.db_table
@@ -36,7 +37,7 @@ RETURNING {{returning}}
 """
 # Text columns come back as bytes, decoded here: sqlite3 fails the whole
 # fetch on one value that is not UTF-8, after the claim has committed.
-TEXT_COLUMNS = ("task_name", "queue", "content_type", "body", "headers")
+TEXT_COLUMNS = ("task_id", "task_name", "queue", "content_type", "body", "headers")
 CLAIM_SQL = CLAIM_SQL.replace("{returning}", ", ".join(
     f"CAST({TABLE}.{column} AS BLOB)" if column in TEXT_COLUMNS else f"{TABLE}.{column}"
     for column in (c.strip() for c in CLAIM_COLUMNS.split(","))))
@@ -54,8 +55,10 @@ def _datetime(value):
     return value
 
 
-def _uuid(value):
-    return uuid.UUID(value) if isinstance(value, str) else value
+def _task_id(value):
+    """A task id as text, whatever bytes a damaged row holds: the result
+    stored for it must name it."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _text(value):
@@ -70,13 +73,20 @@ class SQLiteQueue(BaseQueue):
     def enqueue(self, messages):
         if not messages:
             return
+        try:
+            self._insert(messages)
+        except IntegrityError as exc:
+            exc.add_note(REPEATED_TASK_ID_HINT)
+            raise
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def _insert(self, messages):
         QueuedMessage.objects.using(self.alias).bulk_create([
             QueuedMessage(task_id=m.task_id, task_name=m.task_name, queue=m.queue,
                           priority=m.priority, available_at=m.available_at,
                           expires=m.expires, content_type=m.content_type, body=m.body,
                           headers=m.headers, created_at=m.created_at)
             for m in messages])
-        self.remember_uncommitted([m.task_id for m in messages])
 
     def claim(self, worker_id, queues, limit, start=0, pid=None):
         connection = self.connection
@@ -104,5 +114,5 @@ class SQLiteQueue(BaseQueue):
         return self._claimed(rows)
 
     def _claimed(self, rows):
-        return sort_claimed([self.message_from_row(r, _datetime, _uuid, _json, _text)
+        return sort_claimed([self.message_from_row(r, _datetime, _task_id, _json, _text)
                              for r in rows])

@@ -4,7 +4,6 @@ Used by every pool and by eager mode, so a task behaves the same wherever
 it runs.
 """
 
-import asyncio
 import json
 import time
 import traceback as traceback_module
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from .. import errbacks, limits, serialization, signals, states
 from .. import retry as retry_policy
+from ..aio import call_outside_event_loop, in_event_loop
 from ..conf import settings
 from ..context import Request, running_task
 from ..exceptions import (
@@ -30,7 +30,7 @@ from ..exceptions import (
 from ..messages import READ_ERRORS, decode_body
 from ..registry import tasks as registry
 from ..serialization import short_repr
-from . import task_signals
+from . import event_loop, task_signals
 from .outcome import Outcome, exception_text
 from .shutdown import ColdShutdown
 from .task_hooks import before_start, chosen_end, run_handlers
@@ -157,8 +157,8 @@ def _invoke(task, args, kwargs):
 
 
 def _call_function(task, call_args, kwargs):
-    if task.is_async:
-        return asyncio.run(task.run(*call_args, **kwargs))
+    if task.is_async:  # on the process's shared event loop (see event_loop.py)
+        return event_loop.run(task.run(*call_args, **kwargs))
     return task.run(*call_args, **kwargs)
 
 
@@ -264,6 +264,8 @@ def run_eagerly(task, message):
     """EAGER mode: run now, through the real serialization path, retries included."""
     from ..result import EagerResult
 
+    if in_event_loop():  # an async view's .delay(): its database work cannot run here
+        return call_outside_event_loop(run_eagerly, task, message)
     while True:
         outcome = execute(message, hostname="eager", is_eager=True)
         if outcome.state != states.RETRY:
