@@ -64,7 +64,7 @@ def test_purge_deletes_old_groups_and_finished_chords_but_keeps_an_unfinished_ch
             "new group": (timezone.now(), None, None)}
     ids = {}
     for name, (created, body, remaining) in rows.items():
-        ids[name] = TaskGroup.objects.create(group_id=uuid.uuid4(), results=[],
+        ids[name] = TaskGroup.objects.create(group_id=str(uuid.uuid4()), results=[],
                                              chord_body=body, remaining=remaining,
                                              date_created=created).group_id
     out = StringIO()

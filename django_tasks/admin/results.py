@@ -102,10 +102,16 @@ class TaskNameFilter(IndexedValuesFilter):
 
 
 class StateFilter(IndexedValuesFilter):
-    """Celery's states and the custom ones tasks reported (``update_state``)."""
+    """Celery's states (by their labels) and the custom ones tasks reported
+    (``update_state``, as they were named)."""
 
     title = "state"
     parameter_name = column = "state"
+    labels = dict(states.CHOICES)
+
+    def lookups(self, request, model_admin):
+        return [(value, self.labels.get(value, label))
+                for value, label in super().lookups(request, model_admin)]
 
 
 class QueueFilter(IndexedValuesFilter):
