@@ -174,7 +174,7 @@ WRITE_EVERY = 500
 # Applying a canvas of thousands of calls allocates hundreds of thousands of
 # short-lived containers (copies, results, messages, rows), none of them in a
 # cycle; the cyclic collector's full passes over them, triggered by their mere
-# number, took a quarter of a large group's enqueue time.
+# number, were a large share of a large group's enqueue time.
 PAUSE_COLLECTOR_FROM = 1000  # calls
 
 

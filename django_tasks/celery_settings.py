@@ -28,7 +28,7 @@ CONF_NAMES = {
     "task_soft_time_limit": "SOFT_TIME_LIMIT",
     "beat_schedule": "BEAT_SCHEDULE",
     "task_default_queue": "DEFAULT_QUEUE",
-    # Celery's default is False; ours is True (see README, delivery).
+    # Celery's default is False; ours is True (see docs/worker.rst, "Failures the worker survives").
     "task_acks_late": "ACKS_LATE",
 }
 # Celery 3's names of the same settings.

@@ -3,7 +3,7 @@
 They are Django signals (``@receiver(task_prerun)`` works), and ``connect``
 is also a decorator, as in Celery: ``@task_prerun.connect`` or
 ``@task_prerun.connect(sender=...)``. Receivers should accept ``**kwargs``,
-as Celery advises, since more arguments may come. See the README ("Signals") for
+as Celery advises, since more arguments may come. See docs/signals-and-logging.rst for
 where each is sent; in short:
 
 Sending (the process that calls ``.delay()``), sender the task's name:

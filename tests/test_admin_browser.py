@@ -4,7 +4,7 @@ A live Django server, real ``runworker`` processes and Debian's Chromium
 (through Playwright): log in, filter, open a failure, retry, revoke, purge,
 watch the dashboard update, and check what a user without permissions sees.
 Screenshots go to ``DJANGO_TASKS_SCREENSHOTS`` (a folder) when it is set;
-the README's pictures were made that way.
+the pictures in docs/admin.rst were made that way.
 """
 
 import os

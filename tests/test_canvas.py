@@ -1,4 +1,4 @@
-"""The canvas examples of the README, run by real worker processes."""
+"""The canvas examples of the docs (docs/workflows.rst), run by real worker processes."""
 
 import gc
 import uuid

@@ -1,5 +1,5 @@
 """Behind a real PgBouncer in transaction pooling mode (LISTEN_NOTIFY and
-PREPARED_STATEMENTS off, as the README says for it): workers, producers and
+PREPARED_STATEMENTS off, as docs/worker.rst says for it): workers, producers and
 result waits work through it, nothing is lost or run twice, and nothing the
 worker does stays in a server session for the next client (PgBouncer's
 single server connection here is shared by every client in turn)."""

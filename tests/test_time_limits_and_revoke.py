@@ -23,7 +23,7 @@ def test_soft_time_limit_is_raised_inside_the_task(start_worker, pool):
 @pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
 def test_hard_time_limit_fails_the_task(start_worker, pool):
     start_worker("--pool", pool, "-c", "1")
-    # A thread can only be interrupted between Python steps (see README).
+    # A thread can only be interrupted between Python steps (see docs/retries-and-time-limits.rst).
     task = spin_record if pool == "threads" else sleep_for
     args = ("limited", 30) if pool == "threads" else (30,)
     result = task.apply_async(args, time_limit=1)

@@ -2,8 +2,8 @@
 
 For the statements a producer runs on every ``.delay()`` outside a
 transaction. psycopg's cursor (query conversion, adapters, its prepared
-statement cache, result objects) cost about 40 us of client CPU per call, a
-quarter of ``.delay()``'s; here the caller hands parameters over as text and
+statement cache, result objects) is a large share of ``.delay()``'s client
+CPU, paid on every call; here the caller hands parameters over as text and
 only the result's status is read. Each statement is its own transaction
 (autocommit), so psycopg's view of the session stays true.
 """
@@ -194,7 +194,7 @@ def _leave_pipeline(pgconn):
 
 def _refuse_nul(*param_lists):
     # libpq reads a text parameter up to its first NUL: refuse, as psycopg
-    # does. One search over the values joined costs half of one per value.
+    # does. One search over the values joined is cheaper than one per value.
     if b"\0" in b"".join([value for params in param_lists for value in params if value]):
         raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
 

@@ -53,8 +53,8 @@ SELECT pg_notify('{QUEUE_CHANNEL}',
 FROM inserted GROUP BY queue
 """
 
-# Large batches (a big group) are streamed with COPY: a third of the cost
-# per row of the INSERT above. The NOTIFY then follows in the same transaction.
+# Large batches (a big group) are streamed with COPY, which costs the server
+# much less per row than the INSERT above. The NOTIFY then follows in the same transaction.
 ENQUEUE_COPY_SQL = f"""
 COPY {TABLE} (task_id, task_name, queue, priority, available_at, expires, content_type,
               body, headers, deliveries, created_at) FROM STDIN
@@ -81,8 +81,8 @@ SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM inserted
 # each its own transaction, in one round trip (libpq.run_then). Until its
 # transaction ends, a NOTIFY holds a lock that every notifying commit of the
 # server waits for, WAL flush included: in the INSERT's transaction it kept
-# concurrent producers from sharing flushes (8 producers of bare inserts:
-# 4,700/s in all; 9,800 with the wake-up after the commit). The wake-up's
+# concurrent producers from sharing flushes, so they committed one after
+# another; after the commit it holds up nobody's flush. The wake-up's
 # transaction has nothing to keep: it does not wait for the flush.
 WAKE_SQL = (f"SELECT pg_notify('{QUEUE_CHANNEL}', %s), "
             "set_config('synchronous_commit', 'off', true)")
@@ -261,7 +261,8 @@ STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL = STORE_AND_ACK_ONE_SQL.replace(
 RELAX_TRANSACTION_SQL = "SET LOCAL synchronous_commit TO off"
 
 # AsyncResult's look-ups by task id (get() runs one on every wake-up): the
-# ORM spent about 400 us of client CPU compiling each, the statement a few.
+# ORM compiles each query anew, which costs the client many times what
+# running a prepared statement does.
 RESULT_FIELDS = tuple(f.attname for f in TaskResult._meta.concrete_fields)
 MESSAGE_FIELDS = tuple(f.attname for f in QueuedMessage._meta.concrete_fields)
 RESULT_BY_TASK_ID_SQL = (f"SELECT {', '.join(RESULT_FIELDS)} FROM {RESULTS} "
@@ -726,7 +727,7 @@ class PostgreSQLQueue(BaseQueue):
 
     def _store_one_directly(self, outcome, done_ids, notify_ids):
         """One outcome stored, acknowledged and notified, outside a transaction:
-        through libpq, its values as text (a quarter of the client CPU of the
+        through libpq, its values as text (far less client CPU than the
         array statement). Returns whether it did."""
         message = outcome.message
         if list(done_ids) != [message.id] or list(notify_ids) != [message.task_id]:
