@@ -39,6 +39,7 @@ except ImportError as exc:  # Django 5.2: no django.tasks
         f"for django.tasks, new in Django 6.0); Django {django.get_version()} is installed. "
         "On Django 5.2 use django_tasks' own @task API.") from exc
 
+from django.apps import apps
 from django.core import checks
 from django.utils import timezone
 from django.utils.json import normalize_json
@@ -132,13 +133,19 @@ class DatabaseBackend(BaseTaskBackend):
 
     def check(self, **kwargs):
         errors = []
+        if not apps.is_installed("django_tasks"):
+            errors.append(checks.Error(
+                f"TASKS[{self.alias!r}] uses django_tasks.backends.DatabaseBackend, but "
+                "django_tasks is not in INSTALLED_APPS",
+                hint="Add \"django_tasks\" to INSTALLED_APPS (its tables hold the queue and "
+                     "the results) and run migrate.", id="django_tasks.E201"))
         unknown = sorted(set(self.options) - KNOWN_OPTIONS)
         if unknown:
             errors.append(checks.Error(
                 f"TASKS[{self.alias!r}]['OPTIONS'] has keys DatabaseBackend does not know: "
                 f"{', '.join(map(repr, unknown))}",
                 hint="It takes no OPTIONS: the database, serializer and worker settings "
-                     "are DJANGO_TASKS's.", id="django_tasks.E201"))
+                     "are DJANGO_TASKS's.", id="django_tasks.E202"))
         for name in sorted(self.queues):
             try:
                 checked_queue(name)
@@ -146,7 +153,7 @@ class DatabaseBackend(BaseTaskBackend):
                 errors.append(checks.Error(
                     f"TASKS[{self.alias!r}]['QUEUES'] has {name!r:.80}, which no worker can "
                     "consume", hint=f"Give names of 1 to {MAX_QUEUE_NAME} characters, "
-                    "without commas or surrounding spaces.", id="django_tasks.E202"))
+                    "without commas or surrounding spaces.", id="django_tasks.E203"))
         return errors
 
     # -- results ----------------------------------------------------------

@@ -22,6 +22,7 @@ from django.tasks.exceptions import (  # noqa: E402
     TaskResultDoesNotExist,
     TaskResultMismatch,
 )
+from django.tasks.signals import task_enqueued  # noqa: E402
 from django.test import override_settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
@@ -73,8 +74,20 @@ def test_a_task_enqueued_through_djangos_api_runs_on_runworker(start_worker):
 
 
 def test_a_failing_task_is_failed_with_its_error(start_worker):
-    start_worker()
-    result = finished(dj.fail.enqueue("boom"))
+    worker = start_worker()
+    enqueued = []
+
+    def receive(sender, task_result, **kwargs):
+        enqueued.append((sender, task_result.id))
+
+    task_enqueued.connect(receive)
+    try:
+        result = finished(dj.fail.enqueue("boom"))
+    finally:
+        task_enqueued.disconnect(receive)
+    assert enqueued == [(DatabaseBackend, result.id)]
+    # The worker sent task_finished: Django's own receiver logged the failure.
+    worker.wait_for(f"Task id={result.id} path=tests.django6_tasks.fail state=FAILED")
     assert result.status == TaskResultStatus.FAILED
     with pytest.raises(ValueError, match="Task failed"):
         _ = result.return_value
@@ -208,4 +221,5 @@ def test_unknown_options_and_bad_queue_names_are_system_check_errors(db):
                                  "QUEUES": ["default", "a,b"], "OPTIONS": {"SPEED": 1}}}
     with override_settings(TASKS=tasks_setting):
         ids = {error.id for error in run_checks()}
-    assert {"django_tasks.E201", "django_tasks.E202"} <= ids
+    assert {"django_tasks.E202", "django_tasks.E203"} <= ids
+    assert "django_tasks.E201" not in ids  # django_tasks is installed
