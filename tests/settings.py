@@ -35,6 +35,15 @@ elif not os.environ.get("DATABASE_URL"):
 
     DATABASES["default"] = start()
 
+# Django 6's task framework (django.tasks) on this app's queue
+# (tests/test_django_tasks_backend.py); Django 5.2 has no use for the setting.
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks.backends.DatabaseBackend",
+        "QUEUES": ["default", "django-other"],
+    },
+}
+
 # Short timings so the tests of waiting and recovery finish quickly.
 DJANGO_TASKS = {
     "POLL_INTERVAL": float(os.environ.get("TESTS_POLL_INTERVAL", "0.2")),
