@@ -24,7 +24,7 @@ from .. import signals, states
 from ..conf import settings
 from ..queue import get_backend
 from ..serialization import short_repr
-from . import at_most_once, housekeeping, task_signals
+from . import at_most_once, flow_gate, housekeeping, task_signals
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
@@ -57,6 +57,8 @@ class Consumer:
         self.worker_id = None
         self.pool = None
         self.buffer = collections.deque()  # (claimed_at monotonic, message)
+        # When a message a flow gate handed back may be admitted (monotonic).
+        self.flow_wake_at = None
         # The results thread may empty the buffer (solo: see start()).
         self.buffer_lock = threading.Lock()
         self.task_started = 0.0  # time.monotonic() of the last dispatch
@@ -224,8 +226,10 @@ class Consumer:
         # Prefetched messages are marked started too: they start within
         # moments, or go back to the queue (unstarted) after PREFETCH_PATIENCE.
         limit = self.pool.free_slots + self.prefetch
-        return self.backend.claim(self.worker_id, self.queues, limit, start=limit,
-                                  pid=self.claim_pid)
+        claimed = self.backend.claim(self.worker_id, self.queues, limit, start=limit,
+                                     pid=self.claim_pid)
+        admitted, self.flow_wake_at = flow_gate.admit(self.backend, claimed)
+        return admitted
 
     def _dispatch(self):
         while self.pool.free_slots:
@@ -261,6 +265,8 @@ class Consumer:
             timeout = min(timeout, 0.25)
         if self.buffer:
             timeout = min(timeout, PREFETCH_PATIENCE)
+        if self.flow_wake_at is not None:
+            timeout = max(0.0, min(timeout, self.flow_wake_at - time.monotonic()))
         return timeout
 
     def _wait(self, fds, timeout):
