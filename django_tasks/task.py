@@ -6,8 +6,9 @@ import inspect
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn, overload
+from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -182,11 +183,18 @@ class Task:
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
-    def apply_async(self, args=None, kwargs=None, *, countdown=None, eta=None,
-                    expires=None, queue=None, priority=None, task_id=None,
-                    link=None, link_error=None, ignore_result=None, headers=None,
-                    serializer=None, time_limit=None, soft_time_limit=None,
-                    rate_limit=None, **celery_options):
+    def apply_async(self, args: Iterable[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None, *,
+                    countdown: float | timedelta | None = None, eta: datetime | None = None,
+                    expires: float | timedelta | datetime | None = None,
+                    queue: str | None = None, priority: int | None = None,
+                    task_id: str | UUID | None = None,
+                    link: Signature | Iterable[Signature] | None = None,
+                    link_error: Signature | Iterable[Signature] | None = None,
+                    ignore_result: bool | None = None, headers: dict[str, Any] | None = None,
+                    serializer: str | None = None, time_limit: float | None = None,
+                    soft_time_limit: float | None = None, rate_limit: str | float | None = None,
+                    **celery_options: Any) -> AsyncResult:
         if celery_options:
             refuse_unknown_apply_options(celery_options, self.name)
         if rate_limit is not None:

@@ -37,6 +37,7 @@ def flaky(self: Task, n: int) -> int:
 assert_type(add, Task)
 assert_type(flaky, Task)
 assert_type(add.delay(1, 2), AsyncResult)
+assert_type(add.apply_async((1, 2), countdown=5, queue="mail"), AsyncResult)
 assert_type(send_task("proj.tasks.add", (1, 2)), AsyncResult)
 assert_type(add.delay(1, 2).get(timeout=10), Any)
 assert_type(AsyncResult("an id").ready(), bool)
@@ -59,6 +60,7 @@ assert_type(settings.POLL_INTERVAL, Any)
 
 # Misuses mypy catches.
 AsyncResult("an id").get(timeout="soon")  # type: ignore[arg-type]
+add.apply_async((1, 2), countdown="soon")  # type: ignore[arg-type]
 add.delay(1, 2).ready().lower()  # type: ignore[attr-defined]
 missing = add.s(1).freeze().missing  # type: ignore[union-attr]
 task(name="x")(42)  # type: ignore[arg-type]
