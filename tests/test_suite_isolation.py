@@ -21,13 +21,20 @@ print(json.dumps({"test_name": database["TEST"]["NAME"], "mark_file": str(MARK_F
 """
 
 
-def settings_of_a_run(**env):
-    """The settings a new run (a process of its own, given ``env``) would use."""
+def new_run_environment(**env):
+    """The environment of a new run started from this one's, given ``env``:
+    none of the variables that choose a run's database or names."""
     base = {key: value for key, value in os.environ.items()
             if key not in ("TESTS_RUN_ID", "TESTS_DATABASE_JSON", "TEST_DATABASE",
                            "DATABASE_URL", "TESTS_PGDATA")}
+    return {**base, **env}
+
+
+def settings_of_a_run(**env):
+    """The settings a new run (a process of its own, given ``env``) would use."""
     done = subprocess.run([sys.executable, "-c", SETTINGS_OF_A_RUN], cwd=ROOT,
-                          env={**base, **env}, capture_output=True, text=True, timeout=120)
+                          env=new_run_environment(**env), capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -59,10 +66,7 @@ def test_the_embedded_server_of_each_run_has_its_own_directory(tmp_path):
     script = ("import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings';"
               "from django.conf import settings;"
               "print(settings.DATABASES['default']['HOST'], flush=True)")
-    base = {key: value for key, value in os.environ.items()
-            if key not in ("TESTS_RUN_ID", "TESTS_DATABASE_JSON", "TEST_DATABASE",
-                           "DATABASE_URL", "TESTS_PGDATA")}
-    runs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=base,
+    runs = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=new_run_environment(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]
