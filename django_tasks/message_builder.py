@@ -7,7 +7,7 @@ the enqueue moment is one instant for the whole batch.
 
 from django.utils import timezone
 
-from . import publishing, signals
+from . import concurrency, publishing, signals
 from .conf import settings
 from .context import running_task
 from .limits import check_message_size
@@ -66,6 +66,10 @@ class MessageBuilder:
         if soft_time_limit is not None:
             message_headers["soft_time_limit"] = checked_time_limit(soft_time_limit,
                                                                     "soft_time_limit")
+        if getattr(task, "concurrency_limit", None) is not None:
+            limited = concurrency.header(task, args, kwargs)
+            if limited is not None:
+                message_headers[concurrency.HEADER] = limited
         if link:
             message_headers["link"] = _signature_list(link)
         if link_error:

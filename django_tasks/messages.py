@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from . import serialization
+from . import concurrency, serialization
 from .exceptions import EncodeError
 from .timestamps import HIGHEST, LOWEST
 
@@ -142,6 +142,7 @@ HEADER_CHECKS = {
     "parent_id": _id_or_none, "root_id": _id_or_none, "group_id": _id_or_none,
     "chord": _id_or_none,
     "link": _signatures, "link_error": _signatures, "chain": _signatures,
+    concurrency.HEADER: concurrency.valid_header,
 }
 
 

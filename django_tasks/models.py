@@ -46,6 +46,13 @@ class QueuedMessage(models.Model):
     # Set by revoke(terminate=True); the worker holding it stops the task.
     terminate_requested_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # concurrency_limit (concurrency.py, worker/concurrency_gate.py): the
+    # key of a limited message once the gate has seen it (null: not
+    # limited, or not gated yet), and whether it holds one of its key's
+    # slots. The slots taken are counted from these rows, never kept
+    # apart, so a message deleted by any path frees its slot.
+    concurrency_key = models.CharField(max_length=200, null=True, blank=True)
+    holds_slot = models.BooleanField(default=False, db_default=False)
 
     class Meta:
         verbose_name = "queued message"
@@ -73,6 +80,21 @@ class QueuedMessage(models.Model):
                 fields=["expires"],
                 condition=Q(claimed_by__isnull=True, expires__isnull=False),
                 name="django_tasks_expires_idx",
+            ),
+            # A key's slot holders, counted by the gate, and its waiting
+            # messages in run order, woken one at a time; only messages
+            # under a concurrency limit are in it.
+            models.Index(
+                fields=["task_name", "concurrency_key", "-priority", "id"],
+                condition=Q(concurrency_key__isnull=False),
+                name="django_tasks_concurrency_idx",
+            ),
+            # The slot holders alone (a few per key), counted on every
+            # admission however many messages of the key wait.
+            models.Index(
+                fields=["task_name", "concurrency_key"],
+                condition=Q(holds_slot=True),
+                name="django_tasks_slot_holders_idx",
             ),
         ]
 

@@ -13,6 +13,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from . import concurrency
 from . import retry as retry_policy
 from .arguments import check_arguments
 from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
@@ -61,6 +62,9 @@ TASK_OPTIONS = {
     "rate_limit": None,
     # Default ``expires`` of a call (seconds, timedelta or datetime).
     "expires": None,
+    # At most this many running at once with the same key (concurrency.py).
+    "concurrency_limit": None,
+    "concurrency_key": None,
 }
 
 
@@ -108,6 +112,7 @@ class Task:
         for limit in ("time_limit", "soft_time_limit"):
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
         check_delivery_options(self)
+        concurrency.check_options(self)
         self.is_async = inspect.iscoroutinefunction(run)
         self._local = threading.local()
         self.__doc__ = run.__doc__

@@ -163,3 +163,26 @@ def add_ignoring_result(x, y):
 
 from .async_tasks import *  # noqa: E402, F403
 from .delivery_tasks import *  # noqa: E402, F403
+
+
+def _span(kind, key, seconds):
+    """Sleep ``seconds`` and note when this run began and ended (concurrency tests)."""
+    started = time.time()
+    time.sleep(seconds)
+    Note.objects.create(text=f"{kind} {key} {started!r} {time.time()!r} {os.getpid()}")
+    return key
+
+
+@task(concurrency_limit=2, concurrency_key=lambda key, seconds=0.0: key)
+def limited_span(key, seconds=0.0):
+    return _span("limited", key, seconds)
+
+
+@task(concurrency_limit=1)
+def one_at_a_time(key, seconds=0.0):
+    return _span("single", key, seconds)
+
+
+@task
+def unlimited_span(key, seconds=0.0):
+    return _span("unlimited", key, seconds)

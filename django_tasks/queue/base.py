@@ -17,6 +17,7 @@ from ..messages import (
     is_task_id,
 )
 from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Worker
+from ..timestamps import HIGHEST
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
 #: results, so that whatever follows a task (callbacks, the next step of a
@@ -25,6 +26,11 @@ FINISH_HOOKS = []
 # A message handed back to the queue.
 UNCLAIMED = {"claimed_by": None, "claimed_pid": None, "claimed_at": None, "started_at": None,
              "acked_at": None}
+
+# The available_at of a message waiting for a concurrency slot: beyond the
+# claim's reach until a freed slot makes it due (the triggers of migration
+# 0012 write it as text; worker/concurrency_gate.py).
+PARKED = HIGHEST
 
 RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "args",
                  "kwargs", "queue", "worker", "retries", "deliveries", "parent_id", "root_id",
@@ -251,6 +257,68 @@ class BaseQueue:
         if count:
             self.notify_queue()
         return count
+
+    # -- concurrency slots (worker/concurrency_gate.py) ---------------------
+
+    def take_slots(self, worker_id, task_name, key, ids, limits):
+        """Give the claimed messages ``ids`` (run order, each with its
+        ``limits``) of ``task_name``'s ``key`` the free slots of the key, in
+        order; park the rest until a slot frees (unclaimed, uncounted).
+        Returns the ids admitted; ids no longer claimed by ``worker_id`` are
+        in neither. Serialized per key against other gates and wakers."""
+        with self.slot_transaction(task_name, key):
+            return self._take_slots(worker_id, task_name, key, ids, limits)
+
+    def slot_transaction(self, task_name, key):
+        """A transaction in which no slot of ``key`` is taken or freed by another."""
+        raise NotImplementedError
+
+    def _take_slots(self, worker_id, task_name, key, ids, limits):
+        rows = QueuedMessage.objects.using(self.alias)
+        taken = rows.filter(holds_slot=True, task_name=task_name, concurrency_key=key).count()
+        ours = set(rows.filter(id__in=ids, claimed_by=worker_id).values_list("id", flat=True))
+        admitted, parked = [], []
+        for message_id, limit in zip(ids, limits, strict=True):
+            if message_id not in ours:
+                continue
+            if taken < limit:
+                admitted.append(message_id)
+                taken += 1
+            else:
+                parked.append(message_id)
+        if admitted:
+            rows.filter(id__in=admitted).update(concurrency_key=key, holds_slot=True)
+        if parked:
+            rows.filter(id__in=parked).update(
+                concurrency_key=key, holds_slot=False, available_at=PARKED, **UNCLAIMED,
+                deliveries=F("deliveries") - 1)
+        return set(admitted)
+
+    def wake_for_free_slots(self, limit):
+        """Make due the parked messages of keys with free slots, up to
+        ``limit``; the housekeeping net under the triggers. Returns how many."""
+        rows = QueuedMessage.objects.using(self.alias)
+        keys = (rows.filter(available_at=PARKED, claimed_by__isnull=True,
+                            concurrency_key__isnull=False)
+                .values_list("task_name", "concurrency_key").distinct()[:limit])
+        woken = 0
+        for task_name, key in keys:
+            with self.slot_transaction(task_name, key):
+                key_rows = rows.filter(task_name=task_name, concurrency_key=key)
+                # Every message of the key that is due or running counts:
+                # woken ones are on their way to a slot.
+                busy = key_rows.exclude(available_at=PARKED, claimed_by__isnull=True).filter(
+                    Q(holds_slot=True) | Q(available_at__lte=timezone.now())).count()
+                parked = list(key_rows.filter(available_at=PARKED, claimed_by__isnull=True)
+                              .order_by("-priority", "id").values_list("id", "headers"))
+                free = _limit_of(parked) - busy
+                if free > 0:
+                    ids = [pk for pk, _ in parked[:free]]
+                    woken += rows.filter(id__in=ids, available_at=PARKED).update(
+                        available_at=timezone.now())
+        if woken:
+            self.notify_queue()
+        return woken
 
     def expired_waiting(self, now, limit):
         # In the expires index's order: the first ``limit`` entries of it,
@@ -491,6 +559,15 @@ def _unreadable_message(row, parse_datetime, parse_id, parse_json, parse_text):
         deliveries=deliveries, created_at=read(parse_datetime, created_at, "created_at", now),
         started=started_at is not None, acked=acked_at is not None,
         corrupt="; ".join(problems + ([bad_header] if bad_header else [])) or "unreadable row")
+
+
+def _limit_of(parked):
+    """The concurrency limit the first of ``parked`` (id, headers) carries."""
+    for _, headers in parked:
+        limited = headers.get("concurrency") if isinstance(headers, dict) else None
+        if isinstance(limited, list) and len(limited) == 2 and isinstance(limited[1], int):
+            return limited[1]
+    return 0
 
 
 def _latest_per_task(outcomes):

@@ -22,7 +22,14 @@ from ..models import QueuedMessage, TaskResult, Worker
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
-from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, BatchWriter, sort_claimed
+from .base import (
+    CLAIM_COLUMNS,
+    PARKED,
+    REPEATED_TASK_ID_HINT,
+    BaseQueue,
+    BatchWriter,
+    sort_claimed,
+)
 
 logger = logging.getLogger("django_tasks.queue")
 
@@ -203,6 +210,41 @@ def _written_in(sql, limit, queue_count=1):
 
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
+
+# Concurrency slots (worker/concurrency_gate.py; the wakers are the triggers
+# of migration 0012, which take the same lock shared). Its own statement,
+# before the admission: a statement sees what committed before it began,
+# and the admission must see what the wakers it waited for did.
+LOCK_SPACE = 1685348195
+LOCK_SLOTS_SQL = (f"SELECT pg_advisory_xact_lock({LOCK_SPACE}, "
+                  "hashtext(%s::text || ' ' || %s::text))")
+# The claimed messages of one key in run order, each with its limit: the
+# first ones into the free slots, the rest parked (unclaimed, their
+# delivery not counted, available_at PARKED) until a slot frees.
+TAKE_SLOTS_SQL = f"""
+WITH holding AS (
+    SELECT count(*) AS taken FROM {TABLE}
+    WHERE holds_slot AND task_name = %(task)s AND concurrency_key = %(key)s
+), candidates AS (
+    SELECT c.id, c.slots, row_number() OVER (ORDER BY c.position) AS position
+    FROM unnest(%(ids)s::bigint[], %(limits)s::int[]) WITH ORDINALITY AS c(id, slots, position)
+    JOIN {TABLE} AS m ON m.id = c.id AND m.claimed_by = %(worker)s::uuid
+), decided AS (
+    SELECT candidates.id, candidates.position <= candidates.slots - holding.taken AS admitted
+    FROM candidates CROSS JOIN holding
+)
+UPDATE {TABLE} AS m
+SET concurrency_key = %(key)s, holds_slot = d.admitted,
+    claimed_by = CASE WHEN d.admitted THEN m.claimed_by END,
+    claimed_pid = CASE WHEN d.admitted THEN m.claimed_pid END,
+    claimed_at = CASE WHEN d.admitted THEN m.claimed_at END,
+    started_at = CASE WHEN d.admitted THEN m.started_at END,
+    deliveries = CASE WHEN d.admitted THEN m.deliveries ELSE m.deliveries - 1 END,
+    available_at = CASE WHEN d.admitted THEN m.available_at ELSE %(parked)s END
+FROM decided AS d
+WHERE m.id = d.id AND m.claimed_by = %(worker)s::uuid
+RETURNING m.id, d.admitted
+"""
 
 # The queue base's ORM reads of whole messages, as statements whose rows
 # are read tolerantly (see _tolerant).
@@ -699,6 +741,19 @@ class PostgreSQLQueue(BaseQueue):
 
     def expired_waiting(self, now, limit):
         return self._read_messages(EXPIRED_WAITING_SQL, [now, limit])
+
+    @contextmanager
+    def slot_transaction(self, task_name, key):
+        with transaction.atomic(using=self.alias):
+            self._execute_raw(LOCK_SLOTS_SQL, [task_name, key])
+            yield
+
+    def take_slots(self, worker_id, task_name, key, ids, limits):
+        with self.slot_transaction(task_name, key):
+            rows = self._execute_raw(TAKE_SLOTS_SQL, {
+                "task": task_name, "key": key, "ids": list(ids), "limits": list(limits),
+                "worker": str(worker_id), "parked": PARKED}, fetch=True)
+        return {pk for pk, admitted in rows if admitted}
 
     def _relaxes_commit(self):
         """Whether the worker's claim or acknowledgement about to run may

@@ -9,6 +9,7 @@ Every SQLite-specific statement of the app is in this module.
 import datetime
 import json
 import uuid
+from contextlib import contextmanager
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -112,6 +113,24 @@ class SQLiteQueue(BaseQueue):
                 raise
             cursor.execute("COMMIT")
         return self._claimed(rows)
+
+    @contextmanager
+    def slot_transaction(self, task_name, key):
+        """The database's write lock, taken before reading (as the claim):
+        one writer at a time on the only host SQLite serves."""
+        connection = self.connection
+        connection.ensure_connection()
+        if connection.in_atomic_block:
+            yield
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
 
     def _claimed(self, rows):
         return sort_claimed([self.message_from_row(r, _datetime, _task_id, _json, _text)

@@ -12,7 +12,9 @@ gate runs first: a slot is taken before a rate token, and a message the
 rate gate refuses afterwards gives its slot back when it is handed back.
 """
 
-GATES = ()
+from . import concurrency_gate
+
+GATES = (concurrency_gate.admit,)
 
 
 def admit(backend, messages):

@@ -114,6 +114,10 @@ JOBS = [
      recover_lost_workers),
     ("revoke_expired_messages", lambda: timedelta(seconds=max(settings.POLL_INTERVAL, 1.0)),
      revoke_expired_messages),
+    # The triggers wake a parked message whenever a slot frees; this is the
+    # net under them (a woken message revoked before it was claimed...).
+    ("wake_for_free_slots", lambda: timedelta(seconds=max(settings.POLL_INTERVAL, 5.0)),
+     lambda backend: backend.wake_for_free_slots(BATCH)),
     ("purge_results", lambda: timedelta(minutes=5), lambda backend: purge_expired_results()),
     ("delete_stopped_workers", lambda: timedelta(hours=1),
      lambda backend: backend.delete_stopped_workers(timezone.now() - KEEP_STOPPED_WORKERS)),

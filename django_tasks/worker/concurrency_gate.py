@@ -1,0 +1,52 @@
+"""The concurrency gate: at most N running messages per task and key, across workers.
+
+A claimed message whose ``concurrency`` header (concurrency.py) names a key
+takes one of its key's slots, or, when all N are taken, is parked: handed
+back unclaimed, its delivery not counted, due at ``PARKED`` (beyond the
+claim's reach), so it waits without holding a worker slot. The slots are
+the messages flagged ``holds_slot``, counted from the rows: a message
+deleted or handed back by any path frees its slot, and the database's
+triggers (migration 0012) then make the next parked message of its key due
+and wake a worker. Each key's admission runs in a short transaction that
+holds the key's lock (``BaseQueue.slot_transaction``), the wakers take it
+too: a message parked and a slot freed cannot miss each other.
+
+A claim with no limited message costs one look at each message's headers.
+"""
+
+import threading
+
+from ..concurrency import HEADER
+from . import task_signals
+
+# What a failed admission (the database went away in the middle) had not
+# decided: still claimed by this worker, taken up again by the next one.
+_undecided = threading.local()
+
+
+def admit(backend, messages, worker_id=None):
+    """``(admitted, None)``: ``messages`` but the parked ones (never a wake-up
+    time: a parked message is woken by the slot freed, not by a clock)."""
+    pending = getattr(_undecided, "messages", None)
+    if pending:
+        known = {m.id for m in pending}
+        messages = pending + [m for m in messages if m.id not in known]
+        messages.sort(key=lambda m: (-m.priority, m.available_at, m.id))
+    if not any(HEADER in m.headers for m in messages):
+        return messages, None
+    if worker_id is None:
+        worker_id = task_signals.current["consumer"].worker_id
+    by_key = {}
+    for message in messages:
+        limited = message.headers.get(HEADER)
+        if limited is not None:
+            by_key.setdefault((message.task_name, limited[0]), []).append(message)
+    refused = set()
+    _undecided.messages = [m for m in messages if HEADER in m.headers]
+    for (task_name, key), group in sorted(by_key.items()):
+        admitted = backend.take_slots(worker_id, task_name, key, [m.id for m in group],
+                                      [m.headers[HEADER][1] for m in group])
+        refused.update(m.id for m in group if m.id not in admitted)
+        decided = {m.id for m in group}
+        _undecided.messages = [m for m in _undecided.messages if m.id not in decided]
+    return [m for m in messages if m.id not in refused], None
