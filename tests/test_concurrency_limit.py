@@ -2,12 +2,15 @@
 per key across every worker; the rest wait without holding a worker slot,
 and a killed worker or a restarted database loses neither slot nor message."""
 
+import io
 import os
 import signal
 from collections import defaultdict
 
 import psycopg
 import pytest
+from django.core.management import call_command
+from django.urls import reverse
 
 from django_tasks import states, task
 from django_tasks.models import QueuedMessage, TaskResult
@@ -137,7 +140,7 @@ def test_unlimited_tasks_keep_flowing_while_limited_ones_wait(start_worker):
     assert _most_at_once(_spans("single")["whole"]) == 1
 
 
-def test_a_parked_message_waits_unclaimed_and_uncounted(start_worker):
+def test_a_parked_message_waits_unclaimed_and_uncounted(start_worker, admin_client):
     start_worker("-P", "threads", "-c", "4")
     first = one_at_a_time.delay("whole", 3.0)
     wait_until(lambda: QueuedMessage.objects.filter(task_id=first.id, holds_slot=True).exists(),
@@ -149,6 +152,20 @@ def test_a_parked_message_waits_unclaimed_and_uncounted(start_worker):
     parked = QueuedMessage.objects.get(task_id=second.id)
     assert (parked.claimed_by, parked.deliveries, parked.holds_slot,
             parked.concurrency_key) == (None, 0, False, "")
+    # Shown as such: tasks_status, the admin's message page, list and dashboard.
+    out = io.StringIO()
+    call_command("tasks_status", stdout=out)
+    assert (f"Waiting for a concurrency slot\n  {one_at_a_time.name}  key (the whole task)  "
+            "waiting 1  running 1/1") in out.getvalue()
+    page = admin_client.get(reverse("admin:django_tasks_queuedmessage_change",
+                                    args=[parked.pk])).content.decode()
+    assert "waiting for a concurrency slot (1/1 running for key (the whole task))" in page
+    listing = admin_client.get(reverse("admin:django_tasks_queuedmessage_changelist"),
+                               {"state": "slot"}).content.decode()
+    assert second.id in listing and first.id not in listing
+    assert "waiting for a slot" in listing
+    dashboard = admin_client.get(reverse("admin:django_tasks_dashboard_changelist"))
+    assert 'id="dashboard-concurrency"' in dashboard.content.decode()
     assert second.get(timeout=30) == "whole"
     assert TaskResult.objects.get(task_id=second.id).deliveries == 1
 
@@ -166,7 +183,7 @@ def test_revoking_a_parked_message_keeps_the_others_waiting_their_turn(start_wor
     assert _most_at_once(_spans("single")["whole"]) == 1
 
 
-def test_a_killed_worker_gives_its_slots_back(start_worker, postgres_only):
+def test_a_killed_worker_gives_its_slots_back(start_worker):
     # The killed worker takes both slots of a key with long tasks; the other
     # consumes only once they are handed back through lost-worker recovery.
     doomed = start_worker("-P", "threads", "-c", "4")

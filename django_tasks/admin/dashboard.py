@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from .. import monitoring, states, svgcharts
+from .. import concurrency_status, monitoring, states, svgcharts
 from ..models import Dashboard, TaskResult
 from ..queue import get_backend
 from .display import STATE_COLOURS, ReadOnlyAdmin, human_duration, state_badge, stored_time
@@ -90,6 +90,7 @@ def dashboard_figures(now=None):
         "failure_rate": failure_rate(done, failed),
         "throughput": rows,
         "workers": workers,
+        "waiting_for_slots": concurrency_status.waiting_for_slots(),
     }
 
 

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from ..concurrency_status import WAITING_FOR_SLOT, is_waiting_for_slot, slot_text
 from ..conf import settings
 from ..models import QueuedMessage, Worker
 from ..queue import get_backend
@@ -33,7 +34,8 @@ from .results import id_terms, looks_like_uuid
 #: Messages one action touches at most.
 ACTION_LIMIT = 10_000
 
-STATE_COLOURS = {"running": "#1565c0", "waiting": "#2e7d32", "scheduled": "#ef6c00"}
+STATE_COLOURS = {"running": "#1565c0", "waiting": "#2e7d32", "scheduled": "#ef6c00",
+                 "waiting for a slot": "#6a1b9a"}
 #: Read through timestamps.readable(): a row may hold times Python cannot.
 TIMESTAMPS = ["created_at", "available_at", "expires", "claimed_at", "started_at",
               "terminate_requested_at"]
@@ -42,6 +44,8 @@ TIMESTAMPS = ["created_at", "available_at", "expires", "claimed_at", "started_at
 def message_state(message, now):
     if message.claimed_by is not None:
         return "running"
+    if is_waiting_for_slot(message):
+        return "waiting for a slot"
     return "scheduled" if message.available_at > now else "waiting"
 
 
@@ -52,14 +56,18 @@ class MessageStateFilter(admin.SimpleListFilter):
     def lookups(self, request, model_admin):
         return [("waiting", "waiting (due, not claimed)"),
                 ("scheduled", "scheduled (ETA in the future)"),
-                ("running", "claimed by a worker")]
+                ("running", "claimed by a worker"),
+                ("slot", "waiting for a concurrency slot")]
 
     def queryset(self, request, queryset):
         now = timezone.now()
         if self.value() == "waiting":
             return queryset.filter(claimed_by__isnull=True, available_at__lte=now)
         if self.value() == "scheduled":
-            return queryset.filter(claimed_by__isnull=True, available_at__gt=now)
+            return queryset.filter(claimed_by__isnull=True, available_at__gt=now).exclude(
+                WAITING_FOR_SLOT)
+        if self.value() == "slot":
+            return queryset.filter(WAITING_FOR_SLOT, concurrency_key__isnull=False)
         if self.value() == "running":
             return queryset.filter(claimed_by__isnull=False)
         return queryset
@@ -106,12 +114,13 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         (None, {"fields": ["task_name", "task_id", "queue", "priority", "state"]}),
         ("Timing", {"fields": ["created_at_shown", "available_at_shown", "expires_shown"]}),
         ("Delivery", {"fields": ["deliveries", "worker", "claimed_at_shown", "started_at_shown",
-                                 "terminate_requested_at_shown"]}),
+                                 "terminate_requested_at_shown", "concurrency"]}),
         ("Message", {"fields": ["content_type", "body_pretty", "headers_pretty"]}),
     ]
     readonly_fields = ["state", "worker", "created_at_shown", "available_at_shown",
                        "expires_shown", "claimed_at_shown", "started_at_shown",
-                       "terminate_requested_at_shown", "body_pretty", "headers_pretty"]
+                       "terminate_requested_at_shown", "body_pretty", "headers_pretty",
+                       "concurrency"]
 
     def has_revoke_permission(self, request):
         return request.user.has_perm("django_tasks.revoke_queuedmessage")
@@ -165,6 +174,10 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         if obj.terminate_requested_at is not None:
             return badge("stopping", "#757575")
         return badge(state, STATE_COLOURS[state])
+
+    @admin.display(description="concurrency limit")
+    def concurrency(self, obj):
+        return slot_text(obj, obj.headers_text) or "-"
 
     @admin.display(description="worker")
     def worker(self, obj):

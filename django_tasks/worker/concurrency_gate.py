@@ -15,6 +15,7 @@ A claim with no limited message costs one look at each message's headers.
 """
 
 import threading
+import time
 
 from ..concurrency import HEADER
 from . import task_signals
@@ -25,8 +26,10 @@ _undecided = threading.local()
 
 
 def admit(backend, messages, worker_id=None):
-    """``(admitted, None)``: ``messages`` but the parked ones (never a wake-up
-    time: a parked message is woken by the slot freed, not by a clock)."""
+    """``messages`` but the parked ones, and when to claim again: now if
+    some were parked (the messages behind them on the queue may run; the
+    parked ones are out of the claim's reach), else None. A parked message
+    is woken by the slot freed, never by a clock."""
     pending = getattr(_undecided, "messages", None)
     if pending:
         known = {m.id for m in pending}
@@ -49,4 +52,5 @@ def admit(backend, messages, worker_id=None):
         refused.update(m.id for m in group if m.id not in admitted)
         decided = {m.id for m in group}
         _undecided.messages = [m for m in _undecided.messages if m.id not in decided]
-    return [m for m in messages if m.id not in refused], None
+    admitted = [m for m in messages if m.id not in refused]
+    return admitted, (time.monotonic() if refused else None)

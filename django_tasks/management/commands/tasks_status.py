@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from django_tasks import monitoring
+from django_tasks import concurrency_status, monitoring
 
 
 class Command(BaseCommand):
@@ -24,6 +24,7 @@ class Command(BaseCommand):
             age = "-" if q.oldest_waiting_seconds is None else f"{q.oldest_waiting_seconds:.1f}s"
             write(f"  {q.name:<20} waiting {q.waiting_text:>7}  running {q.running:>5}  "
                   f"oldest waiting {age}")
+        self._waiting_for_slots(write)
         write("Workers")
         workers = monitoring.live_workers(now)
         if not workers:
@@ -42,3 +43,12 @@ class Command(BaseCommand):
               f"{failed} failed")
         for minute, done, fail in rows:
             write(f"  {timezone.localtime(minute):%H:%M}  {done:>8} done  {fail:>6} failed")
+
+    def _waiting_for_slots(self, write):
+        keys = concurrency_status.waiting_for_slots()
+        if not keys:
+            return
+        write("Waiting for a concurrency slot")
+        for k in keys:
+            write(f"  {k.task_name}  key {k.key_shown}  waiting {k.waiting}  "
+                  f"running {k.running_text}")
