@@ -25,12 +25,14 @@ from django_tasks import group  # noqa: E402
 from django_tasks.queue import enqueue  # noqa: E402
 
 WARMUP = 10
+LIMITED_KEYS = 20
 
 
 def _warm_up(task):
     connection.ensure_connection()
     for _ in range(WARMUP):
-        task.apply_async(queue="bench_warmup")
+        task.apply_async(("warm-up",) if task is tasks.sleep10_limited else (),
+                         queue="bench_warmup")
 
 
 def _wait_for(start_at):
@@ -72,6 +74,11 @@ def cmd_enqueue(args):
         with transaction.atomic():
             enqueue([task.build_message() for _ in range(n)])
         seconds = time.perf_counter() - t0
+    elif args.mode == "limited":  # over LIMITED_KEYS keys, in one transaction
+        t0 = time.perf_counter()
+        with transaction.atomic():
+            enqueue([task.build_message((f"key-{i % LIMITED_KEYS}",)) for i in range(n)])
+        seconds = time.perf_counter() - t0
     elif args.mode == "group":
         t0 = time.perf_counter()
         group(task.s() for _ in range(n)).apply_async()
@@ -102,7 +109,8 @@ def main():
     p = sub.add_parser("enqueue")
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--mode", default="single",
-                   choices=["single", "single-relaxed", "single-atomic", "bulk", "group"])
+                   choices=["single", "single-relaxed", "single-atomic", "bulk", "group",
+                            "limited"])
     p.add_argument("--task", default="noop")
     p.add_argument("--start-at", type=float, default=None,
                    help="time.time() to start at, after the warm-up (concurrent producers)")

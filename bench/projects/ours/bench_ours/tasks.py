@@ -1,4 +1,4 @@
-"""The bench's tasks (the same three in every system)."""
+"""The bench's tasks (the same three in every system, and ours' limited one)."""
 
 import time
 
@@ -19,3 +19,9 @@ def sleep10():
 def stamp():
     """When the task body started (wall clock; the client is on the same host)."""
     return time.time()
+
+
+@task(concurrency_limit=2, concurrency_key=lambda key: key)
+def sleep10_limited(key):
+    """sleep10 with at most 2 running at once per key (ours only)."""
+    time.sleep(0.01)
