@@ -260,17 +260,22 @@ class BaseQueue:
 
     # -- concurrency slots (worker/concurrency_gate.py) ---------------------
 
-    def take_slots(self, worker_id, task_name, key, ids, limits):
-        """Give the claimed messages ``ids`` (run order, each with its
-        ``limits``) of ``task_name``'s ``key`` the free slots of the key, in
-        order; park the rest until a slot frees (unclaimed, uncounted).
-        Returns the ids admitted; ids no longer claimed by ``worker_id`` are
-        in neither. Serialized per key against other gates and wakers."""
-        with self.slot_transaction(task_name, key):
-            return self._take_slots(worker_id, task_name, key, ids, limits)
+    def take_slots(self, worker_id, groups):
+        """Give claimed messages the free slots of their keys, in order, and
+        park the rest until a slot frees (unclaimed, their delivery not
+        counted). ``groups``: ``(task_name, key, ids, limits)``, the ids of
+        one key in run order, each with its limit. Returns the ids
+        admitted; ids no longer claimed by ``worker_id`` are in neither.
+        Serialized per key against other gates and the wakers."""
+        with self.slot_transaction(None, None):
+            admitted = set()
+            for task_name, key, ids, limits in groups:
+                admitted |= self._take_slots(worker_id, task_name, key, ids, limits)
+            return admitted
 
     def slot_transaction(self, task_name, key):
-        """A transaction in which no slot of ``key`` is taken or freed by another."""
+        """A transaction in which no slot of ``task_name``'s ``key`` is taken
+        or freed by another (None: of any key)."""
         raise NotImplementedError
 
     def _take_slots(self, worker_id, task_name, key, ids, limits):

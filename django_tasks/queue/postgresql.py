@@ -212,29 +212,43 @@ def _written_in(sql, limit, queue_count=1):
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 
 # Concurrency slots (worker/concurrency_gate.py; the wakers are the triggers
-# of migration 0012, which take the same lock shared). Its own statement,
-# before the admission: a statement sees what committed before it began,
-# and the admission must see what the wakers it waited for did.
+# of migration 0012, which take the same lock shared). The locks are taken
+# by a statement of their own, before the admission: a statement sees what
+# committed before it began, and the admission must see what the wakers it
+# waited for did.
 LOCK_SPACE = 1685348195
 LOCK_SLOTS_SQL = (f"SELECT pg_advisory_xact_lock({LOCK_SPACE}, "
                   "hashtext(%s::text || ' ' || %s::text))")
-# The claimed messages of one key in run order, each with its limit: the
-# first ones into the free slots, the rest parked (unclaimed, their
-# delivery not counted, available_at PARKED) until a slot frees.
+# A gate's keys, locked together without waiting: the gate never waits for
+# a lock while it holds another, so it cannot deadlock with a waker (which
+# holds one key's lock shared while it waits for the next). Returns the
+# keys some other transaction holds: the gate takes those one at a time.
+TRY_LOCK_SLOTS_SQL = f"""
+SELECT task, key FROM unnest(%s::text[], %s::text[]) AS k(task, key)
+WHERE NOT pg_try_advisory_xact_lock({LOCK_SPACE}, hashtext(task || ' ' || key))
+"""
+# The claimed messages of the locked keys, in run order within each key and
+# each with its limit: the first ones into their key's free slots, the rest
+# parked (unclaimed, their delivery not counted, available_at PARKED)
+# until a slot frees.
 TAKE_SLOTS_SQL = f"""
-WITH holding AS (
-    SELECT count(*) AS taken FROM {TABLE}
-    WHERE holds_slot AND task_name = %(task)s AND concurrency_key = %(key)s
-), candidates AS (
-    SELECT c.id, c.slots, row_number() OVER (ORDER BY c.position) AS position
-    FROM unnest(%(ids)s::bigint[], %(limits)s::int[]) WITH ORDINALITY AS c(id, slots, position)
+WITH candidates AS (
+    SELECT c.id, c.task, c.key, c.slots,
+           row_number() OVER (PARTITION BY c.task, c.key ORDER BY c.position) AS position
+    FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(keys)s::text[], %(limits)s::int[])
+         WITH ORDINALITY AS c(id, task, key, slots, position)
     JOIN {TABLE} AS m ON m.id = c.id AND m.claimed_by = %(worker)s::uuid
+), holding AS (
+    SELECT k.task, k.key,
+           (SELECT count(*) FROM {TABLE} WHERE holds_slot AND task_name = k.task
+              AND concurrency_key = k.key) AS taken
+    FROM (SELECT DISTINCT task, key FROM candidates) AS k
 ), decided AS (
-    SELECT candidates.id, candidates.position <= candidates.slots - holding.taken AS admitted
-    FROM candidates CROSS JOIN holding
+    SELECT c.id, c.key, c.position <= c.slots - h.taken AS admitted
+    FROM candidates AS c JOIN holding AS h ON h.task = c.task AND h.key = c.key
 )
 UPDATE {TABLE} AS m
-SET concurrency_key = %(key)s, holds_slot = d.admitted,
+SET concurrency_key = d.key, holds_slot = d.admitted,
     claimed_by = CASE WHEN d.admitted THEN m.claimed_by END,
     claimed_pid = CASE WHEN d.admitted THEN m.claimed_pid END,
     claimed_at = CASE WHEN d.admitted THEN m.claimed_at END,
@@ -748,11 +762,32 @@ class PostgreSQLQueue(BaseQueue):
             self._execute_raw(LOCK_SLOTS_SQL, [task_name, key])
             yield
 
-    def take_slots(self, worker_id, task_name, key, ids, limits):
-        with self.slot_transaction(task_name, key):
-            rows = self._execute_raw(TAKE_SLOTS_SQL, {
-                "task": task_name, "key": key, "ids": list(ids), "limits": list(limits),
-                "worker": str(worker_id), "parked": PARKED}, fetch=True)
+    def take_slots(self, worker_id, groups):
+        groups = list(groups)
+        with transaction.atomic(using=self.alias):
+            held = {tuple(row) for row in self._execute_raw(
+                TRY_LOCK_SLOTS_SQL, [[g[0] for g in groups], [g[1] for g in groups]],
+                fetch=True)}
+            admitted = self._take_slots_locked(
+                worker_id, [g for g in groups if (g[0], g[1]) not in held])
+        for group in groups:
+            if (group[0], group[1]) in held:
+                with self.slot_transaction(group[0], group[1]):
+                    admitted |= self._take_slots_locked(worker_id, [group])
+        return admitted
+
+    def _take_slots_locked(self, worker_id, groups):
+        if not groups:
+            return set()
+        ids, tasks, keys, limits = [], [], [], []
+        for task_name, key, group_ids, group_limits in groups:
+            ids += group_ids
+            limits += group_limits
+            tasks += [task_name] * len(group_ids)
+            keys += [key] * len(group_ids)
+        rows = self._execute_raw(TAKE_SLOTS_SQL, {
+            "ids": ids, "tasks": tasks, "keys": keys, "limits": limits,
+            "worker": str(worker_id), "parked": PARKED}, fetch=True)
         return {pk for pk, admitted in rows if admitted}
 
     def _relaxes_commit(self):

@@ -44,13 +44,11 @@ def admit(backend, messages, worker_id=None):
         limited = message.headers.get(HEADER)
         if limited is not None:
             by_key.setdefault((message.task_name, limited[0]), []).append(message)
-    refused = set()
     _undecided.messages = [m for m in messages if HEADER in m.headers]
-    for (task_name, key), group in sorted(by_key.items()):
-        admitted = backend.take_slots(worker_id, task_name, key, [m.id for m in group],
-                                      [m.headers[HEADER][1] for m in group])
-        refused.update(m.id for m in group if m.id not in admitted)
-        decided = {m.id for m in group}
-        _undecided.messages = [m for m in _undecided.messages if m.id not in decided]
-    admitted = [m for m in messages if m.id not in refused]
-    return admitted, (time.monotonic() if refused else None)
+    groups = [(task_name, key, [m.id for m in group], [m.headers[HEADER][1] for m in group])
+              for (task_name, key), group in sorted(by_key.items())]
+    admitted = backend.take_slots(worker_id, groups)
+    _undecided.messages = []
+    refused = {m.id for m in messages if HEADER in m.headers and m.id not in admitted}
+    passed = [m for m in messages if m.id not in refused]
+    return passed, (time.monotonic() if refused else None)
