@@ -208,7 +208,7 @@ def test_a_database_restart_loses_no_slot_and_no_message(postgres_only, own_serv
 
     server, data_dir, database = own_server
     _manage(database, "migrate", "-v0")
-    _manage(database, "enqueue_records", "120", "--seconds", "0.05", "--limited-keys", "3")
+    _manage(database, "enqueue_records", "120", "--seconds", "0.2", "--limited-keys", "3")
     workers = [WorkerProcess("-P", "threads", "-c", "4", database=database).wait_ready()
                for _ in range(2)]
     try:
@@ -219,7 +219,9 @@ def test_a_database_restart_loses_no_slot_and_no_message(postgres_only, own_serv
         wait_until(lambda: _count(database,
                                   "select count(*) from django_tasks_queuedmessage") == 0,
                    timeout=180, interval=0.5, message="the queue to drain after the restart")
-        assert any(w.count("Database unavailable") for w in workers)
+        # The restart came while they ran.
+        wait_until(lambda: any(w.count("Database unavailable") for w in workers), timeout=60,
+                   message="the workers to notice the restart")
         assert _count(database, "select count(*) from django_tasks_taskresult "
                                 "where state = 'SUCCESS'") == 120
         with psycopg.connect(host=database["HOST"], user="postgres", dbname="postgres") as conn:
