@@ -186,3 +186,11 @@ def one_at_a_time(key, seconds=0.0):
 @task
 def unlimited_span(key, seconds=0.0):
     return _span("unlimited", key, seconds)
+
+
+@task(bind=True, concurrency_limit=1, max_retries=1)
+def limited_retry(self, key, seconds=0.0):
+    """Retries once, then notes its run: the retry keeps its key."""
+    if self.request.retries == 0:
+        raise self.retry(countdown=0)
+    return _span("retried", key, seconds)

@@ -17,7 +17,7 @@ from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.queue.base import PARKED
 from tests import test_database_restart
 from tests.models import Note
-from tests.tasks import limited_span, one_at_a_time, unlimited_span
+from tests.tasks import limited_retry, limited_span, one_at_a_time, unlimited_span
 from tests.test_database_restart import _count, _manage
 from tests.workers import WorkerProcess, wait_until
 
@@ -168,6 +168,15 @@ def test_a_parked_message_waits_unclaimed_and_uncounted(start_worker, admin_clie
     assert 'id="dashboard-concurrency"' in dashboard.content.decode()
     assert second.get(timeout=30) == "whole"
     assert TaskResult.objects.get(task_id=second.id).deliveries == 1
+
+
+def test_a_retry_keeps_its_key_and_waits_its_turn_again(start_worker):
+    start_worker("-P", "threads", "-c", "4")
+    results = [limited_retry.delay(f"r{i}", 0.1) for i in range(5)]
+    _all_done(results, timeout=60)
+    assert set(TaskResult.objects.values_list("retries", flat=True)) == {1}
+    spans = [span for key_spans in _spans("retried").values() for span in key_spans]
+    assert len(spans) == 5 and _most_at_once(spans) == 1
 
 
 def test_revoking_a_parked_message_keeps_the_others_waiting_their_turn(start_worker):
