@@ -18,10 +18,13 @@ import threading
 import time
 
 from ..concurrency import HEADER
+from ..queue.base import sort_claimed
 from . import task_signals
 
-# What a failed admission (the database went away in the middle) had not
-# decided: still claimed by this worker, taken up again by the next one.
+# What an admission cut short by a database error (the server went away
+# in the middle) had claimed: still this worker's, unknown to its loop,
+# which claims again once reconnected; taken up then with what that claim
+# brings. (worker id, messages)
 _undecided = threading.local()
 
 
@@ -30,25 +33,36 @@ def admit(backend, messages, worker_id=None):
     some were parked (the messages behind them on the queue may run; the
     parked ones are out of the claim's reach), else None. A parked message
     is woken by the slot freed, never by a clock."""
-    pending = getattr(_undecided, "messages", None)
-    if pending:
-        known = {m.id for m in pending}
-        messages = pending + [m for m in messages if m.id not in known]
-        messages.sort(key=lambda m: (-m.priority, m.available_at, m.id))
+    if worker_id is None:
+        consumer = task_signals.current["consumer"]
+        worker_id = consumer.worker_id if consumer is not None else None
+    messages = _with_undecided(messages, worker_id)
     if not any(HEADER in m.headers for m in messages):
         return messages, None
-    if worker_id is None:
-        worker_id = task_signals.current["consumer"].worker_id
     by_key = {}
     for message in messages:
         limited = message.headers.get(HEADER)
         if limited is not None:
             by_key.setdefault((message.task_name, limited[0]), []).append(message)
-    _undecided.messages = [m for m in messages if HEADER in m.headers]
     groups = [(task_name, key, [m.id for m in group], [m.headers[HEADER][1] for m in group])
               for (task_name, key), group in sorted(by_key.items())]
+    _undecided.held = (worker_id, messages)
     admitted = backend.take_slots(worker_id, groups)
-    _undecided.messages = []
+    _undecided.held = None
     refused = {m.id for m in messages if HEADER in m.headers and m.id not in admitted}
     passed = [m for m in messages if m.id not in refused]
     return passed, (time.monotonic() if refused else None)
+
+
+def _with_undecided(messages, worker_id):
+    held = getattr(_undecided, "held", None)
+    if held is None:
+        return messages
+    _undecided.held = None
+    held_by, undecided = held
+    if held_by != worker_id:
+        # Claimed under an identity declared lost since: whoever recovers
+        # them delivers them again.
+        return messages
+    known = {m.id for m in undecided}
+    return sort_claimed(undecided + [m for m in messages if m.id not in known])
