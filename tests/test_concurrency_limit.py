@@ -215,6 +215,26 @@ def test_a_killed_worker_gives_its_slots_back(start_worker):
     assert not QueuedMessage.objects.exists()
 
 
+def test_a_killed_prefork_child_gives_its_slot_back(start_worker):
+    from tests.test_lost_worker import _children
+
+    worker = start_worker("-P", "prefork", "-c", "2")
+    held = [limited_span.delay("acme", 3.0) for _ in range(2)]
+    wait_until(lambda: QueuedMessage.objects.filter(
+        holds_slot=True, concurrency_key="acme", started_at__isnull=False).count() == 2,
+        message="both slots taken")
+    # Both children are busy: these wait unclaimed, then for a slot.
+    waiting = [limited_span.delay("acme", 0.05) for _ in range(4)]
+    running = QueuedMessage.objects.filter(holds_slot=True).values_list("claimed_pid", flat=True)
+    victim = next(pid for pid in _children(worker.pid) if pid in set(running))
+    os.kill(victim, signal.SIGKILL)
+    # Its parent hands its message back: the slot it held is freed then, not
+    # left taken by a process that is gone.
+    _all_done(held + waiting, timeout=90)
+    assert _most_at_once(_spans("limited")["acme"]) <= 2
+    assert TaskResult.objects.filter(deliveries=2).count() == 1
+
+
 def test_a_database_restart_loses_no_slot_and_no_message(postgres_only, own_server):
     import pgserver
 
