@@ -32,7 +32,7 @@ def check_options(task):
     key = task.concurrency_key
     if key is not None and not callable(key):
         raise TypeError(f"{where}: concurrency_key {key!r} is not callable: give a function "
-                        "of the task's arguments returning the key (a str) or None")
+                        "of (args, kwargs) returning the key (a str) or None")
     if key is not None and task.concurrency_limit is None:
         raise ValueError(f"{where}: concurrency_key needs concurrency_limit "
                          "(how many tasks with the same key may run at once)")
@@ -53,8 +53,8 @@ def checked_key(value, where):
 def header(task, args, kwargs):
     """The ``concurrency`` header of a call of ``task`` (None: not limited).
 
-    The key function gets the call's arguments as the task does; whatever
-    it raises reaches the caller, naming the option.
+    The key function gets the call's ``(args, kwargs)``, as a ``unique_key``
+    function does; whatever it raises reaches the caller, naming the option.
     """
     limit = getattr(task, "concurrency_limit", None)
     if limit is None:
@@ -64,7 +64,7 @@ def header(task, args, kwargs):
         return [WHOLE_TASK, limit]
     where = f"{task.name}.apply_async()"
     try:
-        key = function(*args, **kwargs)
+        key = function(tuple(args or ()), dict(kwargs or {}))
     except Exception as exc:
         raise ValueError(f"{where}: concurrency_key raised {type(exc).__name__}: {exc}") \
             from exc

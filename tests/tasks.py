@@ -173,7 +173,7 @@ def _span(kind, key, seconds):
     return key
 
 
-@task(concurrency_limit=2, concurrency_key=lambda key, seconds=0.0: key)
+@task(concurrency_limit=2, concurrency_key=lambda args, kwargs: args[0] if args else kwargs['key'])
 def limited_span(key, seconds=0.0):
     return _span("limited", key, seconds)
 

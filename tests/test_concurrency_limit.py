@@ -65,13 +65,13 @@ def test_a_key_that_is_not_callable_or_has_no_limit_is_refused():
     with pytest.raises(TypeError, match="concurrency_key"):
         task(concurrency_limit=2, concurrency_key="customer")(lambda: None)
     with pytest.raises(ValueError, match="concurrency_key needs concurrency_limit"):
-        task(concurrency_key=lambda: "k")(lambda: None)
+        task(concurrency_key=lambda args, kwargs: "k")(lambda: None)
 
 
 def test_a_bad_key_is_refused_at_the_call_and_nothing_is_sent():
     def send(key):
         limited = task(name=f"conc.bad.{id(key)}", concurrency_limit=1,
-                       concurrency_key=lambda value: key(value), typing=False)(lambda v: v)
+                       concurrency_key=lambda args, kwargs: key(*args), typing=False)(lambda v: v)
         return limited.delay(1)
 
     with pytest.raises(TypeError, match="concurrency_key returned 42"):
@@ -92,7 +92,7 @@ def test_the_key_and_limit_travel_in_the_message():
     assert headers[one_at_a_time.name]["concurrency"] == ["", 1]
     assert "concurrency" not in headers[unlimited_span.name]
     # A key function returning None: that call is not limited.
-    free = task(name="conc.none", concurrency_limit=1, concurrency_key=lambda: None)(
+    free = task(name="conc.none", concurrency_limit=1, concurrency_key=lambda args, kwargs: None)(
         lambda: None)
     free.delay()
     assert "concurrency" not in QueuedMessage.objects.get(task_name="conc.none").headers

@@ -21,7 +21,7 @@ def stamp():
     return time.time()
 
 
-@task(concurrency_limit=2, concurrency_key=lambda key: key)
+@task(concurrency_limit=2, concurrency_key=lambda args, kwargs: args[0])
 def sleep10_limited(key):
     """sleep10 with at most 2 running at once per key (ours only)."""
     time.sleep(0.01)
