@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from . import serialization
 from .exceptions import EncodeError
+from .rate_limits import is_rate
 from .timestamps import HIGHEST, LOWEST
 
 
@@ -142,6 +143,7 @@ HEADER_CHECKS = {
     "parent_id": _id_or_none, "root_id": _id_or_none, "group_id": _id_or_none,
     "chord": _id_or_none,
     "link": _signatures, "link_error": _signatures, "chain": _signatures,
+    "rate_limit": is_rate,
 }
 
 

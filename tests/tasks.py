@@ -163,3 +163,6 @@ def add_ignoring_result(x, y):
 
 from .async_tasks import *  # noqa: E402, F403
 from .delivery_tasks import *  # noqa: E402, F403
+
+# Rate-limited tasks (test_rate_limit.py).
+from .rate_tasks import *  # noqa: E402, F403

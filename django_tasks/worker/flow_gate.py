@@ -12,7 +12,10 @@ gate runs first: a slot is taken before a rate token, and a message the
 rate gate refuses afterwards gives its slot back when it is handed back.
 """
 
-GATES = ()
+from . import rate_gate
+
+# The rate gate last: a message another gate refuses takes no rate token.
+GATES = (rate_gate.gate,)
 
 
 def admit(backend, messages):
@@ -21,9 +24,16 @@ def admit(backend, messages):
     refused message needs the worker to wake for it)."""
     wake_at = None
     for gate in GATES:
-        if not messages:
-            break
-        messages, gate_wake_at = gate(backend, messages)
+        if messages:
+            messages, gate_wake_at = gate(backend, messages)
+        else:
+            # Messages refused before come due even when this claim took
+            # nothing: keep waking for them.
+            gate_wake_at = getattr(gate, "next_wake", _never)()
         if gate_wake_at is not None:
             wake_at = gate_wake_at if wake_at is None else min(wake_at, gate_wake_at)
     return messages, wake_at
+
+
+def _never():
+    return None
