@@ -18,6 +18,7 @@ from datetime import timedelta
 from .. import rate_limits
 from .reconnect import with_reconnect
 
+EARLY = timedelta(seconds=rate_limits.TOLERANCE)
 # The step of a rate, read once per distinct header value.
 _step = functools.lru_cache(maxsize=256)(rate_limits.interval)
 
@@ -49,6 +50,9 @@ class RateGate:
             waiting = group[admitted:]
             if not waiting:
                 continue
+            # Due as early as the bucket's tolerance lets them start: a claim
+            # a little late then still finds the start it was planned for.
+            first -= EARLY
             for position, message in enumerate(waiting):
                 deferred_ids.append(message.id)
                 deferred_at.append(first + timedelta(seconds=position * step))

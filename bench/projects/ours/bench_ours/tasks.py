@@ -1,5 +1,6 @@
 """The bench's tasks (the same three in every system)."""
 
+import os
 import time
 
 from django_tasks import task
@@ -19,3 +20,9 @@ def sleep10():
 def stamp():
     """When the task body started (wall clock; the client is on the same host)."""
     return time.time()
+
+
+# Ours only: the rate-limited drain row (bench/run.py --rate-limit).
+@task(rate_limit=f"{os.environ.get('BENCH_RATE_LIMIT', '5000')}/s")
+def noop_rated():
+    return None
