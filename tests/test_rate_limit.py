@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.test import override_settings
 
 from django_tasks import send_task, states, task
@@ -129,6 +130,27 @@ def test_starts_across_workers_stay_within_the_rate_and_other_tasks_flow(
         task_name=limited.name).values_list("deliveries", flat=True))
     assert deliveries == {1: count}
     assert not QueuedMessage.objects.exists()
+
+
+def test_other_tasks_behind_a_batch_that_must_wait_are_claimed_at_once(
+        start_worker, postgres_only):
+    # Polling once a minute: only a wake-up or the worker's own decision claims.
+    worker = start_worker("-P", "solo", "--prefetch-multiplier", "4",
+                          env={"TESTS_POLL_INTERVAL": "60"})
+    first = limited.apply_async((0,), rate_limit="1/h")
+    assert first.get(timeout=30)
+    # Committed together (one wake-up): a whole claimed batch over the limit,
+    # then a free task behind it, and a message whose hand-written rate of 0
+    # is no limit.
+    with transaction.atomic():
+        waiting = [limited.apply_async((i,), rate_limit="1/h") for i in range(4)]
+        free = unlimited.delay(0)
+        zero = unlimited.apply_async((1,), headers={"rate_limit": 0})
+    assert free.get(timeout=30) and zero.get(timeout=30)
+    assert [r.state for r in waiting] == [states.PENDING] * 4
+    rows = QueuedMessage.objects.filter(task_id__in=[r.id for r in waiting])
+    assert all(row.claimed_by is None and row.deliveries == 0 for row in rows)
+    assert worker.proc.poll() is None
 
 
 def test_different_rates_of_one_task_share_its_bucket(start_worker, postgres_only):

@@ -42,6 +42,8 @@ class RateGate:
         deferred_ids, deferred_at = [], []
         for (name, rate), group in limited.items():
             step = _step(rate)
+            if step is None:  # a rate of 0 written by hand: no limit, as when sent
+                continue
             # Each write retried on its own through an outage: a take retried
             # can only waste starts, and the hand-back decided once stays so.
             admitted, first, now = with_reconnect(
@@ -64,6 +66,10 @@ class RateGate:
             with_reconnect(backend, lambda: backend.defer_messages(deferred_ids, deferred_at))
             deferred = set(deferred_ids)
             messages = [m for m in messages if m.id not in deferred]
+            if not messages:
+                # The slots this claim was for are still free, and the
+                # messages behind these may be of other tasks: claim again now.
+                return messages, time.monotonic()
         return messages, self.next_wake()
 
     def next_wake(self):
