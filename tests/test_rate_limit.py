@@ -4,6 +4,7 @@ worker and host, smoothed; messages over the limit wait in the queue
 
 import math
 import os
+import random
 import signal
 from collections import Counter
 from datetime import timedelta
@@ -11,6 +12,7 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 from django.test import override_settings
+from django.utils import timezone
 
 from django_tasks import send_task, states, task
 from django_tasks.models import QueuedMessage, RateBucket, TaskResult
@@ -105,6 +107,27 @@ def test_an_unused_bucket_forgets_its_line():
     # In use (its last start just now): the line holds.
     admitted, first, _, _ = take_tokens(now + timedelta(seconds=1), horizon, now, 3, 1.0)
     assert admitted == 0 and first == horizon
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_databases_bucket_is_the_one_rate_limits_describes(seed):
+    """The statement that takes starts (PostgreSQL's SQL, SQLite's Python)
+    decides as ``rate_limits.take_tokens`` does, from any state."""
+    rng = random.Random(seed)
+    backend = get_backend()
+    for case in range(40):
+        name = f"tests.rate.same.{seed}.{case}"
+        base = timezone.now()
+        tat = base + timedelta(seconds=rng.uniform(-2, 2))
+        horizon = tat + timedelta(seconds=rng.choice([0, rng.uniform(-1, 5)]))
+        RateBucket.objects.create(task_name=name, tat=tat, horizon=horizon)
+        count, step = rng.randint(1, 8), rng.choice([0.001, 0.03, 0.2, 1.0, 60.0])
+        admitted, first, now = backend.take_rate_tokens(name, count, step, TOLERANCE)
+        expected, expected_first, new_tat, new_horizon = take_tokens(
+            tat, horizon, now, count, step)
+        assert (admitted, first) == (expected, expected_first), (tat, horizon, now, count, step)
+        row = RateBucket.objects.get(task_name=name)
+        assert (row.tat, row.horizon) == (new_tat, new_horizon)
 
 
 # -- real workers ---------------------------------------------------------
