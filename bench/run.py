@@ -40,11 +40,19 @@ LOG_DIR = HERE / ".logs"
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
 OURS_DB = "bench_ours"
 DTDB_DB = "bench_dtdb"
+GRAPHILE_DB = "bench_graphile"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 BROKER_DB, RESULT_DB = 12, 13  # Redis databases of the bench only (FLUSHDB'd per run)
 
 CELERY_REQS = ["celery[redis]>=5.4,<6"]
 DTDB_REQS = ["django>=6.0,<6.1", "psycopg[binary]>=3.1", "django-tasks-db==0.13.0"]
+GRAPHILE_PACKAGE = "graphile-worker@0.18.0"
+NODE_DIR = HERE / ".node"
+# graphile-worker's drain: its concurrency (jobs in flight in its one Node
+# process) as measured before, and with its local queue (one query fetches up
+# to this many jobs) and batched completions, its fastest configuration.
+GRAPHILE_CONCURRENCY = 8
+GRAPHILE_LOCAL_QUEUE = 500
 
 OURS_TABLES = ["django_tasks_queuedmessage", "django_tasks_taskresult", "django_tasks_taskgroup",
                "django_tasks_ratebucket"]
@@ -426,6 +434,80 @@ class DjangoTasksDB(System):
                                f"FROM {DTDB_TABLE} WHERE status='SUCCESSFUL'")
 
 
+class Graphile(System):
+    """graphile-worker (Node.js): stores no results; a job is deleted when done."""
+
+    key, name = "graphile", "graphile-worker"
+
+    def __init__(self, node):
+        env = dict(os.environ, BENCH_DATABASE_URL=f"{PG_URL}/{GRAPHILE_DB}",
+                   NODE_PATH=str(NODE_DIR / "node_modules"))
+        super().__init__(node, PROJECTS / "graphile", env)
+        self.local_queue = GRAPHILE_LOCAL_QUEUE
+        self.expected = 0
+        self.done_file = None
+
+    def driver(self, command, *args, timeout=600):
+        options = dict(zip(args[::2], args[1::2], strict=True))
+        self.expected = int(options["--n"])
+        node_command = "enqueue" if options.get("--mode", "single") == "single" else "bulk"
+        out = run_json([self.python, self.cwd / "bench.js", node_command, "--n", self.expected,
+                        "--task", options.get("--task", "noop")], self.env, self.cwd, timeout)
+        return out
+
+    def reset(self):
+        recreate_db(GRAPHILE_DB)
+        run_json([self.python, self.cwd / "bench.js", "migrate"], self.env, self.cwd, 120)
+
+    def truncate(self):
+        with pg(GRAPHILE_DB) as conn:
+            conn.execute("TRUNCATE graphile_worker._private_jobs, "
+                         "graphile_worker._private_job_queues CASCADE")
+
+    def analyze(self):
+        with pg(GRAPHILE_DB) as conn:
+            conn.execute("ANALYZE graphile_worker._private_jobs")
+
+    def start_workers(self, tag, ready_dir, pool, concurrency, prefetch=None):
+        """One Node process, GRAPHILE_CONCURRENCY jobs at a time (the 8-thread
+        rows: 8), whatever the pool of the others' row."""
+        self.done_file = ready_dir / "done"
+        env = dict(self.env, BENCH_READY_FILE=str(ready_dir / "ready-0"),
+                   BENCH_DONE_FILE=str(self.done_file), BENCH_EXPECTED=str(self.expected))
+        cmd = [self.python, self.cwd / "bench.js", "work",
+               "--concurrency", max(concurrency, GRAPHILE_CONCURRENCY),
+               "--local-queue", self.local_queue]
+        return [PROCS.start(cmd, env, self.cwd, f"graphile-{tag}")]
+
+    def done(self):
+        waiting = scalar(GRAPHILE_DB, "SELECT count(*) FROM graphile_worker._private_jobs")
+        return self.expected - waiting
+
+    def last_done(self):
+        # Written by the worker at the expected-th completion; the jobs table
+        # may empty a moment before (completions are batched after the delete
+        # is sent), so wait for it.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.done_file.exists() and self.done_file.read_text().strip():
+                return float(self.done_file.read_text())
+            time.sleep(0.01)
+        return None
+
+
+def ensure_node_packages():
+    """graphile-worker from the npm registry into bench/.node/ (first use only)."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("graphile-worker needs Node.js (node) on PATH")
+    if not (NODE_DIR / "node_modules" / "graphile-worker").exists():
+        log(f"installing {GRAPHILE_PACKAGE} into {NODE_DIR}")
+        NODE_DIR.mkdir(exist_ok=True)
+        subprocess.run(["npm", "install", "--prefix", NODE_DIR, "--no-audit", "--no-fund",
+                        "--silent", GRAPHILE_PACKAGE], check=True, timeout=600)
+    return node
+
+
 # -- measurements -------------------------------------------------------------
 
 def wait_ready(procs, ready_dir, count, timeout=90.0):
@@ -648,6 +730,50 @@ def run_system_workloads(system, sizes, res, rows):
     system.truncate()
 
 
+def run_graphile_workloads(system, sizes, res, rows):
+    """graphile-worker's rows: the one-by-one enqueue (addJob), the bulk one
+    (addJobs, in the group row), the drain with its local queue and with its
+    defaults, and the 10 ms tasks. It has no result to wait on: no latency."""
+    n, n_sleep = sizes["enqueue"], sizes["sleep"]
+    key = system.key
+    system.reset()
+    r = res.attempt(f"{system.name}: addJob() {n} one by one", [(rows["enq"], key)],
+                    lambda: enqueue(system, n))
+    if r:
+        res.set(rows["enq"], key, r["rate"])
+        res.enqueue_rounds.setdefault(key, []).append(r["rate"])
+        system.local_queue = GRAPHILE_LOCAL_QUEUE
+        d = res.attempt(f"{system.name}: drain {n} no-op jobs, local queue "
+                        f"{GRAPHILE_LOCAL_QUEUE}",
+                        [(rows["drain"], key), (rows["rss"], key), (rows["pss"], key)],
+                        lambda: drain(system, "drain", n, "prefork", 2))
+        if d:
+            res.set(rows["drain"], key, d["rate"])
+            res.set(rows["rss"], key, d["rss"])
+            res.set(rows["pss"], key, d["pss"])
+    system.truncate()
+    r = res.attempt(f"{system.name}: addJobs() of {n}", [(rows["group"], key)],
+                    lambda: enqueue(system, n, "bulk"))
+    if r:
+        res.set(rows["group"], key, r["rate"])
+        system.local_queue = 0
+        d = res.attempt(f"{system.name}: drain {n} no-op jobs, its defaults",
+                        [(rows["drain_defaults"], key)],
+                        lambda: drain(system, "drain-defaults", n, "prefork", 2))
+        if d:
+            res.set(rows["drain_defaults"], key, d["rate"])
+    system.truncate()
+    r = res.attempt(f"{system.name}: addJobs() of {n_sleep} sleep10 jobs", [(rows["sleep"], key)],
+                    lambda: enqueue(system, n_sleep, "bulk", "sleep10"))
+    if r:
+        d = res.attempt(f"{system.name}: drain {n_sleep} sleep10 jobs, concurrency 8",
+                        [(rows["sleep"], key)],
+                        lambda: drain(system, "sleep", n_sleep, "threads", 8))
+        if d:
+            res.set(rows["sleep"], key, d["rate"])
+    system.truncate()
+
+
 def more_enqueue_rounds(systems, n, res, row):
     """The one-by-one enqueue again, the systems in turn (order reversed every
     round); the row then shows each system's median."""
@@ -693,7 +819,7 @@ def concurrent_enqueue_rounds(systems, n, res, row, atomic_row):
             res.set(*cell, statistics.median(res.concurrent_rounds[label]))
 
 
-def machine_info(celery_py, dtdb_py):
+def machine_info(celery_py, dtdb_py, node):
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -734,6 +860,10 @@ def machine_info(celery_py, dtdb_py):
                                "django.__version__, 'django-tasks-db', "
                                "version('django-tasks-db'))"),
         "django_main": version(sys.executable, "import django; print(django.__version__)"),
+        "graphile": ("n/a" if node is None else subprocess.run(
+            [node, "-e", "console.log('Node', process.version, 'graphile-worker', "
+             "require('graphile-worker/package.json').version)"], capture_output=True, text=True,
+            env=dict(os.environ, NODE_PATH=str(NODE_DIR / "node_modules"))).stdout.strip()),
         "postgresql": pg_version, "redis": redis_version,
         "git": subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
                               capture_output=True, text=True).stdout.strip() or "unknown",
@@ -767,16 +897,17 @@ def ratio(a, b):
     return "-"
 
 
-def render(res, rows, order, info, sizes, elapsed, quick):
-    header = ["workload", "ours", "celery+redis", "django-tasks-db", "ours/celery", "ours/dtdb"]
+def render(res, rows, order, info, sizes, elapsed, quick, keys):
+    names = {"ours": "ours", "celery": "celery+redis", "dtdb": "django-tasks-db",
+             "graphile": "graphile-worker"}
+    others = [k for k in keys if k != "ours"]
+    header = ["workload", *(names[k] for k in keys), *(f"ours/{k}" for k in others)]
     table = []
     for key in order:
         label, digits = rows[key]
-        ours = res.values.get((label, "ours"))
-        cel = res.values.get((label, "celery"))
-        dt = res.values.get((label, "dtdb"))
-        table.append([label, fmt(ours, digits), fmt(cel, digits), fmt(dt, digits),
-                      ratio(ours, cel), ratio(ours, dt)])
+        values = {k: res.values.get((label, k)) for k in keys}
+        table.append([label, *(fmt(values[k], digits) for k in keys),
+                      *(ratio(values.get("ours"), values[k]) for k in others)])
     widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
 
     def line(cells):
@@ -799,6 +930,7 @@ ours: Python {info['python']}, Django {info['django_main']},
   (sources sha1 {info['tree']})
 celery: Python {info['python_celery']}
 django-tasks-db: Python {info['python_dtdb']}
+graphile-worker: {info['graphile']}
 PostgreSQL {info['postgresql']}, Redis {info['redis']} (loopback)
 
 Ratios are ours/other: above 1x is better for ours in tasks/s rows, worse in ms and MB rows.
@@ -825,6 +957,11 @@ Latency: {n_lat} tasks ({sizes['latency_dtdb']} for django-tasks-db, whose worke
   task minus time.time() just before .delay(); result = when get() returned (ours:
   LISTEN/NOTIFY, celery: Redis pub/sub; django.tasks has no blocking get, so the client
   polls every 2 ms; db_worker polls for work every --interval, default 1 s).
+graphile-worker stores no results (a job is deleted when done): its drain is timed from its
+  ready file to its expected-th completion; one Node process, concurrency
+  {GRAPHILE_CONCURRENCY}; "drain" rows with its local queue ({GRAPHILE_LOCAL_QUEUE} jobs per
+  fetch) and batched completions, "its defaults" without; the group row is addJobs() in
+  batches of 5,000; the sleep row runs setTimeout(10 ms) jobs, concurrency 8.
 Memory: peak sum over the worker process trees (parent + children) during the no-op drain;
   RSS counts pages shared by forked children once per process, PSS splits them.
 """
@@ -839,8 +976,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts (~2 minutes)")
-    parser.add_argument("--systems", default="ours,celery,dtdb",
-                        help="comma-separated subset of ours,celery,dtdb")
+    parser.add_argument("--systems", default="ours,celery,dtdb,graphile",
+                        help="comma-separated subset of ours,celery,dtdb,graphile")
     parser.add_argument("--dtdb-python", default=None,
                         help="Python >= 3.12 for the django-tasks-db venv (default: found)")
     parser.add_argument("--rate-limit", type=int, default=RATE_LIMIT,
@@ -865,7 +1002,8 @@ def main():
         dtdb_py = ensure_venv("dtdb", args.dtdb_python or find_python312(), DTDB_REQS,
                               "import django, django_tasks_db; "
                               "assert django.VERSION[:2] == (6, 0)")
-    info = machine_info(celery_py, dtdb_py)
+    node = ensure_node_packages() if "graphile" in wanted else None
+    info = machine_info(celery_py, dtdb_py, node)
 
     rows = {
         "enq": (f"enqueue {n:,} one by one, median of {ENQUEUE_ROUNDS} (tasks/s)", 0),
@@ -878,6 +1016,8 @@ def main():
         "group": (f"enqueue {n:,} bulk: group().apply_async() (tasks/s)", 0),
         "drain": (f"drain {n:,} no-op, 2 slots (tasks/s)", 0),
         "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 1 (tasks/s; others as above)", 0),
+        "drain_defaults": (f"drain {n:,} no-op, graphile-worker's defaults (tasks/s; "
+                           "others as the drain row)", 0),
         "rated": (f"drain {n:,} no-op, 2 slots, rate_limit={RATE_LIMIT}/s (tasks/s; ours)", 0),
         "rated_ratio": ("  the same, achieved rate / rate_limit (target: 0.95-1.00)", 3),
         "sleep": (f"{n_sleep:,} x sleep 10 ms, 8 threads (tasks/s)", 0),
@@ -889,7 +1029,8 @@ def main():
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
     order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "bulk", "group", "drain",
-             "drain4", "rated", "rated_ratio", "sleep", "s50", "s99", "r50", "r99", "rss", "pss"]
+             "drain4", "drain_defaults", "rated", "rated_ratio", "sleep", "s50", "s99", "r50",
+             "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
     res = Results()
@@ -900,10 +1041,15 @@ def main():
         systems.append(CeleryRedis(celery_py))
     if "dtdb" in wanted:
         systems.append(DjangoTasksDB(dtdb_py))
+    if "graphile" in wanted:
+        systems.append(Graphile(node))
     try:
         for system in systems:
             try:
-                run_system_workloads(system, sizes, res, row_labels)
+                if system.key == "graphile":
+                    run_graphile_workloads(system, sizes, res, row_labels)
+                else:
+                    run_system_workloads(system, sizes, res, row_labels)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # set-up of a whole system failed
@@ -913,14 +1059,18 @@ def main():
         concurrent_enqueue_rounds(systems, n, res, row_labels["enq_many"],
                                   row_labels["enq_many_atomic"])
         # The others' drain row is the comparison for ours at prefetch 1.
-        for key in ("celery", "dtdb"):
+        for key in ("celery", "dtdb", "graphile", "ours"):
             for row, same_as in (("drain4", "drain"), ("enq_relaxed", "enq"),
-                                 ("enq_many_atomic", "enq_many")):
+                                 ("enq_many_atomic", "enq_many"), ("drain_defaults", "drain")):
+                if key == "ours" and row != "drain_defaults" or \
+                        key == "graphile" and row == "drain_defaults":
+                    continue
                 if (row_labels[same_as], key) in res.values:
                     res.values[(row_labels[row], key)] = res.values[(row_labels[same_as], key)]
     finally:
         PROCS.stop_all()
-    text = render(res, rows, order, info, sizes, time.monotonic() - started, args.quick)
+    text = render(res, rows, order, info, sizes, time.monotonic() - started, args.quick,
+                  [s.key for s in systems])
     print(text)
     RESULTS_FILE.write_text(text)
     log(f"saved to {RESULTS_FILE}")

@@ -16,10 +16,14 @@ Two ways to run a canvas, with the same results:
 - ``apply()``: run it all here and now (``EAGER`` mode).
 """
 
+from __future__ import annotations
+
 import gc
 import itertools
 import json
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -34,6 +38,9 @@ from .queue import get_backend
 from .registry import tasks as registry
 from .result import AsyncResult, GroupResult
 
+if TYPE_CHECKING:
+    from .task import Task
+
 # Options that become arguments of Task.build_message.
 MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id", "link",
                    "link_error", "ignore_result", "serializer", "time_limit", "soft_time_limit",
@@ -43,7 +50,7 @@ WORKFLOW_OPTIONS = ("chord", "group_id")
 _MESSAGE_OPTIONS = frozenset(MESSAGE_OPTIONS)
 _WORKFLOW_OPTIONS = frozenset(WORKFLOW_OPTIONS)
 
-_TYPES = {}
+_TYPES: dict[str, type[Signature]] = {}
 
 
 def _register_type(cls):
@@ -202,17 +209,19 @@ def _collector_paused(pause):
 class Signature(dict):
     """A task call that can be passed around, stored, completed and applied."""
 
-    subtask_type_name = None
+    subtask_type_name: str | None = None
 
-    def __init__(self, task=None, args=None, kwargs=None, options=None, immutable=False,
-                 subtask_type=None, **extra_options):
+    def __init__(self, task: Task | Signature | str | None = None,
+                 args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+                 options: Mapping[str, Any] | None = None, immutable: bool = False,
+                 subtask_type: str | None = None, **extra_options: Any) -> None:
         name = task if isinstance(task, str) or task is None else task.name
         super().__init__(task=name, args=list(args or ()), kwargs=dict(kwargs or {}),
                          options={**(options or {}), **extra_options},
                          subtask_type=subtask_type, immutable=bool(immutable))
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
         kind = data.get("subtask_type")
         if kind:
             return _TYPES[kind].from_dict(data)
@@ -244,7 +253,8 @@ class Signature(dict):
 
     # -- building -----------------------------------------------------
 
-    def clone(self, args=None, kwargs=None, **options):
+    def clone(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Signature:
         """A copy with partial arguments (prepended, as in Celery) and options merged."""
         clone = Signature.from_dict(copy_tree(dict(self)))
         if not self.immutable:
@@ -255,13 +265,13 @@ class Signature(dict):
 
     partial = clone
 
-    def set(self, immutable=None, **options):
+    def set(self, immutable: bool | None = None, **options: Any) -> Signature:
         if immutable is not None:
             self["immutable"] = bool(immutable)
         self.options.update(options)
         return self
 
-    def set_immutable(self, immutable):
+    def set_immutable(self, immutable: bool) -> None:
         self["immutable"] = bool(immutable)
 
     def link(self, callback):
@@ -285,7 +295,7 @@ class Signature(dict):
 
     # -- freezing and planning -------------------------------------------
 
-    def freeze(self):
+    def freeze(self) -> AsyncResult | GroupResult:
         """Give the call its task id (once) and return its result."""
         return AsyncResult(self._frozen_id(), task_name=self.name)
 
@@ -347,7 +357,9 @@ class Signature(dict):
 
     # -- applying -----------------------------------------------------
 
-    def apply_async(self, args=None, kwargs=None, **options):
+    def apply_async(self, args: Iterable[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None,
+                    **options: Any) -> AsyncResult | GroupResult:
         check_canvas(self, args, kwargs)  # Celery's typing=True: TypeError here
         with _collector_paused(self._width() >= PAUSE_COLLECTOR_FROM):
             # In a call of its own so that the copies and the plan are gone
@@ -366,17 +378,20 @@ class Signature(dict):
             result.ignored = True
         return result
 
-    def delay(self, *args, **kwargs):
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
         return self.apply_async(args, kwargs)
 
-    async def adelay(self, *args, **kwargs):
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult | GroupResult:
         return await self.aapply_async(args, kwargs)
 
-    async def aapply_async(self, args=None, kwargs=None, **options):
+    async def aapply_async(self, args: Iterable[Any] | None = None,
+                           kwargs: Mapping[str, Any] | None = None,
+                           **options: Any) -> AsyncResult | GroupResult:
         """``apply_async`` for async code (see ``Task.aapply_async``)."""
         return await sync_to_async(self.apply_async)(args, kwargs, **options)
 
-    def apply(self, args=None, kwargs=None, **options):
+    def apply(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> AsyncResult | GroupResult:
         """Run here and now (EAGER); returns an EagerResult."""
         sig = self.clone(**options)
         plan = Plan()
@@ -395,12 +410,12 @@ class Signature(dict):
 
 @_register_type
 class _chain(Signature):
-    subtask_type_name = "chain"
+    subtask_type_name: str | None = "chain"
 
-    def __init__(self, *tasks, **options):
+    def __init__(self, *tasks: Any, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], dict):
             tasks = tuple(tasks[0])
-        steps = []
+        steps: list[Signature] = []
         for step in map(maybe_signature, tasks):
             # A chain inside a chain is the same chain.
             steps.extend(step.tasks if isinstance(step, _chain) and not step.options
@@ -517,9 +532,9 @@ def _oldest(result):
 
 @_register_type
 class group(Signature):  # noqa: N801 (Celery's name)
-    subtask_type_name = "group"
+    subtask_type_name: str | None = "group"
 
-    def __init__(self, *tasks, **options):
+    def __init__(self, *tasks: Any, **options: Any) -> None:
         if len(tasks) == 1 and not isinstance(tasks[0], dict):
             tasks = tuple(tasks[0])
         super().__init__("django_tasks.group", (), {"tasks": _unrolled(tasks)},
@@ -656,9 +671,10 @@ def _unrolled(tasks):
 
 @_register_type
 class _chord(Signature):
-    subtask_type_name = "chord"
+    subtask_type_name: str | None = "chord"
 
-    def __init__(self, header, body=None, **options):
+    def __init__(self, header: Any, body: Signature | Mapping[str, Any] | None = None,
+                 **options: Any) -> None:
         header = header if isinstance(header, group) else group(header)
         super().__init__("django_tasks.chord", (),
                          {"header": header, "body": maybe_signature(body)}, options,
@@ -764,7 +780,7 @@ def chord_error(member_id, exc):
 class xmap(Signature):  # noqa: N801 (Celery's name)
     """``task.map(it)``: one task that calls ``task(item)`` for each item."""
 
-    subtask_type_name = "xmap"
+    subtask_type_name: str | None = "xmap"
     builtin = "django_tasks.map"
 
     def __init__(self, task, it, **options):
@@ -785,7 +801,7 @@ class xmap(Signature):  # noqa: N801 (Celery's name)
 class xstarmap(xmap):  # noqa: N801 (Celery's name)
     """``task.starmap(it)``: one task that calls ``task(*item)`` for each item."""
 
-    subtask_type_name = "xstarmap"
+    subtask_type_name: str | None = "xstarmap"
     builtin = "django_tasks.starmap"
 
     def __repr__(self):
@@ -797,7 +813,7 @@ class xstarmap(xmap):  # noqa: N801 (Celery's name)
 class chunks(Signature):  # noqa: N801 (Celery's name)
     """``task.chunks(it, n)``: a group of starmap tasks of ``n`` items each."""
 
-    subtask_type_name = "chunks"
+    subtask_type_name: str | None = "chunks"
 
     def __init__(self, task, it, n, **options):
         super().__init__("django_tasks.chunks", (),
@@ -843,18 +859,23 @@ def _ignores_result(sig):
 
 # -- public factories -----------------------------------------------------
 
-def signature(varies, *args, **kwargs):
+def signature(varies: Task | Signature | str | dict[str, Any], *args: Any,
+              **kwargs: Any) -> Signature:
     """``signature("proj.tasks.add", args=(2, 2))``, or a dict back into a Signature."""
     if isinstance(varies, dict) and not args and not kwargs:
         return maybe_signature(varies)
+    if isinstance(varies, dict) and not isinstance(varies, Signature):
+        raise TypeError("signature(dict) takes no other arguments: the dict is the whole "
+                        f"signature, got {args!r} {kwargs!r} with it")
     return Signature(varies, *args, **kwargs)
 
 
-def chain(*tasks, **options):
+def chain(*tasks: Any, **options: Any) -> Signature:
     return _chain(*tasks, **options)
 
 
-def chord(header, body=None, **options):
+def chord(header: Any, body: Signature | Mapping[str, Any] | None = None,
+          **options: Any) -> Signature:
     return _chord(header, body, **options)
 
 

@@ -5,6 +5,7 @@ with a message saying what to change.
 """
 
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.signals import setting_changed
@@ -79,7 +80,7 @@ class Settings:
     is not seen.
     """
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # Only called for a value not kept yet.
         if name not in DEFAULTS:
             raise AttributeError(f"DJANGO_TASKS has no setting {name!r}")
@@ -91,10 +92,10 @@ class Settings:
         self.__dict__[name] = value
         return value
 
-    def reload(self):
+    def reload(self) -> None:
         self.__dict__.clear()
 
-    def user_keys(self):
+    def user_keys(self) -> set[str]:
         return set((getattr(django_settings, "DJANGO_TASKS", None) or {}).keys())
 
 

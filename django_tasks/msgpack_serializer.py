@@ -12,6 +12,7 @@ import base64
 
 from .exceptions import DecodeError, EncodeError, SerializerUnavailable
 from .serialization import (
+    BoundedParts,
     TooLarge,
     _decode_tree,
     _describe,
@@ -107,16 +108,9 @@ def _pack(msgpack, tree, limit):
     if limit is None or not _many_items(tree):
         return msgpack.packb(tree)
     packer = msgpack.Packer(autoreset=True)
-    most = limit // 4 * 3  # the bytes whose base64 is at most ``limit`` characters
-    parts = []
-    size = 0
-
-    def add(data):
-        nonlocal size
-        size += len(data)
-        if size > most:
-            raise TooLarge(limit)
-        parts.append(data)
+    # The bytes whose base64 is at most ``limit`` characters.
+    parts = BoundedParts(limit // 4 * 3, limit)
+    add = parts.add
 
     def pack(node):
         if isinstance(node, list) and _many_items(node):

@@ -1,6 +1,10 @@
 """``AsyncResult``: the state and return value of a task, by id."""
 
+from __future__ import annotations
+
 import time
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -28,7 +32,8 @@ class AsyncResult:
     #: later from the id alone cannot know it (``PENDING``, as in Celery).
     ignored = False
 
-    def __init__(self, id, task_name=None, parent=None):
+    def __init__(self, id: object, task_name: str | None = None,
+                 parent: AsyncResult | GroupResult | None = None) -> None:
         self.id = str(id)
         self._name = task_name
         self._row = None  # cached once ready: ready results never change
@@ -59,7 +64,7 @@ class AsyncResult:
         return row
 
     @property
-    def state(self):
+    def state(self) -> str:
         row = self._load()
         if row is not None and (row.state in states.READY_STATES or states.is_custom(row.state)):
             # A custom state (update_state) is the task's own word while it runs.
@@ -72,24 +77,24 @@ class AsyncResult:
     status = state
 
     @property
-    def result(self):
+    def result(self) -> Any:
         row = self._load()
         return _decode(row) if row is not None else None
 
     info = result
 
     @property
-    def traceback(self):
+    def traceback(self) -> str | None:
         row = self._load()
         return row.traceback if row is not None else None
 
-    def ready(self):
+    def ready(self) -> bool:
         return self.state in states.READY_STATES
 
-    def successful(self):
+    def successful(self) -> bool:
         return self.state == states.SUCCESS
 
-    def failed(self):
+    def failed(self) -> bool:
         return self.state == states.FAILURE
 
     def _field(self, name, default=None):
@@ -99,7 +104,7 @@ class AsyncResult:
         return default
 
     @property
-    def name(self):
+    def name(self) -> str | None:
         return self._field("task_name", self._name)
 
     @property
@@ -129,7 +134,7 @@ class AsyncResult:
         return serialization.loads(text, "json", ["json"]) if text else None
 
     @property
-    def parent(self):
+    def parent(self) -> AsyncResult | GroupResult | None:
         if self._parent is not None:
             return self._parent
         parent_id = self._field("parent_id")
@@ -140,25 +145,18 @@ class AsyncResult:
 
     # -- waiting --------------------------------------------------------
 
-    def get(self, timeout=None, propagate=True, interval=0.5, disable_sync_subtasks=True):
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+            disable_sync_subtasks: bool = True) -> Any:
         """Wait for the task to finish and return its value (or raise its error)."""
-        if disable_sync_subtasks and running_task.get() is not None:
-            raise RuntimeError(
-                "Never call result.get() within a task: it can deadlock the worker. "
-                "Use a chain or a chord instead.")
-        if self.ignored:
+        if self._returns_at_once(disable_sync_subtasks, "get"):
             return None
         backend = _backend()
         deadline = None if timeout is None else time.monotonic() + timeout
         backend.prepare_wait_for_results()
         while True:
-            row = self._load()
-            if row is not None and row.state in states.READY_STATES:
+            row = self._ready_row(backend, "get")
+            if row is not None:
                 return self._outcome(row, propagate)
-            if backend.is_uncommitted(self.id):
-                raise RuntimeError(
-                    f"Task {self.id} was enqueued in this still-open transaction; no worker "
-                    "can see it before the transaction commits, so get() would wait forever.")
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError("The operation timed out.")
@@ -171,25 +169,21 @@ class AsyncResult:
     # Methods, also for properties (astate()): Python has no awaitable
     # properties, and Celery no async API to follow.
 
-    async def aget(self, timeout=None, propagate=True, interval=0.5,
-                   disable_sync_subtasks=True):
+    async def aget(self, timeout: float | None = None, propagate: bool = True,
+                   interval: float = 0.5, disable_sync_subtasks: bool = True) -> Any:
         """``get()`` for async code: each look runs where Django's async ORM
         runs its queries (``sync_to_async``); between looks it waits on the
         event loop, holding no thread (see awaiting.py)."""
         from .awaiting import news_of
 
-        if disable_sync_subtasks and running_task.get() is not None:
-            raise RuntimeError(
-                "Never wait for a result within a task: it can deadlock the worker. "
-                "Use a chain or a chord instead.")
-        if self.ignored:
+        if self._returns_at_once(disable_sync_subtasks, "aget"):
             return None
         backend = _backend()
         deadline = None if timeout is None else time.monotonic() + timeout
         async with news_of(backend, self.id, interval) as news:
             while True:
                 news.clear()
-                row = await sync_to_async(self._ready_row)(backend)
+                row = await sync_to_async(self._ready_row)(backend, "aget")
                 if row is not None:
                     return self._outcome(row, propagate)
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -197,27 +191,37 @@ class AsyncResult:
                     raise TimeoutError("The operation timed out.")
                 await news.wait(interval if remaining is None else min(interval, remaining))
 
-    def _ready_row(self, backend):
-        """The result's row once it is ready, else None (``aget``'s look)."""
+    def _returns_at_once(self, disable_sync_subtasks, method):
+        """The checks before ``method`` (get or aget) waits: never inside a
+        task (unless asked), and not at all for an ignored result (True)."""
+        if disable_sync_subtasks and running_task.get() is not None:
+            raise RuntimeError(
+                f"Never call result.{method}() within a task: it can deadlock the worker. "
+                "Use a chain or a chord instead.")
+        return self.ignored
+
+    def _ready_row(self, backend, method):
+        """The result's row once it is ready, else None (a look of ``method``,
+        get or aget, named in the error)."""
         row = self._load()
         if row is not None and row.state in states.READY_STATES:
             return row
         if backend.is_uncommitted(self.id):
             raise RuntimeError(
                 f"Task {self.id} was enqueued in this still-open transaction; no worker "
-                "can see it before the transaction commits, so aget() would wait forever.")
+                f"can see it before the transaction commits, so {method}() would wait forever.")
         return None
 
-    async def astate(self):
+    async def astate(self) -> str:
         return await sync_to_async(getattr)(self, "state")
 
-    async def aready(self):
+    async def aready(self) -> bool:
         return await sync_to_async(self.ready)()
 
-    async def asuccessful(self):
+    async def asuccessful(self) -> bool:
         return await sync_to_async(self.successful)()
 
-    async def afailed(self):
+    async def afailed(self) -> bool:
         return await sync_to_async(self.failed)()
 
     def _wait_for_news(self, backend, timeout):
@@ -244,11 +248,11 @@ class AsyncResult:
 
     # -- changing -------------------------------------------------------
 
-    def forget(self):
+    def forget(self) -> None:
         self._row = None
         _backend().forget(self.id)
 
-    def revoke(self, terminate=False, signal=None):
+    def revoke(self, terminate: bool = False, signal: Any = None) -> int:
         """Stop the task from starting (it ends ``REVOKED``); with ``terminate``
         also stop it where it already runs."""
         return revoke_ids([self.id], terminate=terminate)
@@ -302,7 +306,7 @@ def _decode(row):
 class EagerResult(AsyncResult):
     """The result of a task run in EAGER mode: held in memory, never stored."""
 
-    def __init__(self, outcome):
+    def __init__(self, outcome: Any) -> None:
         super().__init__(outcome.message.task_id, task_name=outcome.message.task_name)
         self._outcome_state = outcome.state
         self._traceback = outcome.traceback
@@ -317,61 +321,63 @@ class EagerResult(AsyncResult):
         return f"<EagerResult: {self.id}>"
 
     @property
-    def parent(self):
+    def parent(self) -> AsyncResult | GroupResult | None:
         return self._parent
 
     @property
-    def state(self):
+    def state(self) -> str:
         return self._outcome_state
 
     status = state
 
     @property
-    def result(self):
+    def result(self) -> Any:
         return self._value
 
     info = result
 
     @property
-    def traceback(self):
+    def traceback(self) -> str | None:
         return self._traceback
 
-    def get(self, timeout=None, propagate=True, interval=0.5, disable_sync_subtasks=True):
+    def get(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+            disable_sync_subtasks: bool = True) -> Any:
         if propagate and self._outcome_state in states.PROPAGATE_STATES:
             raise self._value
         return self._value
 
     wait = get
 
-    async def aget(self, timeout=None, propagate=True, interval=0.5,
-                   disable_sync_subtasks=True):
+    async def aget(self, timeout: float | None = None, propagate: bool = True,
+                   interval: float = 0.5, disable_sync_subtasks: bool = True) -> Any:
         return self.get(timeout, propagate, interval, disable_sync_subtasks)
 
-    def forget(self):
+    def forget(self) -> None:
         """Nothing is stored in eager mode."""
 
-    def revoke(self, terminate=False, signal=None):
+    def revoke(self, terminate: bool = False, signal: Any = None) -> int:
         return 0
 
 
 class GroupResult:
     """The results of a group, in call order (members may be groups themselves)."""
 
-    def __init__(self, id, results=None, parent=None):
+    def __init__(self, id: object, results: Iterable[AsyncResult | GroupResult] | None = None,
+                 parent: AsyncResult | GroupResult | None = None) -> None:
         self.id = str(id)
-        self.results = list(results or [])
+        self.results: list[AsyncResult | GroupResult] = list(results or [])
         self._parent = parent
 
     def __repr__(self):
         return f"<GroupResult: {self.id} [{', '.join(r.id for r in self.results)}]>"
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[AsyncResult | GroupResult]:
         return iter(self.results)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.results)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> AsyncResult | GroupResult:
         return self.results[index]
 
     def __eq__(self, other):
@@ -387,10 +393,10 @@ class GroupResult:
         return self._parent
 
     @property
-    def children(self):
+    def children(self) -> list[AsyncResult | GroupResult]:
         return self.results
 
-    def leaves(self):
+    def leaves(self) -> Iterator[AsyncResult]:
         """The task results, nested groups flattened, in call order."""
         for result in self.results:
             if isinstance(result, GroupResult):
@@ -400,23 +406,24 @@ class GroupResult:
 
     # -- reading --------------------------------------------------------
 
-    def ready(self):
+    def ready(self) -> bool:
         return all(result.ready() for result in self.results)
 
-    def successful(self):
+    def successful(self) -> bool:
         return all(result.successful() for result in self.results)
 
-    def failed(self):
+    def failed(self) -> bool:
         return any(result.failed() for result in self.results)
 
-    def waiting(self):
+    def waiting(self) -> bool:
         return not self.ready()
 
-    def completed_count(self):
+    def completed_count(self) -> int:
         """How many members finished successfully (as in Celery)."""
         return sum(int(result.successful()) for result in self.results)
 
-    def join(self, timeout=None, propagate=True, interval=0.5, disable_sync_subtasks=True):
+    def join(self, timeout: float | None = None, propagate: bool = True, interval: float = 0.5,
+             disable_sync_subtasks: bool = True) -> list[Any]:
         """Wait for every member; their values in call order.
 
         ``timeout`` bounds the whole wait, not each member's.
@@ -431,8 +438,8 @@ class GroupResult:
 
     get = join
 
-    async def ajoin(self, timeout=None, propagate=True, interval=0.5,
-                    disable_sync_subtasks=True):
+    async def ajoin(self, timeout: float | None = None, propagate: bool = True,
+                    interval: float = 0.5, disable_sync_subtasks: bool = True) -> list[Any]:
         """``join()`` for async code (see ``AsyncResult.aget``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         values = []
@@ -450,10 +457,10 @@ class GroupResult:
 
     # -- changing -------------------------------------------------------
 
-    def revoke(self, terminate=False, signal=None):
+    def revoke(self, terminate: bool = False, signal: Any = None) -> int:
         return revoke_ids([result.id for result in self.leaves()])
 
-    def forget(self):
+    def forget(self) -> None:
         from .models import TaskGroup
 
         for result in self.results:
@@ -462,7 +469,7 @@ class GroupResult:
             return
         TaskGroup.objects.using(settings.DATABASE).filter(group_id=self.id).delete()
 
-    def save(self):
+    def save(self) -> GroupResult:
         """Store the member ids so ``GroupResult.restore(id)`` can find them."""
         from .models import TaskGroup
 
@@ -471,7 +478,7 @@ class GroupResult:
             group_id=self.id, defaults={"results": _members_to_data(self.results)})
         return self
 
-    def delete(self):
+    def delete(self) -> None:
         from .models import TaskGroup
 
         if not is_task_id(self.id):
@@ -479,7 +486,7 @@ class GroupResult:
         TaskGroup.objects.using(settings.DATABASE).filter(group_id=self.id).delete()
 
     @classmethod
-    def restore(cls, id):
+    def restore(cls, id: object) -> GroupResult | None:
         """The saved group (or chord header) with this id, or None."""
         from .models import TaskGroup
 

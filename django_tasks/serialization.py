@@ -313,6 +313,23 @@ class TooLarge(EncodeError):
         self.limit = limit
 
 
+class BoundedParts(list):
+    """The pieces of an encoding made an item at a time: ``add`` raises
+    ``TooLarge(limit)`` as soon as their total length passes ``most`` (the
+    pieces' own unit: characters, or bytes whose base64 is ``limit``
+    characters)."""
+
+    def __init__(self, most, limit):
+        super().__init__()
+        self.most, self.limit, self.size = most, limit, 0
+
+    def add(self, piece):
+        self.size += len(piece)
+        if self.size > self.most:
+            raise TooLarge(self.limit)
+        self.append(piece)
+
+
 # A part of a result holding more items than this (in all its lists and
 # dicts) is encoded an item at a time.
 CHUNK_ITEMS = 1000
@@ -345,15 +362,8 @@ def _encode_within(tree, limit):
     """
     if not _many_items(tree):
         return compact_json(tree)  # one call: the caller measures it exactly
-    parts = []
-    size = 0
-
-    def add(text):
-        nonlocal size
-        size += len(text)
-        if size > limit:
-            raise TooLarge(limit)
-        parts.append(text)
+    parts = BoundedParts(limit, limit)
+    add = parts.add
 
     def encode(node):
         if isinstance(node, list) and _many_items(node):

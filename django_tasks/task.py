@@ -1,9 +1,14 @@
 """The ``@task`` decorator and the ``Task`` it makes."""
 
+from __future__ import annotations
+
 import inspect
 import threading
 import warnings
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, NoReturn, overload
+from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -66,7 +71,18 @@ class Task:
     ``@task(base=MyTask)``.
     """
 
-    def __init__(self, run, **options):
+    # Set from TASK_OPTIONS by __init__ (declared, not given class values:
+    # a subclass's class attribute is the option's default).
+    name: str
+    bind: bool
+    typing: bool
+    max_retries: int | None
+    default_retry_delay: float
+    autoretry_for: tuple[type[BaseException], ...]
+    dont_autoretry_for: tuple[type[BaseException], ...]
+    rate_limit: str | float | None
+
+    def __init__(self, run: Callable[..., Any], **options: Any) -> None:
         unknown = set(options) - set(TASK_OPTIONS) - IGNORED_TASK_OPTIONS
         if unknown:
             raise TypeError(f"unknown task options: {', '.join(sorted(unknown))}; "
@@ -103,7 +119,7 @@ class Task:
 
     # -- running --------------------------------------------------------
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task body here and now, as Celery does."""
         if self.bind:
             return self.run(self, *args, **kwargs)
@@ -162,14 +178,21 @@ class Task:
 
     # -- calling --------------------------------------------------------
 
-    def delay(self, *args, **kwargs):
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return self.apply_async(args, kwargs)
 
-    def apply_async(self, args=None, kwargs=None, *, countdown=None, eta=None,
-                    expires=None, queue=None, priority=None, task_id=None,
-                    link=None, link_error=None, ignore_result=None, headers=None,
-                    serializer=None, time_limit=None, soft_time_limit=None,
-                    rate_limit=None, **celery_options):
+    def apply_async(self, args: Iterable[Any] | None = None,
+                    kwargs: Mapping[str, Any] | None = None, *,
+                    countdown: float | timedelta | None = None, eta: datetime | None = None,
+                    expires: float | timedelta | datetime | None = None,
+                    queue: str | None = None, priority: int | None = None,
+                    task_id: str | UUID | None = None,
+                    link: Signature | Iterable[Signature] | None = None,
+                    link_error: Signature | Iterable[Signature] | None = None,
+                    ignore_result: bool | None = None, headers: dict[str, Any] | None = None,
+                    serializer: str | None = None, time_limit: float | None = None,
+                    soft_time_limit: float | None = None, rate_limit: str | float | None = None,
+                    **celery_options: Any) -> AsyncResult:
         if celery_options:
             refuse_unknown_apply_options(celery_options, self.name)
         if self.typing:
@@ -187,10 +210,12 @@ class Task:
             result.ignored = True
         return result
 
-    async def adelay(self, *args, **kwargs):
+    async def adelay(self, *args: Any, **kwargs: Any) -> AsyncResult:
         return await self.aapply_async(args, kwargs)
 
-    async def aapply_async(self, args=None, kwargs=None, **options):
+    async def aapply_async(self, args: Iterable[Any] | None = None,
+                           kwargs: Mapping[str, Any] | None = None,
+                           **options: Any) -> AsyncResult:
         """``apply_async`` for async code: the enqueue runs where Django's
         async ORM runs its queries (``sync_to_async``), on that connection,
         without holding up the event loop."""
@@ -205,30 +230,34 @@ class Task:
 
     # -- signatures (see canvas.py) -----------------------------------
 
-    def signature(self, args=None, kwargs=None, immutable=False, **options):
+    def signature(self, args: Iterable[Any] | None = None,
+                  kwargs: Mapping[str, Any] | None = None, immutable: bool = False,
+                  **options: Any) -> Signature:
         return Signature(self, args, kwargs, options, immutable=immutable)
 
     subtask = signature
 
-    def s(self, *args, **kwargs):
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
         return self.signature(args, kwargs)
 
-    def si(self, *args, **kwargs):
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
         return self.signature(args, kwargs, immutable=True)
 
-    def map(self, it):
+    def map(self, it: Iterable[Any]) -> Signature:
         return xmap(self.s(), it)
 
-    def starmap(self, it):
+    def starmap(self, it: Iterable[Any]) -> Signature:
         return xstarmap(self.s(), it)
 
-    def chunks(self, it, n):
+    def chunks(self, it: Iterable[Any], n: int) -> Signature:
         return chunks(self.s(), it, n)
 
     # -- retrying -------------------------------------------------------
 
-    def retry(self, args=None, kwargs=None, exc=None, throw=True, eta=None,
-              countdown=None, max_retries=None, **options):
+    def retry(self, args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              exc: BaseException | None = None, throw: bool = True,
+              eta: datetime | float | None = None, countdown: float | None = None,
+              max_retries: int | None = None, **options: Any) -> NoReturn:
         """Ask the worker to run this call again later; raises ``Retry``.
 
         Past ``max_retries`` it raises ``exc`` (or ``MaxRetriesExceededError``).
@@ -279,7 +308,8 @@ class AlwaysEagerIgnored(UserWarning):
     """Celery's name for the warning that ``send_task`` ignores eager mode."""
 
 
-def send_task(name, args=None, kwargs=None, **options):
+def send_task(name: str, args: Iterable[Any] | None = None,
+              kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
     """Enqueue the task called ``name``, imported here or not (Celery's ``app.send_task``).
 
     Takes ``apply_async``'s options. As in Celery, it always sends: ``EAGER``
@@ -302,7 +332,16 @@ def send_task(name, args=None, kwargs=None, **options):
 _BUILD_OPTIONS = frozenset((*MESSAGE_OPTIONS, "headers"))
 
 
-def task(*args, **options):
+@overload
+def task(function: Callable[..., Any], /) -> Task: ...
+
+
+@overload
+def task(*, base: type[Task] | None = ..., **options: Any) -> Callable[[Callable[..., Any]], Task]:
+    ...
+
+
+def task(*args: Any, **options: Any) -> Any:
     """Decorate a function as a task: ``@task`` or ``@task(name=..., ...)``.
 
     ``base=`` a ``Task`` subclass builds the task from it (Celery's ``base``).

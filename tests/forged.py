@@ -10,7 +10,9 @@ from pathlib import Path
 #: What tests.never_imported leaves when it is imported.
 NEVER_IMPORTED = "tests.never_imported"
 MARK = "DJANGO_TASKS_NEVER_IMPORTED"
-MARK_FILE = Path(tempfile.gettempdir()) / "django_tasks_never_imported.mark"
+# The test run's own (its workers inherit TESTS_RUN_ID: tests/settings.py).
+MARK_FILE = Path(tempfile.gettempdir()) / \
+    f"django_tasks_never_imported_{os.environ.get('TESTS_RUN_ID', os.getpid())}.mark"
 
 
 @contextmanager

@@ -6,14 +6,23 @@ Which database:
 - else ``TEST_DATABASE=sqlite``: SQLite files;
 - else ``DATABASE_URL`` if set (e.g. the machine's PostgreSQL);
 - else an embedded PostgreSQL started for the run (``pgserver``).
+
+Each run has names of its own (``TESTS_RUN_ID``, its pid unless given): its
+test database and the embedded server's directory, so that two runs on one
+machine (two checkouts, CI beside a developer) do not collide.
 """
 
 import json
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from testproject.settings import *  # noqa: F403
 from testproject.settings import BASE_DIR, DATABASES, INSTALLED_APPS
+
+# Set in the run's own process; the worker processes it starts inherit it.
+RUN_ID = os.environ.setdefault("TESTS_RUN_ID", str(os.getpid()))
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests"]
 # Apps only the worker processes a test starts have (comma-separated): their
@@ -28,12 +37,17 @@ elif os.environ.get("TEST_DATABASE") == "sqlite":
         "NAME": str(BASE_DIR / "db.sqlite3"),
         "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
                     "transaction_mode": "IMMEDIATE", "timeout": 30},
-        "TEST": {"NAME": str(BASE_DIR / "test_db.sqlite3")},
+        "TEST": {"NAME": str(Path(tempfile.gettempdir()) / f"django_tasks_test_{RUN_ID}.sqlite3")},
     }
 elif not os.environ.get("DATABASE_URL"):
     from tests.embedded_postgres import start
 
-    DATABASES["default"] = start()
+    DATABASES["default"] = start(RUN_ID)
+if not os.environ.get("TESTS_DATABASE_JSON") \
+        and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's default, test_<NAME>, is the same for every run on a server.
+    DATABASES["default"].setdefault("TEST", {}).setdefault(
+        "NAME", f"test_{DATABASES['default']['NAME']}_{RUN_ID}")
 
 # Django 6's task framework (django.tasks) on this app's queue
 # (tests/test_django_tasks_backend.py); Django 5.2 has no use for the setting.

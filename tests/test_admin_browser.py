@@ -26,10 +26,6 @@ from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the
-# tests make between page actions are ordinary blocking ones.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 RESULTS = "/admin/django_tasks/taskresult/"
 QUEUED = "/admin/django_tasks/queuedmessage/"
 DASHBOARD = "/admin/django_tasks/dashboard/"
@@ -37,9 +33,14 @@ TIMEOUT_MS = 30_000
 
 
 @pytest.fixture
-def chromium():
+def chromium(monkeypatch):
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in this thread; the ORM calls
+    # the tests make between page actions are ordinary blocking ones. Only
+    # while the browser runs: undone after the test (monkeypatch), and never
+    # handed to a worker (tests/workers.py).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         context, profile = launch_chromium(playwright)
         context.set_default_timeout(TIMEOUT_MS)

@@ -24,6 +24,9 @@ def worker_env(extra=None, database=None):
                     ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "OPTIONS")}
         database["NAME"] = str(database["NAME"])
     env = dict(os.environ)
+    # A worker runs with Django's check for ORM calls from an event loop, as
+    # in production, even when started while a browser test turns it off.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     env.update({
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "TESTS_DATABASE_JSON": json.dumps(database),

@@ -13,7 +13,7 @@ import sys
 import weakref
 
 import psycopg
-from psycopg import errors, pq
+from psycopg import capabilities, errors, pq
 
 # psycopg connection -> names of the statements prepared on its session, or
 # False for a session this module leaves to psycopg (see can_run).
@@ -37,7 +37,8 @@ def numbered(sql):
 def can_run(connection):
     """Whether ``run_prepared`` may use ``connection`` now: no transaction
     open (a statement here would end up in it without psycopg knowing), no
-    pipeline, UTF-8 text, and no gevent (see ``_greened``)."""
+    pipeline, UTF-8 text, and no gevent (see ``_greened``). ``run_then``
+    also needs ``can_pipeline()``."""
     pgconn = connection.pgconn
     if not (connection.autocommit and pgconn.transaction_status == _IDLE
             and pgconn.pipeline_status == _NO_PIPELINE):
@@ -47,6 +48,12 @@ def can_run(connection):
         usable = connection.info.encoding == "utf-8" and not _greened()
         names = _prepared[connection] = set() if usable else False
     return names is not False
+
+
+def can_pipeline():
+    """Whether this libpq has pipeline mode (``run_then``): libpq 14 or
+    later, and a psycopg built against one."""
+    return capabilities.has_pipeline()
 
 
 def _greened():
@@ -215,13 +222,9 @@ def _message(pgconn, result):
 
 
 def _error(pgconn, result):
-    """psycopg's exception for the error ``result``."""
-    message = _message(pgconn, result)
-    sqlstate = _sqlstate(result)
-    if sqlstate is None:  # no answer from the server: the connection is gone
-        return psycopg.OperationalError(message or "the connection to the server was lost")
-    try:
-        error_class = errors.lookup(sqlstate)
-    except KeyError:
-        error_class = psycopg.DatabaseError
-    return error_class(message)
+    """psycopg's exception for the error ``result``, with its ``diag`` (the
+    server's SQLSTATE, detail, constraint...) as psycopg's cursors give it."""
+    if _sqlstate(result) is None:  # no answer from the server: the connection is gone
+        return psycopg.OperationalError(
+            _message(pgconn, result) or "the connection to the server was lost")
+    return errors.error_from_result(result)

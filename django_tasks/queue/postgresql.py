@@ -475,6 +475,18 @@ def _through_libpq(connection, sql, run, *args):
     return outcome
 
 
+def _execute_wrapped(connection, cursor, sql, params, binary, prepare):
+    """``cursor.execute()`` through Django's ``execute_wrapper()`` functions
+    of ``connection``, called as Django's cursors call them (the outermost
+    installed first)."""
+    def execute(sql, params, many, context):
+        return cursor.execute(sql, params, binary=binary, prepare=prepare)
+
+    for wrapper in reversed(connection.execute_wrappers):
+        execute = functools.partial(wrapper, execute)
+    return execute(sql, params, False, {"connection": connection, "cursor": cursor})
+
+
 def _identity(value):
     return value
 
@@ -615,7 +627,8 @@ class PostgreSQLQueue(BaseQueue):
         headers = compact_json(m.headers)
         # The connection is looked up once and handed down: Django's look-up
         # (a thread-local) is a microsecond each time.
-        if autocommit and self._can_run_directly(connection):
+        if autocommit and self._can_run_directly(connection) \
+                and (libpq.can_pipeline() or not settings.SYNCHRONOUS_ENQUEUE):
             params = _as_text(m, headers)
             if settings.SYNCHRONOUS_ENQUEUE:
                 self._insert_then_wake(connection, m, params)
@@ -643,8 +656,11 @@ class PostgreSQLQueue(BaseQueue):
     @staticmethod
     def _can_run_directly(connection):
         """Whether a statement of DIRECT may go through libpq now on Django's
-        ``connection`` (autocommit, no transaction open)."""
-        return settings.PREPARED_STATEMENTS and libpq.can_run(connection.connection)
+        ``connection`` (autocommit, no transaction open). Not while an
+        ``execute_wrapper()`` is installed: the cursor path shows the
+        statement to it (APM, tracing) and libpq would not."""
+        return settings.PREPARED_STATEMENTS and not connection.execute_wrappers \
+            and libpq.can_run(connection.connection)
 
     @staticmethod
     def _run_directly(connection, sql, params):
@@ -669,7 +685,8 @@ class PostgreSQLQueue(BaseQueue):
 
         It binds parameters server-side, which for arrays of thousands of
         values is far cheaper than Django's client-side quoting; psycopg's
-        errors still come out as Django's, and DEBUG's query log still sees it.
+        errors still come out as Django's, DEBUG's query log still sees it,
+        and so do the connection's ``execute_wrapper()`` functions.
         """
         connection = self.connection
         connection.ensure_connection()
@@ -685,7 +702,10 @@ class PostgreSQLQueue(BaseQueue):
         with _database_errors(connection), psycopg.Cursor(raw) as cursor:
             if messages:  # rows of the queue table (binary): see _tolerant
                 _read_messages_tolerantly(cursor)
-            cursor.execute(sql, params, binary=binary, prepare=prepare or None)
+            if connection.execute_wrappers:
+                _execute_wrapped(connection, cursor, sql, params, binary, prepare or None)
+            else:
+                cursor.execute(sql, params, binary=binary, prepare=prepare or None)
             rows = cursor.fetchall() if fetch else None
         _log_query(connection, sql, started)
         return rows
