@@ -54,7 +54,8 @@ NODE_DIR = HERE / ".node"
 GRAPHILE_CONCURRENCY = 8
 GRAPHILE_LOCAL_QUEUE = 500
 
-OURS_TABLES = ["django_tasks_queuedmessage", "django_tasks_taskresult", "django_tasks_taskgroup"]
+OURS_TABLES = ["django_tasks_queuedmessage", "django_tasks_taskresult", "django_tasks_taskgroup",
+               "django_tasks_ratebucket"]
 DTDB_TABLE = "django_tasks_database_dbtaskresult"
 
 # The one-by-one enqueue row is the median of this many rounds, the systems
@@ -65,6 +66,10 @@ ENQUEUE_ROUNDS = 3
 PRODUCERS = 8
 PRODUCERS_START_DELAY = 15.0
 CONCURRENT_ROUNDS = 2
+
+# The rate-limited drain row: tasks/s (bench_ours.tasks.noop_rated's, set
+# through BENCH_RATE_LIMIT; --rate-limit).
+RATE_LIMIT = 5000
 
 SIZES = {
     "default": {"enqueue": 20_000, "sleep": 2_000, "latency": 200, "latency_dtdb": 50},
@@ -320,7 +325,8 @@ class Ours(System):
         env = dict(os.environ)
         env.update(DJANGO_SETTINGS_MODULE="bench_ours_settings",
                    DATABASE_URL=f"{PG_URL}/{OURS_DB}",
-                   PYTHONPATH=os.pathsep.join([str(ROOT), str(PROJECTS / "ours")]))
+                   PYTHONPATH=os.pathsep.join([str(ROOT), str(PROJECTS / "ours")]),
+                   BENCH_RATE_LIMIT=str(RATE_LIMIT))
         super().__init__(sys.executable, PROJECTS / "ours", env)
 
     def reset(self):
@@ -684,6 +690,18 @@ def run_system_workloads(system, sizes, res, rows):
                             lambda: drain(system, "drain4", n, "prefork", 2, prefetch=1))
             if d:
                 res.set(rows["drain4"], key, d["rate"])
+        # The same drain under a global rate limit: how close to it.
+        system.truncate()
+        r = res.attempt(f"{system.name}: enqueue() of {n} rate-limited messages",
+                        [(rows["rated"], key), (rows["rated_ratio"], key)],
+                        lambda: enqueue(system, n, "bulk", "noop_rated"))
+        if r:
+            d = res.attempt(f"{system.name}: drain {n} no-op tasks at rate_limit={RATE_LIMIT}/s",
+                            [(rows["rated"], key), (rows["rated_ratio"], key)],
+                            lambda: drain(system, "rated", n, "prefork", 2))
+            if d:
+                res.set(rows["rated"], key, d["rate"])
+                res.set(rows["rated_ratio"], key, d["rate"] / RATE_LIMIT)
 
     # 3: sleeping tasks on 8 threads.
     system.truncate()
@@ -947,6 +965,8 @@ Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready s
   last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 4 unless said);
   celery `worker -P prefork -c 2` (its default prefetch multiplier, 4); django-tasks-db:
   db_worker runs one task at a time, so 2 db_worker processes (8 for the threads row).
+Rate limit: the drain of {n:,} no-op tasks of @task(rate_limit="{RATE_LIMIT}/s"), ours only
+  (Celery's rate_limit is per worker process, not one limit for all of them).
 Sleep: {n_sleep:,} tasks sleeping 10 ms, ours/celery `-P threads -c 8` (ideal: 800/s).
   concurrency_limit=2 over 20 keys: the same, at most 2 running per key (40 slots > 8
   threads, so the same ideal); Celery has no such limit.
@@ -970,6 +990,7 @@ Memory: peak sum over the worker process trees (parent + children) during the no
 
 
 def main():
+    global RATE_LIMIT
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small counts (~2 minutes)")
@@ -977,7 +998,11 @@ def main():
                         help="comma-separated subset of ours,celery,dtdb,graphile")
     parser.add_argument("--dtdb-python", default=None,
                         help="Python >= 3.12 for the django-tasks-db venv (default: found)")
+    parser.add_argument("--rate-limit", type=int, default=RATE_LIMIT,
+                        help=f"tasks/s of the rate-limited drain row (default {RATE_LIMIT}); "
+                             "below the plain drain's rate on a loaded machine")
     args = parser.parse_args()
+    RATE_LIMIT = args.rate_limit
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     atexit.register(PROCS.stop_all)
@@ -1011,6 +1036,8 @@ def main():
         "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 1 (tasks/s; others as above)", 0),
         "drain_defaults": (f"drain {n:,} no-op, graphile-worker's defaults (tasks/s; "
                            "others as the drain row)", 0),
+        "rated": (f"drain {n:,} no-op, 2 slots, rate_limit={RATE_LIMIT}/s (tasks/s; ours)", 0),
+        "rated_ratio": ("  the same, achieved rate / rate_limit (target: 0.95-1.00)", 3),
         "sleep": (f"{n_sleep:,} x sleep 10 ms, 8 threads (tasks/s)", 0),
         "sleep_limited": (f"{n_sleep:,} x sleep 10 ms, 8 threads, ours concurrency_limit=2 "
                           "over 20 keys (tasks/s)", 0),
@@ -1022,8 +1049,8 @@ def main():
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
     order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "bulk", "group", "drain",
-             "drain4", "drain_defaults", "sleep", "sleep_limited", "s50", "s99", "r50", "r99",
-             "rss", "pss"]
+             "drain4", "drain_defaults", "rated", "rated_ratio", "sleep", "sleep_limited", "s50",
+             "s99", "r50", "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
     res = Results()

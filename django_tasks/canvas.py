@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 # Options that become arguments of Task.build_message.
 MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id", "link",
-                   "link_error", "ignore_result", "serializer", "time_limit", "soft_time_limit")
+                   "link_error", "ignore_result", "serializer", "time_limit", "soft_time_limit",
+                   "rate_limit")
 # Options that say where a task stands in a workflow; they travel as headers.
 WORKFLOW_OPTIONS = ("chord", "group_id")
 _MESSAGE_OPTIONS = frozenset(MESSAGE_OPTIONS)

@@ -1,4 +1,4 @@
-"""Celery's task and calling options that have no meaning here, and ``rate_limit``.
+"""Celery's task and calling options that have no meaning here.
 
 A Celery codebase passes these (``@task(throws=...)``,
 ``apply_async(routing_key=...)``); refusing them would stop a migration at
@@ -7,11 +7,8 @@ the task options: see ``checks.check_task_options``). A name that is not
 Celery's either is still a ``TypeError``: a typo must not pass silently.
 """
 
-import re
-
 # Celery ``Task`` attributes (options of ``@task``) that change nothing here:
 # AMQP routing, events, eager-result storage, result repr size, pydantic.
-# (rate_limit is a task option of ours: stored, checked, not yet enforced.)
 IGNORED_TASK_OPTIONS = frozenset({
     "throws", "store_errors_even_if_ignored", "compression", "exchange",
     "exchange_type", "routing_key", "delivery_mode", "send_events", "trail",
@@ -38,19 +35,3 @@ def refuse_unknown_apply_options(options, task_name):
     if unknown:
         raise TypeError(f"apply_async() of {task_name} got unknown options: "
                         f"{', '.join(sorted(unknown))}")
-
-
-_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*")
-
-
-def checked_rate_limit(value, where):
-    """``value`` if it is a Celery rate limit (``10``, ``"10"``, ``"10/s"``, ``"10/m"``,
-    ``"10/h"``) or None, else ``ValueError`` naming ``where``."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str) and _RATE.fullmatch(value):
-        return value
-    raise ValueError(f"{where}: rate_limit {value!r} is not a rate: use a number of tasks "
-                     "per second, or 'N/s', 'N/m' or 'N/h' (as Celery)")

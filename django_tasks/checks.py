@@ -221,8 +221,9 @@ def check_task_options(app_configs=None, **kwargs):
                 checks.Info, 34, f"Task {name}: the Celery option(s) {', '.join(ignored)} "
                 "are accepted and ignored (no meaning with the database as the broker).",
                 name))
-        if getattr(task, "rate_limit", None) is not None:
+        if settings.EAGER and getattr(task, "rate_limit", None) is not None:
             notes.append(_celery_note(
-                checks.Info, 35, f"Task {name}: rate_limit={task.rate_limit!r} is "
-                "accepted but not enforced yet.", name))
+                checks.Info, 35, f"Task {name}: rate_limit={task.rate_limit!r} does not "
+                "apply while EAGER runs tasks inline (as Celery's task_always_eager); "
+                "workers apply it across all of them.", name))
     return notes

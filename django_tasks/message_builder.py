@@ -23,6 +23,7 @@ from .messages import (
     encode_body,
     new_task_id,
 )
+from .rate_limits import checked_rate_limit, message_rate
 from .routing import resolve_options
 from .serialization import compact_json
 
@@ -41,7 +42,7 @@ class MessageBuilder:
     def build(self, args=None, kwargs=None, *, countdown=None, eta=None,
               expires=None, queue=None, priority=None, task_id=None,
               link=None, link_error=None, ignore_result=None, headers=None,
-              serializer=None, time_limit=None, soft_time_limit=None):
+              serializer=None, time_limit=None, soft_time_limit=None, rate_limit=None):
         task = self.task
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
@@ -70,6 +71,14 @@ class MessageBuilder:
             limited = concurrency.header(task, args, kwargs)
             if limited is not None:
                 message_headers[concurrency.HEADER] = limited
+        if rate_limit is None:
+            rate_limit = getattr(task, "rate_limit", None)  # checked by @task
+        else:
+            checked_rate_limit(rate_limit, f"rate_limit of {task.name}")
+        if rate_limit is not None:
+            rate_limit = message_rate(rate_limit)  # 0: no limit, as in Celery
+            if rate_limit is not None:
+                message_headers["rate_limit"] = rate_limit
         if link:
             message_headers["link"] = _signature_list(link)
         if link_error:

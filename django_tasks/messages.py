@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from . import concurrency, serialization
 from .exceptions import EncodeError
+from .rate_limits import is_rate
 from .timestamps import HIGHEST, LOWEST
 
 
@@ -143,6 +144,7 @@ HEADER_CHECKS = {
     "chord": _id_or_none,
     "link": _signatures, "link_error": _signatures, "chain": _signatures,
     concurrency.HEADER: concurrency.valid_header,
+    "rate_limit": is_rate,
 }
 
 

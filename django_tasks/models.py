@@ -237,3 +237,16 @@ class TaskGroup(models.Model):
 
 # Beat's tables live with beat; importing them here makes them this app's models.
 from .beat.models import PeriodicTask, PeriodicTick  # noqa: E402, F401
+
+
+class RateBucket(models.Model):
+    """The start times of a rate-limited task, shared by all workers (see
+    ``rate_limits.py``): GCRA's theoretical arrival time, and the end of the
+    line of messages handed back to wait for their turn."""
+
+    task_name = models.CharField(max_length=255, primary_key=True)
+    tat = models.DateTimeField()
+    horizon = models.DateTimeField()
+
+    def __str__(self):
+        return f"{self.task_name} (next start {self.tat:%Y-%m-%d %H:%M:%S.%f})"

@@ -17,17 +17,14 @@ from . import concurrency
 from . import retry as retry_policy
 from .arguments import check_arguments
 from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
-from .celery_options import (
-    IGNORED_TASK_OPTIONS,
-    checked_rate_limit,
-    refuse_unknown_apply_options,
-)
+from .celery_options import IGNORED_TASK_OPTIONS, refuse_unknown_apply_options
 from .conf import settings
 from .context import DIRECT_CALL, running_task
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
 from .messages import checked_time_limit, compute_available_at
 from .queue import enqueue
+from .rate_limits import checked_rate_limit
 from .registry import tasks as registry
 from .result import AsyncResult
 from .worker import task_hooks
@@ -58,7 +55,8 @@ TASK_OPTIONS = {
     "acks_on_failure_or_timeout": True,
     # Check the arguments of every call against the function (Celery's default).
     "typing": True,
-    # Celery's syntax ("10/s"); checked and kept, not enforced yet (issue 19).
+    # Starts per period across all workers, Celery's syntax ("10/s"); a
+    # call's own rate_limit overrides it (see rate_limits.py).
     "rate_limit": None,
     # Default ``expires`` of a call (seconds, timedelta or datetime).
     "expires": None,
@@ -202,15 +200,13 @@ class Task:
                     **celery_options: Any) -> AsyncResult:
         if celery_options:
             refuse_unknown_apply_options(celery_options, self.name)
-        if rate_limit is not None:
-            checked_rate_limit(rate_limit, f"apply_async() of {self.name}")
         if self.typing:
             check_arguments(self, args, kwargs)
         message = MessageBuilder(self).build(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
             ignore_result=ignore_result, headers=headers, serializer=serializer,
-            time_limit=time_limit, soft_time_limit=soft_time_limit)
+            time_limit=time_limit, soft_time_limit=soft_time_limit, rate_limit=rate_limit)
         if settings.EAGER:
             return apply_eagerly(self, message)
         enqueue([message])
@@ -329,9 +325,6 @@ def send_task(name: str, args: Iterable[Any] | None = None,
         warnings.warn(f"EAGER has no effect on send_task({name!r}): it is enqueued, "
                       "as with Celery's task_always_eager", AlwaysEagerIgnored, stacklevel=2)
     task = task_for_sending(name)
-    rate_limit = options.pop("rate_limit", None)
-    if rate_limit is not None:
-        checked_rate_limit(rate_limit, f"send_task({name!r})")
     celery_options = {key: options.pop(key) for key in list(options)
                       if key not in _BUILD_OPTIONS}
     if celery_options:

@@ -194,3 +194,7 @@ def limited_retry(self, key, seconds=0.0):
     if self.request.retries == 0:
         raise self.retry(countdown=0)
     return _span("retried", key, seconds)
+
+
+# Rate-limited tasks (test_rate_limit.py).
+from .rate_tasks import *  # noqa: E402, F403

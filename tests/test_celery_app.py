@@ -265,9 +265,13 @@ def test_celery_task_options_with_no_meaning_are_noted():
     assert notes[("django_tasks.I034", flaky.name)] == (
         f"Task {flaky.name}: the Celery option(s) routing_key, throws are accepted and "
         "ignored (no meaning with the database as the broker).")
-    assert "rate_limit='10/m' is accepted but not enforced yet" in \
-        notes[("django_tasks.I035", flaky.name)]
     assert ("django_tasks.I034", hello.name) not in notes
+    # rate_limit is enforced by workers: only eager mode, which ignores it, is noted.
+    assert ("django_tasks.I035", flaky.name) not in notes
+    with override_settings(DJANGO_TASKS={"EAGER": True}):
+        notes = {(n.id, n.obj): n.msg for n in check_task_options()}
+    assert "rate_limit='10/m' does not apply while EAGER runs tasks inline" in \
+        notes[("django_tasks.I035", flaky.name)]
 
 
 # -- app.conf ----------------------------------------------------------------

@@ -48,6 +48,8 @@ def test_rows_whose_values_cannot_be_run(start_worker, pool):
         (_insert(headers=_headers({"soft_time_limit": -5})), "header 'soft_time_limit'"),
         (_insert(headers=_headers({"retries": "many"})), "header 'retries'"),
         (_insert(headers=_headers({"link": "not a list"})), "header 'link'"),
+        (_insert(headers=_headers({"rate_limit": "fast"})), "header 'rate_limit'"),
+        (_insert(headers=_headers({"rate_limit": 1e300})), "header 'rate_limit'"),
         (_insert(headers=_headers([1, 2])), "headers are not a JSON object"),
         (_insert(body=_literal("{" * 5 + "nope")), "corrupt message"),
         (_insert(body=_literal('{"args": [{"__type__": "decimal", "value": "x"}]}')),

@@ -5,7 +5,7 @@ import time
 import uuid
 
 from django.db import connections, transaction
-from django.db.models import Exists, F, Q
+from django.db.models import Case, Exists, F, Q, Value, When
 from django.utils import timezone
 
 from ..messages import (
@@ -324,6 +324,28 @@ class BaseQueue:
         if woken:
             self.notify_queue()
         return woken
+
+    def defer_messages(self, message_ids, times):
+        """Hand claimed messages back unstarted (their claim not counted as a
+        delivery), each to wait until its time in ``times``: a flow limit
+        lets them start then. No wake-up: they are not due."""
+        if not message_ids:
+            return 0
+        update = dict(UNCLAIMED, deliveries=F("deliveries") - 1, available_at=Case(
+            *(When(id=i, then=Value(at)) for i, at in zip(message_ids, times, strict=True)),
+            output_field=QueuedMessage._meta.get_field("available_at")))
+        # Only still claimed: handing back twice (a retried hand-back) must
+        # not count a delivery off twice.
+        return QueuedMessage.objects.using(self.alias).filter(
+            id__in=message_ids, claimed_by__isnull=False, acked_at__isnull=True).update(**update)
+
+    def take_rate_tokens(self, task_name, count, step, tolerance):
+        """Atomically, on the database's clock, take the start of ``count``
+        messages of ``task_name`` one ``step`` (seconds) apart from its rate
+        bucket (``rate_limits.take_tokens``): how many start now, when the
+        first of the others may (they follow one ``step`` apart), and the
+        database's time now."""
+        raise NotImplementedError
 
     def expired_waiting(self, now, limit):
         # In the expires index's order: the first ``limit`` entries of it,

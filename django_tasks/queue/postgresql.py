@@ -18,7 +18,7 @@ from psycopg.pq import Format
 
 from ..conf import settings
 from ..messages import READ_ERRORS, Unreadable, is_task_id
-from ..models import QueuedMessage, TaskResult, Worker
+from ..models import QueuedMessage, RateBucket, TaskResult, Worker
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
@@ -272,6 +272,54 @@ ORDER BY id LIMIT %s
 """
 EXPIRED_WAITING_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
                        "WHERE claimed_by IS NULL AND expires < %s ORDER BY expires LIMIT %s")
+
+BUCKETS = RateBucket._meta.db_table
+# rate_limits.take_tokens in SQL, on the database's clock: the bucket's row
+# locked (FOR UPDATE) while it is read, so that workers take their starts
+# one after the other; the UPDATE returns what the locked read computed.
+# %(step)s and %(tolerance)s are seconds.
+TAKE_RATE_TOKENS_SQL = f"""
+UPDATE {BUCKETS} AS b
+SET tat = t.new_tat,
+    horizon = t.first_free + make_interval(secs => (%(count)s - t.admitted) * %(step)s)
+FROM (
+    SELECT s.task_name, s.admitted, s.now, s.new_tat, greatest(s.line, s.new_tat) AS first_free
+    FROM (
+        SELECT l.task_name, l.now, l.admitted,
+               l.start + make_interval(secs => l.admitted * %(step)s) AS new_tat,
+               CASE WHEN l.tat >= l.now - make_interval(secs => %(tolerance)s)
+                    THEN l.horizon ELSE l.now END AS line
+        FROM (
+            SELECT k.*, least(%(count)s, greatest(0, floor(
+                       (extract(epoch FROM k.now - k.start) + %(tolerance)s) / %(step)s) + 1
+                   ))::int AS admitted
+            FROM (
+                SELECT task_name, tat, horizon, statement_timestamp() AS now,
+                       greatest(tat, statement_timestamp()) AS start
+                FROM {BUCKETS} WHERE task_name = %(task)s FOR UPDATE
+            ) AS k
+        ) AS l
+    ) AS s
+) AS t
+WHERE b.task_name = t.task_name
+RETURNING t.admitted, t.first_free, t.now
+"""
+# The same, committing without waiting for the WAL flush: a bucket a server
+# crash takes back to an earlier state only lets a few more starts through
+# once. Outside a transaction block only (see CLAIM_ASYNC_COMMIT_SQL).
+TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + TAKE_RATE_TOKENS_SQL.replace(
+    ") AS t\nWHERE", ") AS t, relaxed\nWHERE")
+# A task's first limited start: its bucket, as if long unused.
+NEW_RATE_BUCKET_SQL = (f"INSERT INTO {BUCKETS} (task_name, tat, horizon) "
+                       "VALUES (%s, statement_timestamp(), statement_timestamp()) "
+                       "ON CONFLICT (task_name) DO NOTHING")
+DEFER_SQL = f"""
+UPDATE {TABLE} AS m
+SET claimed_by = NULL, claimed_pid = NULL, claimed_at = NULL, started_at = NULL,
+    acked_at = NULL, deliveries = m.deliveries - 1, available_at = d.at
+FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, at)
+WHERE m.id = d.id AND m.claimed_by IS NOT NULL AND m.acked_at IS NULL
+"""
 
 RESULTS = TaskResult._meta.db_table
 RESULT_TYPES = ("varchar", "varchar", "varchar", "varchar", "text", "text", "text", "text",
@@ -734,6 +782,23 @@ class PostgreSQLQueue(BaseQueue):
                 {"queues": list(queues), "worker": str(worker_id), "pid": pid, "start": start},
                 fetch=True, binary=True, prepare=True, messages=True)
         return sort_claimed(self._messages_from_rows(rows))
+
+    def take_rate_tokens(self, task_name, count, step, tolerance):
+        params = {"task": task_name, "count": count, "step": step, "tolerance": tolerance}
+        sql = TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL if self.connection.get_autocommit() \
+            else TAKE_RATE_TOKENS_SQL
+        rows = self._execute_raw(sql, params, fetch=True, prepare=True)
+        if not rows:
+            self._execute_raw(NEW_RATE_BUCKET_SQL, [task_name])
+            rows = self._execute_raw(sql, params, fetch=True, prepare=True)
+        return rows[0]
+
+    def defer_messages(self, message_ids, times):
+        if not message_ids:
+            return 0
+        with self.connection.cursor() as cursor:
+            cursor.execute(DEFER_SQL, [list(message_ids), list(times)])
+            return cursor.rowcount
 
     def _messages_from_rows(self, rows):
         # Binary results: jsonb comes decoded (a JSON string as a str).

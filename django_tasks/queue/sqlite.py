@@ -15,11 +15,19 @@ from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..models import QueuedMessage, Worker
+from ..models import QueuedMessage, RateBucket, Worker
+from ..rate_limits import take_tokens
 from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, sort_claimed
 
 TABLE = QueuedMessage._meta.db_table
 WORKERS = Worker._meta.db_table
+BUCKETS = RateBucket._meta.db_table
+
+RATE_BUCKET_SQL = f"SELECT tat, horizon FROM {BUCKETS} WHERE task_name = %s"
+SAVE_RATE_BUCKET_SQL = f"""
+INSERT INTO {BUCKETS} (task_name, tat, horizon) VALUES (%s, %s, %s)
+ON CONFLICT (task_name) DO UPDATE SET tat = excluded.tat, horizon = excluded.horizon
+"""
 
 CLAIM_SQL = f"""
 UPDATE {TABLE}
@@ -96,23 +104,48 @@ class SQLiteQueue(BaseQueue):
         sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
         worker = uuid.UUID(str(worker_id)).hex
         params = [worker, pid, now, start, now, *queues, now, worker, limit]
+
+        def claim(cursor):
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+        return self._claimed(self._immediately(claim))
+
+    def take_rate_tokens(self, task_name, count, step, tolerance):
+        # One host's clock (SQLite is one machine's file): Python's, read
+        # under the write lock, so that starts are admitted in clock order.
+        adapt = self.connection.ops.adapt_datetimefield_value
+
+        def take(cursor):
+            now = timezone.now()
+            cursor.execute(RATE_BUCKET_SQL, [task_name])
+            row = cursor.fetchone()
+            tat, horizon = (_datetime(row[0]), _datetime(row[1])) if row else (None, None)
+            admitted, first, new_tat, new_horizon = take_tokens(
+                tat, horizon, now, count, step, tolerance)
+            cursor.execute(SAVE_RATE_BUCKET_SQL, [task_name, adapt(new_tat), adapt(new_horizon)])
+            return admitted, first, now
+
+        return self._immediately(take)
+
+    def _immediately(self, work):
+        """``work(cursor)`` holding the database's write lock from its first
+        read (BEGIN IMMEDIATE), so no other writer comes in between."""
+        connection = self.connection
         connection.ensure_connection()
         if connection.in_atomic_block:
             # The caller's transaction already makes this atomic (tests, helpers).
             with connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
-            return self._claimed(rows)
+                return work(cursor)
         with connection.cursor() as cursor:
             cursor.execute("BEGIN IMMEDIATE")
             try:
-                cursor.execute(sql, params)
-                rows = cursor.fetchall()
+                done = work(cursor)
             except BaseException:
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
-        return self._claimed(rows)
+        return done
 
     @contextmanager
     def slot_transaction(self, task_name, key):

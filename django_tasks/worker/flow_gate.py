@@ -12,9 +12,12 @@ gate runs first: a slot is taken before a rate token, and a message the
 rate gate refuses afterwards gives its slot back when it is handed back.
 """
 
-from . import concurrency_gate
+from . import concurrency_gate, rate_gate
 
-GATES = (concurrency_gate.admit,)
+# The concurrency gate first, the rate gate last: a message the concurrency
+# gate parks takes no rate token, and one the rate gate refuses gives its slot
+# back as it is handed back (the slot triggers).
+GATES = (concurrency_gate.admit, rate_gate.gate)
 
 
 def admit(backend, messages):
@@ -23,9 +26,16 @@ def admit(backend, messages):
     refused message needs the worker to wake for it)."""
     wake_at = None
     for gate in GATES:
-        if not messages:
-            break
-        messages, gate_wake_at = gate(backend, messages)
+        if messages:
+            messages, gate_wake_at = gate(backend, messages)
+        else:
+            # Messages refused before come due even when this claim took
+            # nothing: keep waking for them.
+            gate_wake_at = getattr(gate, "next_wake", _never)()
         if gate_wake_at is not None:
             wake_at = gate_wake_at if wake_at is None else min(wake_at, gate_wake_at)
     return messages, wake_at
+
+
+def _never():
+    return None

@@ -1,5 +1,6 @@
 """The bench's tasks (the same three in every system, and ours' limited one)."""
 
+import os
 import time
 
 from django_tasks import task
@@ -25,3 +26,9 @@ def stamp():
 def sleep10_limited(key):
     """sleep10 with at most 2 running at once per key (ours only)."""
     time.sleep(0.01)
+
+
+# Ours only: the rate-limited drain row (bench/run.py --rate-limit).
+@task(rate_limit=f"{os.environ.get('BENCH_RATE_LIMIT', '5000')}/s")
+def noop_rated():
+    return None
