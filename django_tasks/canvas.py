@@ -40,6 +40,9 @@ MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id"
 # Options that say where a task stands in a workflow; they travel as headers.
 WORKFLOW_OPTIONS = ("chord", "group_id")
 _MESSAGE_OPTIONS = frozenset(MESSAGE_OPTIONS)
+# A signature sent alone (``sig.delay()``) is sent as its task's apply_async
+# with them; a canvas's members cannot have them (see unique.py).
+UNIQUE_OPTIONS = frozenset(("unique_key", "unique_for"))
 _WORKFLOW_OPTIONS = frozenset(WORKFLOW_OPTIONS)
 
 _TYPES = {}
@@ -337,6 +340,11 @@ class Signature(dict):
                 message_options[key] = value
             elif key in _WORKFLOW_OPTIONS and value:
                 headers[key] = value
+            elif key in UNIQUE_OPTIONS and value is not None:
+                raise TypeError(
+                    f"{self.name}: {key} is not applied to the members of a group, chain "
+                    "or chord (they are sent as one batch, or by the worker as each step "
+                    "finishes); send the task alone (apply_async) to make it unique")
         if options.get("chain"):
             headers["chain"] = [to_header(step) for step in options["chain"]]
         if context:
@@ -355,6 +363,8 @@ class Signature(dict):
 
     def _apply_async(self, args, kwargs, options):
         sig = self.clone(**options)
+        if type(sig) is Signature and _unique(sig):
+            return _apply_unique(sig, args, kwargs)
         # A task this process does not know is sent as Celery's send_task
         # does, even in EAGER mode: it cannot run here.
         if settings.EAGER and (sig.subtask_type or sig.name in registry):
@@ -378,6 +388,8 @@ class Signature(dict):
     def apply(self, args=None, kwargs=None, **options):
         """Run here and now (EAGER); returns an EagerResult."""
         sig = self.clone(**options)
+        if _unique(sig):  # checked, not applied: no queue here (as Celery's eager)
+            _apply_unique(sig, args, kwargs, eager=True)
         plan = Plan()
         sig.plan(plan, tuple(args or ()), kwargs)
         (message,) = plan.messages
@@ -388,6 +400,44 @@ class Signature(dict):
         merged = (*args, *self.args) if not self.immutable else self.args
         merged_kwargs = {**self.kwargs, **kwargs} if not self.immutable else self.kwargs
         return self.type(*merged, **merged_kwargs)
+
+
+def _unique(sig):
+    """Whether ``sig``, sent alone, is a unique send (its options or its task's)."""
+    options = sig.options
+    if options.get("unique_key") is not None or options.get("unique_for") is not None:
+        return True
+    task = registry.get(sig.name)
+    return task is not None and task.unique_key is not None
+
+
+def _apply_unique(sig, args, kwargs, eager=False):
+    """Send ``sig`` as its task's ``apply_async`` does, with its unique key;
+    ``eager``: only check the unique options, and take them out of ``sig``."""
+    from .task import send_task, task_for_sending
+
+    if not sig.immutable:
+        args, kwargs = (*(args or ()), *sig.args), {**sig.kwargs, **(kwargs or {})}
+    else:
+        args, kwargs = sig.args, sig.kwargs
+    options = {k: v for k, v in sig.options.items() if k in _MESSAGE_OPTIONS}
+    if sig.options.get("headers"):
+        options["headers"] = sig.options["headers"]
+    unique_key, unique_for = sig.options.get("unique_key"), sig.options.get("unique_for")
+    if eager:
+        from .unique import key_of_call
+
+        key_of_call(task_for_sending(sig.name), args, kwargs, unique_key, unique_for,
+                    f"apply() of {sig.name}")
+        sig.options.pop("unique_key", None)
+        sig.options.pop("unique_for", None)
+        return None
+    task = registry.get(sig.name)
+    if task is None:
+        return send_task(sig.name, args, kwargs, unique_key=unique_key,
+                         unique_for=unique_for, **options)
+    return task.apply_async(args, kwargs, unique_key=unique_key, unique_for=unique_for,
+                            **options)
 
 
 # -- chain ------------------------------------------------------------------

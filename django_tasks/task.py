@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from . import retry as retry_policy
+from . import unique
 from .arguments import check_arguments
 from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
 from .celery_options import (
@@ -21,7 +22,7 @@ from .context import DIRECT_CALL, running_task
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
 from .messages import checked_time_limit, compute_available_at
-from .queue import enqueue
+from .queue import enqueue, enqueue_unique
 from .registry import tasks as registry
 from .result import AsyncResult
 from .worker import task_hooks
@@ -56,6 +57,11 @@ TASK_OPTIONS = {
     "rate_limit": None,
     # Default ``expires`` of a call (seconds, timedelta or datetime).
     "expires": None,
+    # Unique tasks (unique.py): a key (str), or a callable of (args, kwargs)
+    # returning the key of a call (None: that call is not unique).
+    "unique_key": None,
+    # Seconds (or a timedelta) the key stays held after its holder finished.
+    "unique_for": None,
 }
 
 
@@ -92,6 +98,7 @@ class Task:
         for limit in ("time_limit", "soft_time_limit"):
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
         check_delivery_options(self)
+        unique.checked_task_options(self)
         self.is_async = inspect.iscoroutinefunction(run)
         self._local = threading.local()
         self.__doc__ = run.__doc__
@@ -171,20 +178,26 @@ class Task:
                     expires=None, queue=None, priority=None, task_id=None,
                     link=None, link_error=None, ignore_result=None, headers=None,
                     serializer=None, time_limit=None, soft_time_limit=None,
-                    rate_limit=None, **celery_options):
+                    rate_limit=None, unique_key=None, unique_for=None, **celery_options):
         if celery_options:
             refuse_unknown_apply_options(celery_options, self.name)
         if rate_limit is not None:
             checked_rate_limit(rate_limit, f"apply_async() of {self.name}")
         if self.typing:
             check_arguments(self, args, kwargs)
+        key = None
+        if unique_key is not None or unique_for is not None or self.unique_key is not None:
+            key = unique.key_of_call(self, args, kwargs, unique_key, unique_for,
+                                     f"apply_async() of {self.name}")
         message = MessageBuilder(self).build(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
             ignore_result=ignore_result, headers=headers, serializer=serializer,
             time_limit=time_limit, soft_time_limit=soft_time_limit)
-        if settings.EAGER:
+        if settings.EAGER:  # as Celery's eager mode, which has no broker: not unique
             return apply_eagerly(self, message)
+        if key is not None:
+            return _send_unique(message, key)
         enqueue([message])
         result = AsyncResult(message.task_id, task_name=self.name)
         if message.headers.get("ignore_result"):
@@ -297,13 +310,31 @@ def send_task(name, args=None, kwargs=None, **options):
     rate_limit = options.pop("rate_limit", None)
     if rate_limit is not None:
         checked_rate_limit(rate_limit, f"send_task({name!r})")
+    unique_key, unique_for = options.pop("unique_key", None), options.pop("unique_for", None)
+    key = None
+    if unique_key is not None or unique_for is not None or task.unique_key is not None:
+        key = unique.key_of_call(task, args, kwargs, unique_key, unique_for,
+                                 f"send_task({name!r})")
     celery_options = {key: options.pop(key) for key in list(options)
                       if key not in _BUILD_OPTIONS}
     if celery_options:
         refuse_unknown_apply_options(celery_options, name)
     message = task.build_message(args, kwargs, **options)
+    if key is not None:
+        return _send_unique(message, key)
     enqueue([message])
     return AsyncResult(message.task_id, task_name=name)
+
+
+def _send_unique(message, key):
+    """Send ``message`` under its unique ``key`` (key, unique_for): the
+    result of the message holding the key, this one if it was written."""
+    unique.mark(message, *key)
+    holder = enqueue_unique(message, *key)
+    result = AsyncResult(holder, task_name=message.task_name)
+    if holder == message.task_id and message.headers.get("ignore_result"):
+        result.ignored = True
+    return result
 
 
 _BUILD_OPTIONS = frozenset((*MESSAGE_OPTIONS, "headers"))

@@ -90,6 +90,7 @@ def dashboard_figures(now=None):
         "failure_rate": failure_rate(done, failed),
         "throughput": rows,
         "workers": workers,
+        "unique_keys_held": monitoring.unique_keys_held(),
     }
 
 

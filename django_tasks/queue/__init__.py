@@ -40,3 +40,18 @@ def enqueue(messages):
         from ..publishing import after
 
         after(messages)
+
+
+def enqueue_unique(message, key, unique_for):
+    """Write ``message`` unless a message of its task holds ``key`` (see unique.py).
+
+    Returns the task id of the holder: ``message``'s own when it was written.
+    """
+    if in_event_loop():
+        return call_outside_event_loop(enqueue_unique, message, key, unique_for)
+    holder = get_backend().hold_unique_key(message, key, unique_for)
+    if holder == message.task_id and signals.after_task_publish.receivers:
+        from ..publishing import after
+
+        after([message])
+    return holder

@@ -24,6 +24,7 @@ class Command(BaseCommand):
             age = "-" if q.oldest_waiting_seconds is None else f"{q.oldest_waiting_seconds:.1f}s"
             write(f"  {q.name:<20} waiting {q.waiting_text:>7}  running {q.running:>5}  "
                   f"oldest waiting {age}")
+        self.write_unique_keys()
         write("Workers")
         workers = monitoring.live_workers(now)
         if not workers:
@@ -42,3 +43,9 @@ class Command(BaseCommand):
               f"{failed} failed")
         for minute, done, fail in rows:
             write(f"  {timezone.localtime(minute):%H:%M}  {done:>8} done  {fail:>6} failed")
+
+    def write_unique_keys(self):
+        held = monitoring.unique_keys_held()
+        if held:
+            shown = f"over {monitoring.DEPTH_CAP:,}" if held > monitoring.DEPTH_CAP else held
+            self.stdout.write(f"Unique keys held: {shown}")
