@@ -43,6 +43,9 @@ _MESSAGE_OPTIONS = frozenset(MESSAGE_OPTIONS)
 # A signature sent alone (``sig.delay()``) is sent as its task's apply_async
 # with them; a canvas's members cannot have them (see unique.py).
 UNIQUE_OPTIONS = frozenset(("unique_key", "unique_for"))
+_NOT_IN_CANVAS = ("{name}: {key} is not applied to the members of a group, chain or chord, "
+                  "nor to callbacks (they are sent as one batch, or by the worker as each "
+                  "step finishes); send the task alone (apply_async) to make it unique")
 _WORKFLOW_OPTIONS = frozenset(WORKFLOW_OPTIONS)
 
 _TYPES = {}
@@ -89,7 +92,29 @@ _CONTAINERS = (list, dict)
 
 def to_header(sig):
     """A signature as plain JSON data, with datetimes, tuples… tagged."""
-    return json.loads(serialization.dumps(dict(sig), "json", what=f"signature {sig!r}"))
+    text = serialization.dumps(dict(sig), "json", what=f"signature {sig!r}")
+    data = json.loads(text)
+    if "unique_" in text:
+        _refuse_unique(data)
+    return data
+
+
+def _refuse_unique(data):
+    """A signature sent later (a chain's step, a chord's body, a callback) is
+    sent by the worker without the uniqueness check: refused at the call."""
+    if isinstance(data, dict):
+        options = data.get("options")
+        if "task" in data and isinstance(options, dict):
+            for key in UNIQUE_OPTIONS:
+                if options.get(key) is not None:
+                    raise TypeError(_NOT_IN_CANVAS.format(name=data["task"], key=key))
+        values = data.values()
+    elif isinstance(data, list):
+        values = data
+    else:
+        return
+    for value in values:
+        _refuse_unique(value)
 
 
 def from_header(data):
@@ -341,10 +366,7 @@ class Signature(dict):
             elif key in _WORKFLOW_OPTIONS and value:
                 headers[key] = value
             elif key in UNIQUE_OPTIONS and value is not None:
-                raise TypeError(
-                    f"{self.name}: {key} is not applied to the members of a group, chain "
-                    "or chord (they are sent as one batch, or by the worker as each step "
-                    "finishes); send the task alone (apply_async) to make it unique")
+                raise TypeError(_NOT_IN_CANVAS.format(name=self.name, key=key))
         if options.get("chain"):
             headers["chain"] = [to_header(step) for step in options["chain"]]
         if context:

@@ -163,3 +163,4 @@ def add_ignoring_result(x, y):
 
 from .async_tasks import *  # noqa: E402, F403
 from .delivery_tasks import *  # noqa: E402, F403
+from .unique_tasks import *  # noqa: E402, F403
