@@ -22,7 +22,7 @@ from .context import DIRECT_CALL, running_task
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
 from .messages import checked_time_limit, compute_available_at
-from .queue import enqueue, enqueue_unique
+from .queue import enqueue, enqueue_given_id, enqueue_unique
 from .registry import tasks as registry
 from .result import AsyncResult
 from .worker import task_hooks
@@ -197,8 +197,11 @@ class Task:
         if settings.EAGER:  # as Celery's eager mode, which has no broker: not unique
             return apply_eagerly(self, message)
         if key is not None:
-            return _send_unique(message, key)
-        enqueue([message])
+            return _send_unique(message, key, given_id=task_id is not None)
+        if task_id is None:
+            enqueue([message])
+        else:
+            enqueue_given_id(message)
         result = AsyncResult(message.task_id, task_name=self.name)
         if message.headers.get("ignore_result"):
             result.ignored = True
@@ -320,17 +323,21 @@ def send_task(name, args=None, kwargs=None, **options):
     if celery_options:
         refuse_unknown_apply_options(celery_options, name)
     message = task.build_message(args, kwargs, **options)
+    given_id = options.get("task_id") is not None
     if key is not None:
-        return _send_unique(message, key)
-    enqueue([message])
+        return _send_unique(message, key, given_id)
+    if given_id:
+        enqueue_given_id(message)
+    else:
+        enqueue([message])
     return AsyncResult(message.task_id, task_name=name)
 
 
-def _send_unique(message, key):
+def _send_unique(message, key, given_id):
     """Send ``message`` under its unique ``key`` (key, unique_for): the
     result of the message holding the key, this one if it was written."""
     unique.mark(message, *key)
-    holder = enqueue_unique(message, *key)
+    holder = enqueue_unique(message, *key, given_id)
     result = AsyncResult(holder, task_name=message.task_name)
     if holder == message.task_id and message.headers.get("ignore_result"):
         result.ignored = True

@@ -110,16 +110,18 @@ class BaseQueue:
 
     # -- unique keys (unique.py) -----------------------------------------
 
-    def hold_unique_key(self, message, key, unique_for):
+    def hold_unique_key(self, message, key, unique_for, given_id=False):
         """Enqueue ``message`` if no live message of its task holds ``key``;
         the holder's task id (``message``'s own if it was written).
 
         Never raises for a held key: the lock's INSERT does nothing on a
         conflict, so the caller's transaction stays usable. A concurrent
         sender of the same key that has not committed makes this one wait
-        for it (the unique index), then see its outcome.
+        for it (the unique index), then see its outcome. ``given_id``: the
+        caller chose the task id, which a message without this key may
+        already have: a savepoint keeps that IntegrityError to itself.
         """
-        with transaction.atomic(using=self.alias, savepoint=False):
+        with transaction.atomic(using=self.alias, savepoint=given_id):
             for _ in range(UNIQUE_ATTEMPTS):
                 now = timezone.now()
                 taken, holder = self.try_unique_key(message, key, unique_for, now)
