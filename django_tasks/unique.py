@@ -112,7 +112,16 @@ def mark(message, key, seconds):
 
 def _ending(outcomes):
     return [o.message for o in outcomes
-            if o.retry_at is None and not o.requeue and o.message.headers.get(FOR_HEADER)]
+            if o.message.headers.get(FOR_HEADER) and o.retry_at is None and not o.requeue
+            and _recordable(o.message.headers)]
+
+
+def _recordable(headers):
+    """Headers as a unique send writes them: anything else (a forged or
+    damaged row) is not recorded, and never fails the acknowledgement."""
+    seconds = headers.get(FOR_HEADER)
+    return (type(headers.get(KEY_HEADER)) is str and type(seconds) in (int, float)
+            and 0 < seconds <= MAX_UNIQUE_FOR)
 
 
 def record_finishes(outcomes, queue):

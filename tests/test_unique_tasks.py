@@ -19,7 +19,7 @@ from django.db import connection, connections, transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from django_tasks import chain, group, send_task
+from django_tasks import AsyncResult, chain, group, send_task
 from django_tasks.maintenance import purge_expired_results
 from django_tasks.models import QueuedMessage, TaskResult, UniqueLock
 from django_tasks.unique import MAX_UNIQUE_FOR
@@ -302,6 +302,20 @@ def test_unique_for_of_a_task_that_ignores_its_result(start_worker):
     lock = UniqueLock.objects.get()
     assert lock.held_until > timezone.now() + timedelta(minutes=59)
     assert QueuedMessage.objects.count() == 0
+
+
+def test_a_message_with_damaged_unique_headers_still_runs(start_worker):
+    start_worker("-P", "solo")
+    for task_id, headers in (("bad-for", {"unique_key": "k", "unique_for": "an hour"}),
+                             ("bad-key", {"unique_key": 5, "unique_for": 60}),
+                             ("huge-for", {"unique_key": "k", "unique_for": 1e300})):
+        message = add.build_message((1, 1), task_id=task_id)
+        QueuedMessage.objects.create(
+            task_id=task_id, task_name=message.task_name, queue=message.queue,
+            content_type=message.content_type, body=message.body,
+            headers={**message.headers, **headers})
+    for task_id in ("bad-for", "bad-key", "huge-for"):
+        assert AsyncResult(task_id).get(timeout=30) == 2
 
 
 def test_a_retried_holder_keeps_its_key(start_worker):
