@@ -125,15 +125,15 @@ class BaseQueue:
             for _ in range(UNIQUE_ATTEMPTS):
                 now = timezone.now()
                 taken, holder = self.try_unique_key(message, key, unique_for, now)
-                if holder is not None and not taken and not self._holds(holder, now):
+                if holder is not None:
+                    if self._holds(holder, now):
+                        return holder.task_id
                     taken = self._take_over(message, key, unique_for, holder, now)
                 if taken:
                     self.enqueue([message])
                     return message.task_id
-                if holder is not None and not taken and self._holds(holder, now):
-                    return holder.task_id
-                # The row changed after this statement's snapshot was taken
-                # (a concurrent sender committed, or a purge): read it again.
+                # The row changed after this statement's snapshot was taken (a
+                # concurrent sender committed, or a purge): look at it again.
         raise RuntimeError(f"{message.task_name}: unique_key {key!r} changed hands "
                            f"{UNIQUE_ATTEMPTS} times while this send looked at it")
 
