@@ -25,6 +25,7 @@ from django_tasks.models import QueuedMessage, TaskResult, UniqueLock
 from django_tasks.unique import MAX_UNIQUE_FOR
 from tests.models import Execution
 from tests.tasks import add, echo, slow_record
+from tests.test_async import run
 from tests.unique_tasks import nightly_singleton, retries_once, unique_report
 from tests.workers import ROOT, wait_until, worker_env
 
@@ -166,6 +167,17 @@ def test_a_bad_key_callable_is_refused_at_the_call():
     with pytest.raises(TypeError, match="returned int 42; it must return a str key"):
         not_text.delay()
     assert _counts() == (0, 0)
+
+
+def test_async_sends_are_unique_too():
+    async def send_twice():
+        first = await add.aapply_async((1, 1), unique_key="k")
+        again = await add.s(2, 2).set(unique_key="k").aapply_async()
+        return first.id, again.id
+
+    first_id, again_id = run(send_twice)
+    assert first_id == again_id
+    assert _counts() == (1, 1)
 
 
 def test_unique_for_takes_a_timedelta():
