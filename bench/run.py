@@ -55,7 +55,7 @@ GRAPHILE_CONCURRENCY = 8
 GRAPHILE_LOCAL_QUEUE = 500
 
 OURS_TABLES = ["django_tasks_queuedmessage", "django_tasks_taskresult", "django_tasks_taskgroup",
-               "django_tasks_ratebucket"]
+               "django_tasks_ratebucket", "django_tasks_uniquelock"]
 DTDB_TABLE = "django_tasks_database_dbtaskresult"
 
 # The one-by-one enqueue row is the median of this many rounds, the systems
@@ -624,6 +624,7 @@ class Results:
         self.errors = []
         self.enqueue_rounds = {}  # system key -> one-by-one enqueue rates, in order
         self.concurrent_rounds = {}  # label -> concurrent producers' rates, in order
+        self.unique_written = "(not run)"  # what the unique sends wrote
 
     def set(self, row, key, value):
         self.values[(row, key)] = value
@@ -673,6 +674,17 @@ def run_system_workloads(system, sizes, res, rows):
                         lambda: enqueue(system, n, "single-relaxed"))
         if r:
             res.set(rows["enq_relaxed"], key, r["rate"])
+        # Unique sends: n over 1,000 keys, one by one (issue 19).
+        system.truncate()
+        r = res.attempt(f"{system.name}: {n} unique sends over 1,000 keys",
+                        [(rows["unique"], key)], lambda: enqueue(system, n, "unique"))
+        if r:
+            res.set(rows["unique"], key, r["rate"])
+            written = r["info"]["written"]
+            res.unique_written = (f"{r['info']['distinct_ids']:,} messages enqueued; rows "
+                                  "written (inserted+updated+deleted): queue "
+                                  f"{written.get('django_tasks_queuedmessage', 0):,}, locks "
+                                  f"{written.get('django_tasks_uniquelock', 0):,}")
         # The bulk paths: group() (the canvas API), and one enqueue() of
         # build_message()s; the latter's tasks are drained with prefetch 1.
         system.truncate()
@@ -961,6 +973,9 @@ Enqueue: {n:,} calls in one client process, each its own transaction/round trip
   "each in atomic()": every .delay() inside its own transaction.atomic(), as a view under
   ATOMIC_REQUESTS sends it (its NOTIFY in that transaction); ours only.
   "SYNCHRONOUS_ENQUEUE off": each .delay() commits without waiting for the WAL flush.
+  Unique sends: apply_async(unique_key=...) one by one cycling over 1,000 keys, no worker
+  running: the first send of each key writes, the rest return its AsyncResult.
+  {res.unique_written}
 Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready signal to the
   last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 4 unless said);
   celery `worker -P prefork -c 2` (its default prefetch multiplier, 4); django-tasks-db:
@@ -1031,6 +1046,7 @@ def main():
         "enq_relaxed": (f"enqueue {n:,} one by one, ours SYNCHRONOUS_ENQUEUE off "
                         "(tasks/s; others as above)", 0),
         "bulk": (f"enqueue {n:,} bulk: one enqueue() (tasks/s)", 0),
+        "unique": (f"{n:,} sends of 1,000 distinct unique keys, ours (sends/s)", 0),
         "group": (f"enqueue {n:,} bulk: group().apply_async() (tasks/s)", 0),
         "drain": (f"drain {n:,} no-op, 2 slots (tasks/s)", 0),
         "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 1 (tasks/s; others as above)", 0),
@@ -1048,9 +1064,9 @@ def main():
         "rss": ("worker RSS peak, no-op drain (MB)", 0),
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
-    order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "bulk", "group", "drain",
-             "drain4", "drain_defaults", "rated", "rated_ratio", "sleep", "sleep_limited", "s50",
-             "s99", "r50", "r99", "rss", "pss"]
+    order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "unique", "bulk", "group",
+             "drain", "drain4", "drain_defaults", "rated", "rated_ratio", "sleep", "sleep_limited",
+             "s50", "s99", "r50", "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
     res = Results()

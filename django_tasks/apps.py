@@ -12,12 +12,15 @@ class DjangoTasksConfig(AppConfig):
         from . import checks, delivery_checks  # noqa: F401  (register the system checks)
         from .queue.base import FINISH_HOOKS
         from .replacing import write_replacements
+        from .unique import record_finishes
         from .workflow import advance_workflows
 
         if write_replacements not in FINISH_HOOKS:
             FINISH_HOOKS.append(write_replacements)
         if advance_workflows not in FINISH_HOOKS:
             FINISH_HOOKS.append(advance_workflows)
+        if record_finishes not in FINISH_HOOKS:
+            FINISH_HOOKS.append(record_finishes)
 
         autodiscover_modules("tasks")
         from .app import finish_configuring

@@ -48,6 +48,12 @@ MESSAGE_OPTIONS = ("countdown", "eta", "expires", "queue", "priority", "task_id"
 # Options that say where a task stands in a workflow; they travel as headers.
 WORKFLOW_OPTIONS = ("chord", "group_id")
 _MESSAGE_OPTIONS = frozenset(MESSAGE_OPTIONS)
+# A signature sent alone (``sig.delay()``) is sent as its task's apply_async
+# with them; a canvas's members cannot have them (see unique.py).
+UNIQUE_OPTIONS = frozenset(("unique_key", "unique_for"))
+_NOT_IN_CANVAS = ("{name}: {key} is not applied to the members of a group, chain or chord, "
+                  "nor to callbacks (they are sent as one batch, or by the worker as each "
+                  "step finishes); send the task alone (apply_async) to make it unique")
 _WORKFLOW_OPTIONS = frozenset(WORKFLOW_OPTIONS)
 
 _TYPES: dict[str, type[Signature]] = {}
@@ -94,7 +100,29 @@ _CONTAINERS = (list, dict)
 
 def to_header(sig):
     """A signature as plain JSON data, with datetimes, tuples… tagged."""
-    return json.loads(serialization.dumps(dict(sig), "json", what=f"signature {sig!r}"))
+    text = serialization.dumps(dict(sig), "json", what=f"signature {sig!r}")
+    data = json.loads(text)
+    if "unique_" in text:
+        _refuse_unique(data)
+    return data
+
+
+def _refuse_unique(data):
+    """A signature sent later (a chain's step, a chord's body, a callback) is
+    sent by the worker without the uniqueness check: refused at the call."""
+    if isinstance(data, dict):
+        options = data.get("options")
+        if "task" in data and isinstance(options, dict):
+            for key in UNIQUE_OPTIONS:
+                if options.get(key) is not None:
+                    raise TypeError(_NOT_IN_CANVAS.format(name=data["task"], key=key))
+        values = data.values()
+    elif isinstance(data, list):
+        values = data
+    else:
+        return
+    for value in values:
+        _refuse_unique(value)
 
 
 def from_header(data):
@@ -348,6 +376,8 @@ class Signature(dict):
                 message_options[key] = value
             elif key in _WORKFLOW_OPTIONS and value:
                 headers[key] = value
+            elif key in UNIQUE_OPTIONS and value is not None:
+                raise TypeError(_NOT_IN_CANVAS.format(name=self.name, key=key))
         if options.get("chain"):
             headers["chain"] = [to_header(step) for step in options["chain"]]
         if context:
@@ -368,6 +398,8 @@ class Signature(dict):
 
     def _apply_async(self, args, kwargs, options):
         sig = self.clone(**options)
+        if type(sig) is Signature and _unique(sig):
+            return _apply_unique(sig, args, kwargs)
         # A task this process does not know is sent as Celery's send_task
         # does, even in EAGER mode: it cannot run here.
         if settings.EAGER and (sig.subtask_type or sig.name in registry):
@@ -394,6 +426,8 @@ class Signature(dict):
               **options: Any) -> AsyncResult | GroupResult:
         """Run here and now (EAGER); returns an EagerResult."""
         sig = self.clone(**options)
+        if _unique(sig):  # checked, not applied: no queue here (as Celery's eager)
+            _apply_unique(sig, args, kwargs, eager=True)
         plan = Plan()
         sig.plan(plan, tuple(args or ()), kwargs)
         (message,) = plan.messages
@@ -404,6 +438,44 @@ class Signature(dict):
         merged = (*args, *self.args) if not self.immutable else self.args
         merged_kwargs = {**self.kwargs, **kwargs} if not self.immutable else self.kwargs
         return self.type(*merged, **merged_kwargs)
+
+
+def _unique(sig):
+    """Whether ``sig``, sent alone, is a unique send (its options or its task's)."""
+    options = sig.options
+    if options.get("unique_key") is not None or options.get("unique_for") is not None:
+        return True
+    task = registry.get(sig.name)
+    return task is not None and task.unique_key is not None
+
+
+def _apply_unique(sig, args, kwargs, eager=False):
+    """Send ``sig`` as its task's ``apply_async`` does, with its unique key;
+    ``eager``: only check the unique options, and take them out of ``sig``."""
+    from .task import send_task, task_for_sending
+
+    if not sig.immutable:
+        args, kwargs = (*(args or ()), *sig.args), {**sig.kwargs, **(kwargs or {})}
+    else:
+        args, kwargs = sig.args, sig.kwargs
+    options = {k: v for k, v in sig.options.items() if k in _MESSAGE_OPTIONS}
+    if sig.options.get("headers"):
+        options["headers"] = sig.options["headers"]
+    unique_key, unique_for = sig.options.get("unique_key"), sig.options.get("unique_for")
+    if eager:
+        from .unique import key_of_call
+
+        key_of_call(task_for_sending(sig.name), args, kwargs, unique_key, unique_for,
+                    f"apply() of {sig.name}")
+        sig.options.pop("unique_key", None)
+        sig.options.pop("unique_for", None)
+        return None
+    task = registry.get(sig.name)
+    if task is None:
+        return send_task(sig.name, args, kwargs, unique_key=unique_key,
+                         unique_for=unique_for, **options)
+    return task.apply_async(args, kwargs, unique_key=unique_key, unique_for=unique_for,
+                            **options)
 
 
 # -- chain ------------------------------------------------------------------

@@ -11,11 +11,13 @@ from .queue import get_backend
 class Purged(NamedTuple):
     results: int
     groups: int  # saved groups and finished chords
+    unique_locks: int = 0  # lock rows of unique keys that hold nothing any more
 
 
 def purge_expired_results(now=None, expires=None, batch_size=None):
-    """Delete results older than ``RESULT_EXPIRES``, and the saved groups and
-    finished chords created before then; returns how many of each went.
+    """Delete results older than ``RESULT_EXPIRES``, and the saved groups,
+    finished chords and stale unique-key locks created before then; returns
+    how many of each went.
 
     Deletes in batches of ``PURGE_BATCH_SIZE`` so a large backlog never
     holds one long lock on the results table.
@@ -27,4 +29,5 @@ def purge_expired_results(now=None, expires=None, batch_size=None):
     batch_size = batch_size or settings.PURGE_BATCH_SIZE
     backend = get_backend()
     return Purged(backend.purge_results(cutoff, batch_size),
-                  backend.purge_groups(cutoff, batch_size))
+                  backend.purge_groups(cutoff, batch_size),
+                  backend.purge_unique_locks(cutoff, batch_size))

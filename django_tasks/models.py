@@ -250,3 +250,30 @@ class RateBucket(models.Model):
 
     def __str__(self):
         return f"{self.task_name} (next start {self.tat:%Y-%m-%d %H:%M:%S.%f})"
+
+
+class UniqueLock(models.Model):
+    """Who holds a task's unique key (see unique.py): the task id of the
+    message sent with it. Held while that message is in the queue, and
+    until ``held_until`` after it finished; a stale row is taken over
+    by the next send, and purged with the results."""
+
+    id = models.BigAutoField(primary_key=True)
+    task_name = models.CharField(max_length=255)
+    key = models.CharField(max_length=255)
+    task_id = TaskIdField()
+    unique_for = models.FloatField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Set when the holder is acknowledged, if unique_for > 0: its end
+    # plus unique_for. Before, the holder's message in the queue holds the key.
+    held_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "unique lock"
+        constraints = [
+            models.UniqueConstraint(fields=["task_name", "key"],
+                                    name="django_tasks_unique_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.task_name}[{self.key}]"

@@ -149,3 +149,8 @@ def done_and_failed(per_minute):
     return [(minute, sum(n for state, n in counts.items() if not states.is_custom(state)),
              counts.get(states.FAILURE, 0))
             for minute, counts in per_minute]
+
+
+def unique_keys_held():
+    """How many unique keys are held now (see unique.py), counted up to DEPTH_CAP."""
+    return get_backend().live_unique_locks()[:DEPTH_CAP + 1].count()

@@ -13,7 +13,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from . import concurrency
+from . import concurrency, unique
 from . import retry as retry_policy
 from .arguments import check_arguments
 from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
@@ -23,7 +23,7 @@ from .context import DIRECT_CALL, running_task
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
 from .messages import checked_time_limit, compute_available_at
-from .queue import enqueue
+from .queue import enqueue, enqueue_given_id, enqueue_unique
 from .rate_limits import checked_rate_limit
 from .registry import tasks as registry
 from .result import AsyncResult
@@ -63,6 +63,11 @@ TASK_OPTIONS = {
     # At most this many running at once with the same key (concurrency.py).
     "concurrency_limit": None,
     "concurrency_key": None,
+    # Unique tasks (unique.py): a key (str), or a callable of (args, kwargs)
+    # returning the key of a call (None: that call is not unique).
+    "unique_key": None,
+    # Seconds (or a timedelta) the key stays held after its holder finished.
+    "unique_for": None,
 }
 
 
@@ -85,6 +90,10 @@ class Task:
     autoretry_for: tuple[type[BaseException], ...]
     dont_autoretry_for: tuple[type[BaseException], ...]
     rate_limit: str | float | None
+    concurrency_limit: int | None
+    concurrency_key: Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None
+    unique_key: str | Callable[[tuple[Any, ...], dict[str, Any]], str | None] | None
+    unique_for: float | timedelta | None
 
     def __init__(self, run: Callable[..., Any], **options: Any) -> None:
         unknown = set(options) - set(TASK_OPTIONS) - IGNORED_TASK_OPTIONS
@@ -111,6 +120,7 @@ class Task:
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
         check_delivery_options(self)
         concurrency.check_options(self)
+        unique.checked_task_options(self)
         self.is_async = inspect.iscoroutinefunction(run)
         self._local = threading.local()
         self.__doc__ = run.__doc__
@@ -197,19 +207,30 @@ class Task:
                     ignore_result: bool | None = None, headers: dict[str, Any] | None = None,
                     serializer: str | None = None, time_limit: float | None = None,
                     soft_time_limit: float | None = None, rate_limit: str | float | None = None,
+                    unique_key: str | None = None,
+                    unique_for: float | timedelta | None = None,
                     **celery_options: Any) -> AsyncResult:
         if celery_options:
             refuse_unknown_apply_options(celery_options, self.name)
         if self.typing:
             check_arguments(self, args, kwargs)
+        key = None
+        if unique_key is not None or unique_for is not None or self.unique_key is not None:
+            key = unique.key_of_call(self, args, kwargs, unique_key, unique_for,
+                                     f"apply_async() of {self.name}")
         message = MessageBuilder(self).build(
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
             ignore_result=ignore_result, headers=headers, serializer=serializer,
             time_limit=time_limit, soft_time_limit=soft_time_limit, rate_limit=rate_limit)
-        if settings.EAGER:
+        if settings.EAGER:  # as Celery's eager mode, which has no broker: not unique
             return apply_eagerly(self, message)
-        enqueue([message])
+        if key is not None:
+            return _send_unique(message, key, given_id=task_id is not None)
+        if task_id is None:
+            enqueue([message])
+        else:
+            enqueue_given_id(message)
         result = AsyncResult(message.task_id, task_name=self.name)
         if message.headers.get("ignore_result"):
             result.ignored = True
@@ -325,13 +346,35 @@ def send_task(name: str, args: Iterable[Any] | None = None,
         warnings.warn(f"EAGER has no effect on send_task({name!r}): it is enqueued, "
                       "as with Celery's task_always_eager", AlwaysEagerIgnored, stacklevel=2)
     task = task_for_sending(name)
+    unique_key, unique_for = options.pop("unique_key", None), options.pop("unique_for", None)
+    key = None
+    if unique_key is not None or unique_for is not None or task.unique_key is not None:
+        key = unique.key_of_call(task, args, kwargs, unique_key, unique_for,
+                                 f"send_task({name!r})")
     celery_options = {key: options.pop(key) for key in list(options)
                       if key not in _BUILD_OPTIONS}
     if celery_options:
         refuse_unknown_apply_options(celery_options, name)
     message = task.build_message(args, kwargs, **options)
-    enqueue([message])
+    given_id = options.get("task_id") is not None
+    if key is not None:
+        return _send_unique(message, key, given_id)
+    if given_id:
+        enqueue_given_id(message)
+    else:
+        enqueue([message])
     return AsyncResult(message.task_id, task_name=name)
+
+
+def _send_unique(message, key, given_id):
+    """Send ``message`` under its unique ``key`` (key, unique_for): the
+    result of the message holding the key, this one if it was written."""
+    unique.mark(message, *key)
+    holder = enqueue_unique(message, *key, given_id)
+    result = AsyncResult(holder, task_name=message.task_name)
+    if holder == message.task_id and message.headers.get("ignore_result"):
+        result.ignored = True
+    return result
 
 
 _BUILD_OPTIONS = frozenset((*MESSAGE_OPTIONS, "headers"))

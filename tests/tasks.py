@@ -198,3 +198,4 @@ def limited_retry(self, key, seconds=0.0):
 
 # Rate-limited tasks (test_rate_limit.py).
 from .rate_tasks import *  # noqa: E402, F403
+from .unique_tasks import *  # noqa: E402, F403

@@ -9,10 +9,10 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from django_tasks import AsyncResult, GroupResult, chain, chord, group, states
+from django_tasks import AsyncResult, GroupResult, chain, chord, group, send_task, states
 from django_tasks.exceptions import DecodeError, TaskRevokedError, TimeoutError
 from django_tasks.messages import MAX_TASK_ID_LENGTH
-from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
+from django_tasks.models import QueuedMessage, TaskGroup, TaskResult, UniqueLock
 from testproject.tasks import xsum
 from tests.tasks import add, add_ignoring_result, echo
 from tests.workers import wait_until
@@ -74,6 +74,23 @@ def test_a_repeated_task_id_is_refused_while_the_first_is_queued():
     with pytest.raises(IntegrityError, match="once"), transaction.atomic():
         add.apply_async((2, 2), task_id="once")
     assert QueuedMessage.objects.get(task_id="once").body == '{"args":[1,1],"kwargs":{}}'
+
+
+def test_a_repeated_task_id_leaves_the_callers_transaction_usable():
+    add.apply_async((1, 1), task_id="once")
+    with transaction.atomic():
+        add.delay(5, 5)
+        for send in (lambda: add.apply_async((2, 2), task_id="once"),
+                     lambda: add.s(2, 2).set(task_id="once").delay(),
+                     lambda: send_task("tests.tasks.add", (2, 2), task_id="once"),
+                     lambda: add.apply_async((2, 2), task_id="once", unique_key="new-key")):
+            with pytest.raises(IntegrityError, match="once"):
+                send()
+            # Still usable: the refused insert was rolled back alone.
+            assert QueuedMessage.objects.count() == 2
+        add.delay(6, 6)
+    assert QueuedMessage.objects.count() == 3
+    assert not UniqueLock.objects.exists()
 
 
 def test_chains_groups_and_chords_with_string_ids(start_worker):

@@ -91,6 +91,7 @@ def dashboard_figures(now=None):
         "throughput": rows,
         "workers": workers,
         "waiting_for_slots": concurrency_status.waiting_for_slots(),
+        "unique_keys_held": monitoring.unique_keys_held(),
     }
 
 

@@ -11,6 +11,8 @@ primary key (oldest first), the running/waiting filters use the claim and
 claimed-by partial indexes, and a text search scans the table.
 """
 
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin.views.main import ChangeList
 from django.db import transaction
@@ -26,6 +28,7 @@ from ..models import QueuedMessage, Worker
 from ..queue import get_backend
 from ..result import revoke_ids
 from ..timestamps import readable
+from ..unique import FOR_HEADER, KEY_HEADER
 from .actions import confirmation_page, confirmed
 from .display import ReadOnlyAdmin, badge, cannot_decode, human_duration, stored_value, time_column
 from .pagination import EstimatedCountPaginator
@@ -82,6 +85,20 @@ class MessageChangeList(ChangeList):
         attach_workers(self.result_list)
 
 
+def unique_key_of(headers_text):
+    """The unique key (and unique_for) of a message, from its stored headers."""
+    try:
+        headers = json.loads(headers_text or "{}")
+    except (ValueError, RecursionError):
+        return "-"  # the headers field shows what the row holds
+    key = headers.get(KEY_HEADER) if isinstance(headers, dict) else None
+    if not isinstance(key, str):
+        return "- (not unique)"
+    seconds = headers.get(FOR_HEADER)
+    return f"{key} (held {seconds:g}s after it finished)" if isinstance(seconds, (int, float)) \
+        else key
+
+
 def attach_workers(rows):
     ids = {row.claimed_by for row in rows if row.claimed_by is not None}
     workers = Worker.objects.using(settings.DATABASE).in_bulk(ids) if ids else {}
@@ -116,11 +133,12 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         ("Delivery", {"fields": ["deliveries", "worker", "claimed_at_shown", "started_at_shown",
                                  "terminate_requested_at_shown", "concurrency"]}),
         ("Message", {"fields": ["content_type", "body_pretty", "headers_pretty"]}),
+        ("Unique", {"fields": ["unique_key_shown"]}),
     ]
     readonly_fields = ["state", "worker", "created_at_shown", "available_at_shown",
                        "expires_shown", "claimed_at_shown", "started_at_shown",
                        "terminate_requested_at_shown", "body_pretty", "headers_pretty",
-                       "concurrency"]
+                       "concurrency", "unique_key_shown"]
 
     def has_revoke_permission(self, request):
         return request.user.has_perm("django_tasks.revoke_queuedmessage")
@@ -167,6 +185,10 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
     @admin.display(description="headers")
     def headers_pretty(self, obj):
         return stored_value(obj.headers_text)
+
+    @admin.display(description="unique key")
+    def unique_key_shown(self, obj):
+        return unique_key_of(obj.headers_text)
 
     @admin.display(description="state")
     def state(self, obj):

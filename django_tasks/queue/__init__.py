@@ -4,7 +4,7 @@ Everything else in the app talks to ``get_backend()``; all vendor-specific
 SQL lives in ``postgresql.py`` and ``sqlite.py``.
 """
 
-from django.db import connections
+from django.db import connections, transaction
 
 from .. import signals
 from ..aio import call_outside_event_loop, in_event_loop
@@ -40,3 +40,35 @@ def enqueue(messages):
         from ..publishing import after
 
         after(messages)
+
+
+def enqueue_given_id(message):
+    """``enqueue([message])`` of a message whose task id the caller chose.
+
+    Inside a transaction it is written behind a savepoint: a repeated id
+    (the queue's unique task_id refuses it, IntegrityError) is rolled back
+    alone, and the caller's transaction stays usable. Sends with ids made
+    here (every ``.delay()``) never pay for the savepoint.
+    """
+    if in_event_loop():
+        return call_outside_event_loop(enqueue_given_id, message)
+    alias = get_backend().alias
+    if not connections[alias].in_atomic_block:
+        return enqueue([message])
+    with transaction.atomic(using=alias):
+        return enqueue([message])
+
+
+def enqueue_unique(message, key, unique_for, given_id=False):
+    """Write ``message`` unless a message of its task holds ``key`` (see unique.py).
+
+    Returns the task id of the holder: ``message``'s own when it was written.
+    """
+    if in_event_loop():
+        return call_outside_event_loop(enqueue_unique, message, key, unique_for, given_id)
+    holder = get_backend().hold_unique_key(message, key, unique_for, given_id)
+    if holder == message.task_id and signals.after_task_publish.receivers:
+        from ..publishing import after
+
+        after([message])
+    return holder

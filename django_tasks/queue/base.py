@@ -3,9 +3,11 @@
 import threading
 import time
 import uuid
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db import connections, transaction
-from django.db.models import Case, Exists, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from ..messages import (
@@ -16,8 +18,16 @@ from ..messages import (
     checked_headers,
     is_task_id,
 )
-from ..models import HousekeepingRun, QueuedMessage, TaskGroup, TaskResult, Worker
+from ..models import (
+    HousekeepingRun,
+    QueuedMessage,
+    TaskGroup,
+    TaskResult,
+    UniqueLock,
+    Worker,
+)
 from ..timestamps import HIGHEST
+from ..unique import FOR_HEADER, KEY_HEADER
 
 #: Callables ``hook(outcomes, queue)`` run inside the transaction that stores
 #: results, so that whatever follows a task (callbacks, the next step of a
@@ -103,6 +113,93 @@ class BaseQueue:
     def is_uncommitted(self, task_id):
         pending = getattr(self._enqueued_in_transaction, "ids", None)
         return bool(pending) and task_id in pending and self.connection.in_atomic_block
+
+    # -- unique keys (unique.py) -----------------------------------------
+
+    def hold_unique_key(self, message, key, unique_for, given_id=False):
+        """Enqueue ``message`` if no live message of its task holds ``key``;
+        the holder's task id (``message``'s own if it was written).
+
+        Never raises for a held key: the lock's INSERT does nothing on a
+        conflict, so the caller's transaction stays usable. A concurrent
+        sender of the same key that has not committed makes this one wait
+        for it (the unique index), then see its outcome. ``given_id``: the
+        caller chose the task id, which a message without this key may
+        already have: a savepoint keeps that IntegrityError to itself.
+        """
+        with transaction.atomic(using=self.alias, savepoint=given_id):
+            for _ in range(UNIQUE_ATTEMPTS):
+                now = timezone.now()
+                taken, holder = self.try_unique_key(message, key, unique_for, now)
+                if holder is not None:
+                    if self._holds(holder, now):
+                        return holder.task_id
+                    taken = self._take_over(message, key, unique_for, holder, now)
+                if taken:
+                    self.enqueue([message])
+                    return message.task_id
+                # The row changed after this statement's snapshot was taken (a
+                # concurrent sender committed, or a purge): look at it again.
+        raise RuntimeError(f"{message.task_name}: unique_key {key!r} changed hands "
+                           f"{UNIQUE_ATTEMPTS} times while this send looked at it")
+
+    def try_unique_key(self, message, key, unique_for, now):
+        """Insert the lock row of (task, key) for ``message`` unless one exists:
+        (True, None) if inserted, else (False, the existing row's UniqueHolder,
+        or None if this statement's snapshot does not show it)."""
+        raise NotImplementedError
+
+    def unique_holder(self, task_name, key):
+        """The UniqueHolder of (task, key) in a fresh snapshot, or None."""
+        queued = QueuedMessage.objects.using(self.alias).filter(task_id=OuterRef("task_id"))
+        row = (UniqueLock.objects.using(self.alias).filter(task_name=task_name, key=key)
+               .values_list("task_id", "created_at", "held_until")
+               .annotate(queued=Exists(queued)).first())
+        return None if row is None else UniqueHolder(*row)
+
+    @staticmethod
+    def _holds(holder, now):
+        return holder.queued or (holder.held_until is not None and holder.held_until > now)
+
+    def _take_over(self, message, key, unique_for, holder, now):
+        """Hand a stale lock to ``message``, if nobody took it meanwhile: the
+        compare (task id and time of the take) is on the row's own values,
+        which an UPDATE re-reads after waiting for a concurrent one."""
+        return bool(UniqueLock.objects.using(self.alias).filter(
+            task_name=message.task_name, key=key, task_id=holder.task_id,
+            created_at=holder.created_at).update(
+            task_id=message.task_id, unique_for=unique_for, created_at=now, held_until=None))
+
+    def record_unique_finishes(self, messages):
+        """Hold the keys of these acknowledged messages ``unique_for`` longer."""
+        now = timezone.now()
+        locks = UniqueLock.objects.using(self.alias)
+        for m in messages:
+            locks.filter(task_name=m.task_name, key=m.headers[KEY_HEADER],
+                         task_id=m.task_id).update(
+                held_until=now + timedelta(seconds=m.headers[FOR_HEADER]))
+
+    def live_unique_locks(self):
+        """The lock rows whose key is held now (their message queued, or within unique_for)."""
+        queued = QueuedMessage.objects.using(self.alias).filter(task_id=OuterRef("task_id"))
+        return UniqueLock.objects.using(self.alias).filter(
+            Q(Exists(queued)) | Q(held_until__gt=timezone.now()))
+
+    def purge_unique_locks(self, older_than, batch_size):
+        """Delete lock rows taken before ``older_than`` that hold nothing any
+        more (keys used once). Each DELETE repeats the conditions: a row
+        taken over meanwhile has a new ``created_at``, which the DELETE
+        re-reads after waiting for that taker, and keeps."""
+        queued = QueuedMessage.objects.using(self.alias).filter(task_id=OuterRef("task_id"))
+        stale = UniqueLock.objects.using(self.alias).filter(
+            ~Exists(queued), Q(held_until__isnull=True) | Q(held_until__lte=timezone.now()),
+            created_at__lt=older_than)
+        total = 0
+        while True:
+            keys = list(stale.order_by("id").values_list("pk", flat=True)[:batch_size])
+            if not keys:
+                return total
+            total += stale.filter(pk__in=keys)._raw_delete(self.alias)
 
     # -- consumer side ------------------------------------------------
 
@@ -608,6 +705,21 @@ REPEATED_TASK_ID_HINT = (
     "A task_id given to apply_async() is refused while a message with that id waits or "
     "runs; once it has finished, the id may be sent again (its new result replaces the "
     "old one).")
+
+# A send looks again when the lock row changed under it (see hold_unique_key);
+# each look follows a commit of another sender of the key, so this is never reached
+# but by a pathological stream of takes of one key.
+UNIQUE_ATTEMPTS = 100
+
+
+class UniqueHolder(NamedTuple):
+    """A lock row as a send sees it."""
+
+    task_id: str
+    created_at: datetime
+    held_until: datetime | None
+    queued: bool  # its message is in the queue
+
 
 CLAIM_COLUMNS = ("id, task_id, task_name, queue, priority, available_at, expires, "
                  "content_type, body, headers, deliveries, created_at, started_at, acked_at")

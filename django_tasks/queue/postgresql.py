@@ -18,7 +18,7 @@ from psycopg.pq import Format
 
 from ..conf import settings
 from ..messages import READ_ERRORS, Unreadable, is_task_id
-from ..models import QueuedMessage, RateBucket, TaskResult, Worker
+from ..models import QueuedMessage, RateBucket, TaskResult, UniqueLock, Worker
 from ..serialization import compact_json
 from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
@@ -28,6 +28,7 @@ from .base import (
     REPEATED_TASK_ID_HINT,
     BaseQueue,
     BatchWriter,
+    UniqueHolder,
     sort_claimed,
 )
 
@@ -102,6 +103,29 @@ RELAXED_CTE = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
 ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
     "WITH inserted AS (", f"WITH {RELAXED_CTE},\ninserted AS (",
 ).replace("FROM inserted", "FROM inserted, relaxed")
+
+LOCKS = UniqueLock._meta.db_table
+
+# A unique send (unique.py): take the key, or read who holds it, in one
+# statement. DO NOTHING never raises, so the caller's transaction is never
+# aborted; a conflicting row another transaction is still writing makes it
+# wait for that one's end. The read then has the statement's snapshot, taken
+# before that commit: it sees no row, or the row before it, and the caller
+# reads again (hold_unique_key), never taking a key on an old view.
+TRY_UNIQUE_KEY_SQL = f"""
+WITH taken AS (
+    INSERT INTO {LOCKS} (task_name, key, task_id, unique_for, created_at)
+    VALUES (%(task)s, %(key)s, %(task_id)s, %(unique_for)s, %(now)s)
+    ON CONFLICT (task_name, key) DO NOTHING
+    RETURNING task_id
+)
+SELECT true, task_id, NULL::timestamptz, NULL::timestamptz, true FROM taken
+UNION ALL
+SELECT false, l.task_id, l.created_at, l.held_until,
+       EXISTS (SELECT FROM {TABLE} m WHERE m.task_id = l.task_id)
+FROM {LOCKS} l
+WHERE l.task_name = %(task)s AND l.key = %(key)s AND NOT EXISTS (SELECT FROM taken)
+"""
 
 CLAIM_RETURNING = ", ".join("m." + c.strip() for c in CLAIM_COLUMNS.split(","))
 
@@ -765,6 +789,15 @@ class PostgreSQLQueue(BaseQueue):
             rows = cursor.fetchall() if fetch else None
         _log_query(connection, sql, started)
         return rows
+
+    def try_unique_key(self, message, key, unique_for, now):
+        rows = self._execute_raw(TRY_UNIQUE_KEY_SQL, {
+            "task": message.task_name, "key": key, "task_id": message.task_id,
+            "unique_for": unique_for, "now": now}, fetch=True, prepare=True)
+        if not rows:
+            return False, None
+        taken, *holder = rows[0]
+        return (True, None) if taken else (False, UniqueHolder(*holder))
 
     def claim(self, worker_id, queues, limit, start=0, pid=None):
         # Binary results: psycopg's C loaders read the timestamps (Django's

@@ -15,7 +15,7 @@ from django.db import IntegrityError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..models import QueuedMessage, RateBucket, Worker
+from ..models import QueuedMessage, RateBucket, UniqueLock, Worker
 from ..rate_limits import take_tokens
 from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, sort_claimed
 
@@ -50,6 +50,19 @@ TEXT_COLUMNS = ("task_id", "task_name", "queue", "content_type", "body", "header
 CLAIM_SQL = CLAIM_SQL.replace("{returning}", ", ".join(
     f"CAST({TABLE}.{column} AS BLOB)" if column in TEXT_COLUMNS else f"{TABLE}.{column}"
     for column in (c.strip() for c in CLAIM_COLUMNS.split(","))))
+
+
+LOCKS = UniqueLock._meta.db_table
+
+# A unique send (unique.py). The INSERT takes the database's write lock
+# (even when it does nothing), held to the end of hold_unique_key's
+# transaction: nobody changes the row between it and the read that follows.
+TRY_UNIQUE_KEY_SQL = f"""
+INSERT INTO {LOCKS} (task_name, key, task_id, unique_for, created_at)
+VALUES (%s, %s, %s, %s, %s)
+ON CONFLICT (task_name, key) DO NOTHING
+RETURNING task_id
+"""
 
 
 def _datetime(value):
@@ -96,6 +109,15 @@ class SQLiteQueue(BaseQueue):
                           expires=m.expires, content_type=m.content_type, body=m.body,
                           headers=m.headers, created_at=m.created_at)
             for m in messages])
+
+    def try_unique_key(self, message, key, unique_for, now):
+        with self.connection.cursor() as cursor:
+            cursor.execute(TRY_UNIQUE_KEY_SQL, [
+                message.task_name, key, message.task_id, unique_for,
+                self.connection.ops.adapt_datetimefield_value(now)])
+            if cursor.fetchone() is not None:
+                return True, None
+        return False, self.unique_holder(message.task_name, key)
 
     def claim(self, worker_id, queues, limit, start=0, pid=None):
         connection = self.connection

@@ -79,6 +79,8 @@ def cmd_enqueue(args):
         with transaction.atomic():
             enqueue([task.build_message((f"key-{i % LIMITED_KEYS}",)) for i in range(n)])
         seconds = time.perf_counter() - t0
+    elif args.mode == "unique":
+        return _unique_sends(task, n)
     elif args.mode == "group":
         t0 = time.perf_counter()
         group(task.s() for _ in range(n)).apply_async()
@@ -86,6 +88,37 @@ def cmd_enqueue(args):
     else:
         raise SystemExit(f"unknown mode {args.mode}")
     return {"n": n, "seconds": seconds}
+
+
+# unique mode: n sends over this many distinct unique keys.
+UNIQUE_KEYS = 1_000
+UNIQUE_TABLES = ("django_tasks_queuedmessage", "django_tasks_uniquelock")
+
+
+def _unique_sends(task, n):
+    """``n`` sends cycling over UNIQUE_KEYS keys (no worker runs): the first
+    send of each key writes a message and a lock, the rest write nothing.
+    Reports rows inserted/updated in both tables (the server's counters)."""
+    before = _rows_written()
+    keys = [f"key-{i % UNIQUE_KEYS}" for i in range(n)]
+    t0 = time.perf_counter()
+    ids = {task.apply_async(unique_key=key).id for key in keys}
+    seconds = time.perf_counter() - t0
+    return {"n": n, "seconds": seconds, "distinct_ids": len(ids),
+            "written": {table: after - before[table]
+                        for table, after in _rows_written().items()}}
+
+
+def _rows_written():
+    """Rows inserted + updated + deleted so far, per table (flushed, as of now)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_force_next_flush()")
+    time.sleep(1.5)  # backends flush their counters at most once a second
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del "
+                       "FROM pg_stat_user_tables WHERE relname = ANY(%s)", [list(UNIQUE_TABLES)])
+        return dict(cursor.fetchall())
 
 
 def cmd_latency(args):
@@ -110,7 +143,7 @@ def main():
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--mode", default="single",
                    choices=["single", "single-relaxed", "single-atomic", "bulk", "group",
-                            "limited"])
+                            "limited", "unique"])
     p.add_argument("--task", default="noop")
     p.add_argument("--start-at", type=float, default=None,
                    help="time.time() to start at, after the warm-up (concurrent producers)")

@@ -25,6 +25,7 @@ class Command(BaseCommand):
             write(f"  {q.name:<20} waiting {q.waiting_text:>7}  running {q.running:>5}  "
                   f"oldest waiting {age}")
         self._waiting_for_slots(write)
+        self.write_unique_keys()
         write("Workers")
         workers = monitoring.live_workers(now)
         if not workers:
@@ -52,3 +53,9 @@ class Command(BaseCommand):
         for k in keys:
             write(f"  {k.task_name}  key {k.key_shown}  waiting {k.waiting}  "
                   f"running {k.running_text}")
+
+    def write_unique_keys(self):
+        held = monitoring.unique_keys_held()
+        if held:
+            shown = f"over {monitoring.DEPTH_CAP:,}" if held > monitoring.DEPTH_CAP else held
+            self.stdout.write(f"Unique keys held: {shown}")
