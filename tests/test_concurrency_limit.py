@@ -167,6 +167,8 @@ def test_a_parked_message_waits_unclaimed_and_uncounted(start_worker, admin_clie
                                {"state": "slot"}).content.decode()
     assert second.id in listing and first.id not in listing
     assert "waiting for a slot" in listing
+    # Its due time is a mark, not a time: shown as what it waits for.
+    assert "when a concurrency slot frees" in listing and "9999" not in listing
     dashboard = admin_client.get(reverse("admin:django_tasks_dashboard_changelist"))
     assert 'id="dashboard-concurrency"' in dashboard.content.decode()
     assert second.get(timeout=30) == "whole"

@@ -30,7 +30,15 @@ from ..result import revoke_ids
 from ..timestamps import readable
 from ..unique import FOR_HEADER, KEY_HEADER
 from .actions import confirmation_page, confirmed
-from .display import ReadOnlyAdmin, badge, cannot_decode, human_duration, stored_value, time_column
+from .display import (
+    ReadOnlyAdmin,
+    badge,
+    cannot_decode,
+    human_duration,
+    stored_time,
+    stored_value,
+    time_column,
+)
 from .pagination import EstimatedCountPaginator
 from .results import id_terms, looks_like_uuid
 
@@ -171,7 +179,12 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
     # -- columns ------------------------------------------------------
 
     created_at_shown = time_column("created_at", "created at")
-    available_at_shown = time_column("available_at", "available at")
+    @admin.display(description="available at", ordering="available_at")
+    def available_at_shown(self, row):
+        # A parked message's due time is a far-future mark, not a time.
+        if is_waiting_for_slot(row):
+            return "when a concurrency slot frees"
+        return stored_time(row, "available_at")
     expires_shown = time_column("expires")
     claimed_at_shown = time_column("claimed_at", "claimed at")
     started_at_shown = time_column("started_at", "started at")
@@ -243,7 +256,7 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
     @admin.action(description="Run selected tasks now", permissions=["run_now"])
     def run_now(self, request, queryset):
         now = timezone.now()
-        rows = list(queryset.only("id", "task_id", "task_name", "claimed_by")
+        rows = list(queryset.only("id", "task_id", "task_name", "claimed_by", "concurrency_key")
                     [:ACTION_LIMIT + 1])  # and available_at, clamped by get_queryset
         if len(rows) > ACTION_LIMIT:
             return self._too_many(request)
@@ -253,8 +266,10 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
             return confirmation_page(
                 self, request, title="Run tasks now", queryset=queryset, action="run_now",
                 question=f"Make {len(delayed)} scheduled task(s) due now?",
-                items=[f"{r.task_name} [{r.task_id}] ETA in "
-                       f"{human_duration(r.available_at - now)}" for r in delayed],
+                items=[f"{r.task_name} [{r.task_id}] " + (
+                    "waiting for a concurrency slot (made due, it still takes its turn)"
+                    if is_waiting_for_slot(r) else
+                    f"ETA in {human_duration(r.available_at - now)}") for r in delayed],
                 notes=[f"{skipped} selected task(s) are already due or running and are "
                        "left as they are."] if skipped else [])
         backend = get_backend()
