@@ -34,6 +34,7 @@ from .arguments import check_canvas
 from .conf import settings
 from .message_builder import MessageBuilder
 from .messages import checked_task_id, is_task_id, new_task_id
+from .outcomes import Outcome, exception_text
 from .queue import get_backend
 from .registry import tasks as registry
 from .result import AsyncResult, GroupResult
@@ -962,8 +963,6 @@ def apply_eagerly(task, message):
         for callback in message.headers.get("link", []):
             from_header(callback).apply((result.get(),))
     elif result.failed():
-        from .worker.outcome import exception_text
-
         _apply_errbacks(message, exception_text(result.result), result.traceback)
     return result
 
@@ -982,7 +981,6 @@ def fail_eagerly(sig, exc, errbacks=False):
     """The results of a canvas that cannot run because ``exc`` came first."""
     from . import states
     from .result import EagerResult
-    from .worker.outcome import Outcome, exception_text
 
     if isinstance(sig, group):
         sig.freeze()

@@ -15,7 +15,7 @@ from .conf import settings
 from .context import running_task
 from .exceptions import DecodeError, TaskRevokedError, TimeoutError
 from .messages import checked_task_id, is_task_id
-from .worker.outcome import exception_text
+from .outcomes import Outcome, exception_text
 
 
 def _backend():
@@ -263,7 +263,6 @@ def revoke_ids(task_ids, terminate=False):
     stop (``terminate``) at the worker that holds them. Returns how many were hit."""
     from .models import QueuedMessage
     from .timestamps import readable
-    from .worker.outcome import Outcome
 
     backend = _backend()
     alias = settings.DATABASE

@@ -29,7 +29,7 @@ from . import errbacks, serialization, states
 from .canvas import Plan, chord_error, from_header
 from .exceptions import DecodeError
 from .models import TaskGroup, TaskResult
-from .worker.outcome import Outcome, exception_text
+from .outcomes import Outcome, exception_text
 
 logger = logging.getLogger("django_tasks.workflow")
 

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from django_tasks import states
 from django_tasks.models import QueuedMessage, TaskResult
+from django_tasks.outcomes import RESULT_COLUMNS, Outcome
 from django_tasks.queue import get_backend
 from django_tasks.queue.postgresql import STORE_AND_ACK_ASYNC_COMMIT_SQL
-from django_tasks.worker.outcome import RESULT_COLUMNS, Outcome
 from tests.tasks import add
 from tests.workers import live_worker
 

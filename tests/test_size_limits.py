@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 from django_tasks import chain, group, limits, states
 from django_tasks.exceptions import EncodeError
 from django_tasks.models import QueuedMessage, TaskResult
+from django_tasks.outcomes import Outcome
 from django_tasks.worker.flusher import Flusher
-from django_tasks.worker.outcome import Outcome
 from tests.tasks import add, echo, make_text, raise_long
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from django_tasks import states
 from django_tasks.models import QueuedMessage, TaskResult
+from django_tasks.outcomes import Outcome
 from django_tasks.queue import get_backend
-from django_tasks.worker.outcome import Outcome
 from tests.tasks import add
 from tests.workers import live_worker
 

@@ -19,8 +19,8 @@ from psycopg.pq import Format
 from ..conf import settings
 from ..messages import READ_ERRORS, Unreadable, is_task_id
 from ..models import QueuedMessage, RateBucket, TaskResult, UniqueLock, Worker
+from ..outcomes import RESULT_COLUMNS
 from ..serialization import compact_json
-from ..worker.outcome import RESULT_COLUMNS
 from . import libpq
 from .base import (
     CLAIM_COLUMNS,

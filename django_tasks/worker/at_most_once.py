@@ -21,8 +21,8 @@ from django.utils import timezone
 from .. import states
 from ..conf import settings
 from ..exceptions import WorkerLostError
+from ..outcomes import Outcome, exception_text
 from . import storing
-from .outcome import Outcome, exception_text
 from .reconnect import DB_ERRORS
 
 logger = logging.getLogger("django_tasks.worker")

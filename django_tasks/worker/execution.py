@@ -28,10 +28,10 @@ from ..exceptions import (
     TaskRevokedError,
 )
 from ..messages import READ_ERRORS, decode_body
+from ..outcomes import Outcome, exception_text
 from ..registry import tasks as registry
 from ..serialization import short_repr
 from . import event_loop, task_signals
-from .outcome import Outcome, exception_text
 from .shutdown import ColdShutdown
 from .task_hooks import before_start, chosen_end, run_handlers
 

@@ -16,8 +16,8 @@ from ..conf import settings
 from ..exceptions import DecodeError, TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
 from ..monitoring import lost_cutoff
+from ..outcomes import Outcome, exception_text
 from . import at_most_once, storing, task_signals
-from .outcome import Outcome, exception_text
 from .reconnect import DB_ERRORS
 
 logger = logging.getLogger("django_tasks.worker")

@@ -108,7 +108,7 @@ def chosen_end(message, exc, is_eager, exception_outcome):
 
     ``exception_outcome(state, exc)`` makes a stored exception outcome.
     """
-    from .outcome import Outcome
+    from ..outcomes import Outcome
 
     if isinstance(exc, Reject):
         if exc.requeue and not is_eager and message.deliveries < settings.MAX_DELIVERIES:

@@ -3,8 +3,8 @@
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from .. import limits, serialization, states
-from ..messages import Message
+from . import limits, serialization, states
+from .messages import Message
 
 # Where a message stands in a workflow (see canvas.py and workflow.py).
 WORKFLOW_HEADERS = frozenset(("parent_id", "root_id", "group_id", "chord", "chain",
@@ -68,7 +68,7 @@ class Outcome:
                 self.message.created_at, self.started_at, self.done_at)
 
     def result_row(self):
-        from ..models import TaskResult
+        from .models import TaskResult
 
         headers = self.message.headers
         return TaskResult(
@@ -92,7 +92,7 @@ class Outcome:
         rest of its chain learn of the failure. Without them, for when they
         are what could not be followed.
         """
-        from ..exceptions import EncodeError
+        from .exceptions import EncodeError
 
         exc = EncodeError(f"could not store the outcome of {self.message.task_name}: "
                           f"{type(error).__name__}: {str(error).strip()}")
