@@ -10,9 +10,15 @@ from .messages import Message
 WORKFLOW_HEADERS = frozenset(("parent_id", "root_id", "group_id", "chord", "chain",
                               "link_error"))
 
+# The one list of a result row's columns (TaskResult's fields, in its order):
+# the order of ``Outcome.result_values()`` and of every statement that writes
+# or reads a whole result row (queue/postgresql.py types them from the model).
 RESULT_COLUMNS = ("task_id", "task_name", "state", "content_type", "result", "traceback",
                   "args", "kwargs", "queue", "worker", "retries", "deliveries", "parent_id",
                   "root_id", "group_id", "date_created", "date_started", "date_done")
+# What storing a result again (a retry's later outcome, a redelivery)
+# overwrites: every column but the key it conflicts on.
+RESULT_UPDATE_FIELDS = list(RESULT_COLUMNS[1:])
 
 
 @dataclass
@@ -70,16 +76,7 @@ class Outcome:
     def result_row(self):
         from .models import TaskResult
 
-        headers = self.message.headers
-        return TaskResult(
-            task_id=self.message.task_id, task_name=self.message.task_name,
-            state=self.state, content_type=self.content_type, result=self.result_text,
-            traceback=self.traceback, args=self.args_text, kwargs=self.kwargs_text,
-            queue=self.message.queue, worker=self.hostname, retries=self.retries,
-            deliveries=self.message.deliveries,
-            parent_id=headers.get("parent_id"), root_id=headers.get("root_id"),
-            group_id=headers.get("group_id"), date_created=self.message.created_at,
-            date_started=self.started_at, date_done=self.done_at)
+        return TaskResult(**dict(zip(RESULT_COLUMNS, self.result_values(), strict=True)))
 
     def unstorable(self, error, keep_workflow=True):
         """A failure in place of this outcome, which could not be stored.

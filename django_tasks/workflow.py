@@ -29,7 +29,7 @@ from . import errbacks, serialization, states
 from .canvas import Plan, chord_error, from_header
 from .exceptions import DecodeError
 from .models import TaskGroup, TaskResult
-from .outcomes import Outcome, exception_text
+from .outcomes import RESULT_UPDATE_FIELDS, Outcome, exception_text
 
 logger = logging.getLogger("django_tasks.workflow")
 
@@ -217,11 +217,9 @@ def _decode(row):
 
 def _store(outcomes, queue):
     if outcomes:
-        from .queue.base import RESULT_FIELDS
-
         TaskResult.objects.using(queue.alias).bulk_create(
             [o.result_row() for o in outcomes], update_conflicts=True,
-            unique_fields=["task_id"], update_fields=RESULT_FIELDS)
+            unique_fields=["task_id"], update_fields=RESULT_UPDATE_FIELDS)
         queue.notify_results([o.message.task_id for o in outcomes])
 
 

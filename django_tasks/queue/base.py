@@ -26,6 +26,7 @@ from ..models import (
     UniqueLock,
     Worker,
 )
+from ..outcomes import RESULT_UPDATE_FIELDS
 from ..timestamps import HIGHEST
 from ..unique import FOR_HEADER, KEY_HEADER
 
@@ -41,10 +42,6 @@ UNCLAIMED = {"claimed_by": None, "claimed_pid": None, "claimed_at": None, "start
 # claim's reach until a freed slot makes it due (the triggers of migration
 # 0012 write it as text; worker/concurrency_gate.py).
 PARKED = HIGHEST
-
-RESULT_FIELDS = ["task_name", "state", "content_type", "result", "traceback", "args",
-                 "kwargs", "queue", "worker", "retries", "deliveries", "parent_id", "root_id",
-                 "group_id", "date_created", "date_started", "date_done"]
 
 
 class BatchWriter:
@@ -262,7 +259,7 @@ class BaseQueue:
         if stored:
             TaskResult.objects.using(self.alias).bulk_create(
                 [o.result_row() for o in stored], update_conflicts=True,
-                unique_fields=["task_id"], update_fields=RESULT_FIELDS)
+                unique_fields=["task_id"], update_fields=RESULT_UPDATE_FIELDS)
         if done_ids:
             QueuedMessage.objects.using(self.alias).filter(id__in=done_ids)._raw_delete(
                 self.alias)

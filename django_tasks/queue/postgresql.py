@@ -19,7 +19,7 @@ from psycopg.pq import Format
 from ..conf import settings
 from ..messages import READ_ERRORS, Unreadable, is_task_id
 from ..models import QueuedMessage, RateBucket, TaskResult, UniqueLock, Worker
-from ..outcomes import RESULT_COLUMNS
+from ..outcomes import RESULT_COLUMNS, RESULT_UPDATE_FIELDS
 from ..serialization import compact_json
 from . import libpq
 from .base import (
@@ -346,16 +346,18 @@ WHERE m.id = d.id AND m.claimed_by IS NOT NULL AND m.acked_at IS NULL
 """
 
 RESULTS = TaskResult._meta.db_table
-RESULT_TYPES = ("varchar", "varchar", "varchar", "varchar", "text", "text", "text", "text",
-                "varchar", "varchar", "int", "int", "varchar", "varchar", "varchar", "timestamptz",
-                "timestamptz", "timestamptz")
+# The casts of RESULT_COLUMNS' parameters, from the model's field types.
+_CASTS = {"CharField": "varchar", "TextField": "text", "IntegerField": "int",
+          "DateTimeField": "timestamptz"}
+RESULT_TYPES = tuple(_CASTS[TaskResult._meta.get_field(column).get_internal_type()]
+                     for column in RESULT_COLUMNS)
 # Results upserted and messages deleted in one statement (one round trip).
 STORE_AND_ACK_SQL = f"""
 WITH stored AS (
     INSERT INTO {RESULTS} ({', '.join(RESULT_COLUMNS)})
     SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in RESULT_TYPES)})
     ON CONFLICT (task_id) DO UPDATE SET
-    {', '.join(f'{c} = EXCLUDED.{c}' for c in RESULT_COLUMNS[1:])}
+    {', '.join(f'{c} = EXCLUDED.{c}' for c in RESULT_UPDATE_FIELDS)}
     RETURNING 1
 ), acknowledged AS (
     DELETE FROM {TABLE} WHERE id = ANY(%b::bigint[]) RETURNING 1
@@ -369,7 +371,7 @@ WITH stored AS (
     INSERT INTO {RESULTS} ({', '.join(RESULT_COLUMNS)})
     VALUES ({', '.join(f'%s::{t}' for t in RESULT_TYPES)})
     ON CONFLICT (task_id) DO UPDATE SET
-    {', '.join(f'{c} = EXCLUDED.{c}' for c in RESULT_COLUMNS[1:])}
+    {', '.join(f'{c} = EXCLUDED.{c}' for c in RESULT_UPDATE_FIELDS)}
     RETURNING 1
 ), acknowledged AS (
     DELETE FROM {TABLE} WHERE id = %s::bigint RETURNING 1
@@ -391,9 +393,8 @@ RELAX_TRANSACTION_SQL = "SET LOCAL synchronous_commit TO off"
 # AsyncResult's look-ups by task id (get() runs one on every wake-up): the
 # ORM compiles each query anew, which costs the client many times what
 # running a prepared statement does.
-RESULT_FIELDS = tuple(f.attname for f in TaskResult._meta.concrete_fields)
 MESSAGE_FIELDS = tuple(f.attname for f in QueuedMessage._meta.concrete_fields)
-RESULT_BY_TASK_ID_SQL = (f"SELECT {', '.join(RESULT_FIELDS)} FROM {RESULTS} "
+RESULT_BY_TASK_ID_SQL = (f"SELECT {', '.join(RESULT_COLUMNS)} FROM {RESULTS} "
                          "WHERE task_id = %s::varchar")
 MESSAGE_BY_TASK_ID_SQL = (f"SELECT {', '.join(MESSAGE_FIELDS)} FROM {TABLE} "
                           "WHERE task_id = %s::varchar")
@@ -905,7 +906,7 @@ class PostgreSQLQueue(BaseQueue):
             yield
 
     def get_result(self, task_id):
-        return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_FIELDS, task_id)
+        return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_COLUMNS, task_id)
 
     def get_message(self, task_id):
         # Binary results: headers come decoded, as the ORM gives them.
