@@ -80,10 +80,6 @@ INSERT INTO {TABLE} (task_id, task_name, queue, priority, available_at, expires,
                      content_type, body, headers, deliveries, created_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, 0, %s)
 """
-ENQUEUE_ONE_SQL = f"""
-WITH inserted AS ({INSERT_ONE_SQL} RETURNING queue)
-SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM inserted
-"""
 
 # Outside a transaction, a .delay() sends INSERT_ONE_SQL and then WAKE_SQL,
 # each its own transaction, in one round trip (libpq.run_then). Until its
@@ -100,9 +96,41 @@ WAKE_SQL = (f"SELECT pg_notify('{QUEUE_CHANNEL}', %s), "
 # own transaction: set_config(…, true) then reaches this commit and nothing
 # else, never a transaction of the caller's.
 RELAXED_CTE = "relaxed AS (SELECT set_config('synchronous_commit', 'off', true))"
-ENQUEUE_ONE_ASYNC_COMMIT_SQL = ENQUEUE_ONE_SQL.replace(
-    "WITH inserted AS (", f"WITH {RELAXED_CTE},\ninserted AS (",
-).replace("FROM inserted", "FROM inserted, relaxed")
+
+
+# The pieces a statement that may relax its commit is composed of: each is
+# empty when ``relaxed`` is false. The CTE is joined in (FROM …, relaxed) or
+# filtered on, so that the server evaluates it.
+def _relaxed_first(relaxed):
+    """The CTE, first of a statement's own WITH list."""
+    return f"{RELAXED_CTE},\n" if relaxed else ""
+
+
+def _relaxed_with(relaxed):
+    """A WITH clause of the CTE alone, before a statement that has none."""
+    return f"WITH {RELAXED_CTE}\n" if relaxed else ""
+
+
+def _relaxed_from(relaxed):
+    """The CTE joined to a FROM list (one row: it multiplies nothing)."""
+    return ", relaxed" if relaxed else ""
+
+
+def _relaxed_where(relaxed):
+    """A WHERE clause on the CTE, for a statement with no FROM list to join it to."""
+    return "WHERE EXISTS (SELECT FROM relaxed)\n" if relaxed else ""
+
+
+# One message inserted and announced in one statement.
+def _enqueue_one_sql(relaxed):
+    return f"""
+WITH {_relaxed_first(relaxed)}inserted AS ({INSERT_ONE_SQL} RETURNING queue)
+SELECT pg_notify('{QUEUE_CHANNEL}', queue) FROM inserted{_relaxed_from(relaxed)}
+"""
+
+
+ENQUEUE_ONE_SQL = _enqueue_one_sql(relaxed=False)
+ENQUEUE_ONE_ASYNC_COMMIT_SQL = _enqueue_one_sql(relaxed=True)
 
 LOCKS = UniqueLock._meta.db_table
 
@@ -175,8 +203,9 @@ def _due_in_run_order(queue, limit, columns):
 
 # Each queue's due messages in run order (_due_in_run_order), then the
 # first of them all.
-CLAIM_SQL = f"""
-WITH due AS (
+def _claim_sql(relaxed):
+    return f"""
+WITH {_relaxed_first(relaxed)}due AS (
     SELECT d.id, d.priority, d.available_at
     FROM (SELECT unnest(%(queues)s::varchar[]) LIMIT %(queue_count)s) AS q(name)
     CROSS JOIN LATERAL ({_due_in_run_order("q.name", "%(limit)s",
@@ -190,32 +219,34 @@ UPDATE {TABLE} AS m
 SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
     deliveries = m.deliveries + 1,
     started_at = CASE WHEN picked.position <= %(start)s THEN now() END
-FROM picked WHERE m.id = picked.id
+FROM picked{_relaxed_from(relaxed)} WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
 
 # The common case, one queue and every claimed message marked started: the
 # same claim without the per-queue merge and the numbering.
-CLAIM_ONE_QUEUE_SQL = f"""
+def _claim_one_queue_sql(relaxed):
+    return f"""{_relaxed_with(relaxed)}
 UPDATE {TABLE} AS m
 SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
     deliveries = m.deliveries + 1, started_at = now()
 FROM ({_due_in_run_order("%(queue)s", "%(limit)s", "level.id")}
-) AS picked
+) AS picked{_relaxed_from(relaxed)}
 WHERE m.id = picked.id
 RETURNING {CLAIM_RETURNING}
 """
 
+
+CLAIM_SQL = _claim_sql(relaxed=False)
+CLAIM_ONE_QUEUE_SQL = _claim_one_queue_sql(relaxed=False)
 # The claims again, committing without waiting for the WAL flush
 # (SYNCHRONOUS_ACKS off); outside a transaction block only, as
 # ENQUEUE_ONE_ASYNC_COMMIT_SQL. Never a session-level SET, not even on the
 # worker's own connections: behind PgBouncer in transaction mode a session
 # setting would reach whichever client gets that server connection next.
-CLAIM_ASYNC_COMMIT_SQL = CLAIM_SQL.replace(
-    "WITH due AS (", f"WITH {RELAXED_CTE},\ndue AS (",
-).replace("FROM picked WHERE", "FROM picked, relaxed WHERE")
-CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + CLAIM_ONE_QUEUE_SQL.replace(
-    ") AS picked\nWHERE", ") AS picked, relaxed\nWHERE")
+CLAIM_ASYNC_COMMIT_SQL = _claim_sql(relaxed=True)
+CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL = _claim_one_queue_sql(relaxed=True)
+
 
 @functools.cache
 def _written_in(sql, limit, queue_count=1):
@@ -302,7 +333,8 @@ BUCKETS = RateBucket._meta.db_table
 # locked (FOR UPDATE) while it is read, so that workers take their starts
 # one after the other; the UPDATE returns what the locked read computed.
 # %(step)s and %(tolerance)s are seconds.
-TAKE_RATE_TOKENS_SQL = f"""
+def _take_rate_tokens_sql(relaxed):
+    return f"""{_relaxed_with(relaxed)}
 UPDATE {BUCKETS} AS b
 SET tat = t.new_tat,
     horizon = t.first_free + make_interval(secs => (%(count)s - t.admitted) * %(step)s)
@@ -324,15 +356,17 @@ FROM (
             ) AS k
         ) AS l
     ) AS s
-) AS t
+) AS t{_relaxed_from(relaxed)}
 WHERE b.task_name = t.task_name
 RETURNING t.admitted, t.first_free, t.now
 """
+
+
+TAKE_RATE_TOKENS_SQL = _take_rate_tokens_sql(relaxed=False)
 # The same, committing without waiting for the WAL flush: a bucket a server
 # crash takes back to an earlier state only lets a few more starts through
 # once. Outside a transaction block only (see CLAIM_ASYNC_COMMIT_SQL).
-TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL = f"WITH {RELAXED_CTE}\n" + TAKE_RATE_TOKENS_SQL.replace(
-    ") AS t\nWHERE", ") AS t, relaxed\nWHERE")
+TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL = _take_rate_tokens_sql(relaxed=True)
 # A task's first limited start: its bucket, as if long unused.
 NEW_RATE_BUCKET_SQL = (f"INSERT INTO {BUCKETS} (task_name, tat, horizon) "
                        "VALUES (%s, statement_timestamp(), statement_timestamp()) "
@@ -352,8 +386,11 @@ _CASTS = {"CharField": "varchar", "TextField": "text", "IntegerField": "int",
 RESULT_TYPES = tuple(_CASTS[TaskResult._meta.get_field(column).get_internal_type()]
                      for column in RESULT_COLUMNS)
 # Results upserted and messages deleted in one statement (one round trip).
-STORE_AND_ACK_SQL = f"""
-WITH stored AS (
+# Relaxed, an uncorrelated EXISTS is a filter the server checks once before
+# any row, so the setting is made even when no result is to be announced.
+def _store_and_ack_sql(relaxed):
+    return f"""
+WITH {_relaxed_first(relaxed)}stored AS (
     INSERT INTO {RESULTS} ({', '.join(RESULT_COLUMNS)})
     SELECT * FROM unnest({', '.join(f'%b::{t}[]' for t in RESULT_TYPES)})
     ON CONFLICT (task_id) DO UPDATE SET
@@ -363,11 +400,12 @@ WITH stored AS (
     DELETE FROM {TABLE} WHERE id = ANY(%b::bigint[]) RETURNING 1
 )
 SELECT pg_notify('{RESULT_CHANNEL}', payload) FROM unnest(%b::text[]) AS payload
-"""
+{_relaxed_where(relaxed)}"""
 # The same for one outcome (an idle worker's lone result, every result of a
 # prefetch-1 worker): scalar parameters, which libpq can take as text.
-STORE_AND_ACK_ONE_SQL = f"""
-WITH stored AS (
+def _store_and_ack_one_sql(relaxed):
+    return f"""
+WITH {_relaxed_first(relaxed)}stored AS (
     INSERT INTO {RESULTS} ({', '.join(RESULT_COLUMNS)})
     VALUES ({', '.join(f'%s::{t}' for t in RESULT_TYPES)})
     ON CONFLICT (task_id) DO UPDATE SET
@@ -376,17 +414,15 @@ WITH stored AS (
 ), acknowledged AS (
     DELETE FROM {TABLE} WHERE id = %s::bigint RETURNING 1
 )
-SELECT pg_notify('{RESULT_CHANNEL}', %s::text)
+SELECT pg_notify('{RESULT_CHANNEL}', %s::text){" FROM relaxed" if relaxed else ""}
 """
+
+
+STORE_AND_ACK_SQL = _store_and_ack_sql(relaxed=False)
+STORE_AND_ACK_ONE_SQL = _store_and_ack_one_sql(relaxed=False)
 # Both again, committing without waiting for the WAL flush, as the claims.
-# An uncorrelated EXISTS is a filter the server checks once before any row,
-# so the setting is made even when no result is to be announced.
-STORE_AND_ACK_ASYNC_COMMIT_SQL = STORE_AND_ACK_SQL.replace(
-    "WITH stored AS (", f"WITH {RELAXED_CTE},\nstored AS (",
-) + "WHERE EXISTS (SELECT FROM relaxed)\n"
-STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL = STORE_AND_ACK_ONE_SQL.replace(
-    "WITH stored AS (", f"WITH {RELAXED_CTE},\nstored AS (",
-).replace("%s::text)\n", "%s::text) FROM relaxed\n")
+STORE_AND_ACK_ASYNC_COMMIT_SQL = _store_and_ack_sql(relaxed=True)
+STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL = _store_and_ack_one_sql(relaxed=True)
 # Opens a transaction finish() stores in, for the same reason.
 RELAX_TRANSACTION_SQL = "SET LOCAL synchronous_commit TO off"
 
