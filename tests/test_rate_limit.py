@@ -214,3 +214,28 @@ def test_a_single_sqlite_host_holds_the_rate_too(start_worker, vendor):
     assert _most_in_a_second(starts) <= RATE + BURST + JITTER, sorted(starts)
     deliveries = set(TaskResult.objects.values_list("deliveries", flat=True))
     assert deliveries == {1}
+
+
+def test_messages_waiting_for_their_turn_are_shown(start_worker, admin_client):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.urls import reverse
+
+    start_worker("-P", "solo")
+    first = limited.apply_async((0,), rate_limit="1/h")
+    assert first.get(timeout=30)
+    waiting = limited.apply_async((1,), rate_limit="1/h")
+    wait_until(lambda: QueuedMessage.objects.filter(
+        task_id=waiting.id, claimed_by__isnull=True, available_at__gt=timezone.now()
+        + timedelta(minutes=30)).exists(), message="the second to be handed back for its turn")
+    out = StringIO()
+    call_command("tasks_status", stdout=out)
+    assert f"Waiting for a rate limit's turn\n  {limited.name}  the last one handed back " \
+           "starts in" in out.getvalue()
+    dashboard = admin_client.get(reverse("admin:django_tasks_dashboard_changelist"))
+    assert f'<tr data-task="{limited.name}">' in dashboard.content.decode()
+    row = QueuedMessage.objects.get(task_id=waiting.id)
+    page = admin_client.get(reverse("admin:django_tasks_queuedmessage_change",
+                                    args=[row.pk])).content.decode()
+    assert "1/h across all workers" in page

@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from .. import concurrency_status, monitoring, states, svgcharts
+from .. import concurrency_status, monitoring, rate_status, states, svgcharts
 from ..models import Dashboard, TaskResult
 from ..queue import get_backend
 from .display import STATE_COLOURS, ReadOnlyAdmin, human_duration, state_badge, stored_time
@@ -91,6 +91,7 @@ def dashboard_figures(now=None):
         "throughput": rows,
         "workers": workers,
         "waiting_for_slots": concurrency_status.waiting_for_slots(),
+        "held_back_by_rate": rate_status.held_back_by_rate(),
         "unique_keys_held": monitoring.unique_keys_held(),
     }
 

@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from .. import rate_status
 from ..concurrency_status import WAITING_FOR_SLOT, is_waiting_for_slot, slot_text
 from ..conf import settings
 from ..models import QueuedMessage, Worker
@@ -139,14 +140,15 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
         (None, {"fields": ["task_name", "task_id", "queue", "priority", "state"]}),
         ("Timing", {"fields": ["created_at_shown", "available_at_shown", "expires_shown"]}),
         ("Delivery", {"fields": ["deliveries", "worker", "claimed_at_shown", "started_at_shown",
-                                 "terminate_requested_at_shown", "concurrency"]}),
+                                 "terminate_requested_at_shown", "concurrency",
+                                 "rate_limit"]}),
         ("Message", {"fields": ["content_type", "body_pretty", "headers_pretty"]}),
         ("Unique", {"fields": ["unique_key_shown"]}),
     ]
     readonly_fields = ["state", "worker", "created_at_shown", "available_at_shown",
                        "expires_shown", "claimed_at_shown", "started_at_shown",
                        "terminate_requested_at_shown", "body_pretty", "headers_pretty",
-                       "concurrency", "unique_key_shown"]
+                       "concurrency", "rate_limit", "unique_key_shown"]
 
     def has_revoke_permission(self, request):
         return request.user.has_perm("django_tasks.revoke_queuedmessage")
@@ -213,6 +215,14 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
     @admin.display(description="concurrency limit")
     def concurrency(self, obj):
         return slot_text(obj, obj.headers_text) or "-"
+
+    @admin.display(description="rate limit")
+    def rate_limit(self, obj):
+        try:
+            headers = json.loads(obj.headers_text or "{}")
+        except (ValueError, RecursionError):
+            return "-"  # the headers field shows what the row holds
+        return rate_status.rate_text(headers) or "-"
 
     @admin.display(description="worker")
     def worker(self, obj):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from django_tasks import concurrency_status, monitoring
+from django_tasks import concurrency_status, monitoring, rate_status
 
 
 class Command(BaseCommand):
@@ -25,6 +25,7 @@ class Command(BaseCommand):
             write(f"  {q.name:<20} waiting {q.waiting_text:>7}  running {q.running:>5}  "
                   f"oldest waiting {age}")
         self._waiting_for_slots(write)
+        self._held_back_by_rate(write)
         self.write_unique_keys()
         write("Workers")
         workers = monitoring.live_workers(now)
@@ -53,6 +54,14 @@ class Command(BaseCommand):
         for k in keys:
             write(f"  {k.task_name}  key {k.key_shown}  waiting {k.waiting}  "
                   f"running {k.running_text}")
+
+    def _held_back_by_rate(self, write):
+        tasks = rate_status.held_back_by_rate()
+        if not tasks:
+            return
+        write("Waiting for a rate limit's turn")
+        for t in tasks:
+            write(f"  {t.task_name}  the last one handed back starts in {t.line_text}")
 
     def write_unique_keys(self):
         held = monitoring.unique_keys_held()
