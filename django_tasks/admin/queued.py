@@ -94,12 +94,20 @@ class MessageChangeList(ChangeList):
         attach_workers(self.result_list)
 
 
+def stored_headers(headers_text):
+    """A message's stored headers as JSON, or None where they cannot be read
+    (the headers field shows what the row holds)."""
+    try:
+        return json.loads(headers_text or "{}")
+    except (ValueError, RecursionError):
+        return None
+
+
 def unique_key_of(headers_text):
     """The unique key (and unique_for) of a message, from its stored headers."""
-    try:
-        headers = json.loads(headers_text or "{}")
-    except (ValueError, RecursionError):
-        return "-"  # the headers field shows what the row holds
+    headers = stored_headers(headers_text)
+    if headers is None:
+        return "-"
     key = headers.get(KEY_HEADER) if isinstance(headers, dict) else None
     if not isinstance(key, str):
         return "- (not unique)"
@@ -218,11 +226,7 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="rate limit")
     def rate_limit(self, obj):
-        try:
-            headers = json.loads(obj.headers_text or "{}")
-        except (ValueError, RecursionError):
-            return "-"  # the headers field shows what the row holds
-        return rate_status.rate_text(headers) or "-"
+        return rate_status.rate_text(stored_headers(obj.headers_text)) or "-"
 
     @admin.display(description="worker")
     def worker(self, obj):
