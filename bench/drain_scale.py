@@ -20,6 +20,7 @@ earlier than the backlog (the backlog's ``available_at`` is later), the
 head of one long queue.
 """
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -29,6 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import run as bench
 
 QUEUE_TABLE = "django_tasks_queuedmessage"
@@ -71,6 +73,11 @@ FROM (SELECT i, (extract(epoch FROM now() - interval '23 hours') * 1000)::bigint
 """
 
 
+DRAINED_SINCE = (f"SELECT count(*), extract(epoch FROM max(date_done))::float8 "
+                 f"FROM {RESULTS_TABLE} WHERE task_name = %s AND state = 'SUCCESS' "
+                 "AND date_done >= to_timestamp(%s)")
+
+
 def db_name(waiting, results):
     return f"bench_scale_w{waiting}_r{results}"
 
@@ -88,6 +95,7 @@ class Case:
         self.ours = bench.Ours()
         self.ours.env = dict(self.ours.env, DATABASE_URL=f"{bench.PG_URL}/{self.db}")
         self.rates = []
+        self.cpu = []  # per round: {"worker": s, "postgres": s}
 
     @property
     def label(self):
@@ -126,32 +134,64 @@ class Case:
         # it every few seconds) and analyzed.
         sql(self.db, f"VACUUM ANALYZE {QUEUE_TABLE}")
 
-    def done_since(self, since):
-        count, last = sql(self.db, "SELECT count(*), extract(epoch FROM max(date_done))::float8 "
-                                   f"FROM {RESULTS_TABLE} WHERE task_name = %s "
-                                   "AND state = 'SUCCESS' AND date_done >= to_timestamp(%s)",
-                          [DRAINED, since])[0]
-        return count, last
-
     def drain(self, n, timeout):
-        """One timed drain of the ``n`` tasks: tasks/s."""
+        """One timed drain of the ``n`` tasks: (tasks/s, CPU seconds of the
+        worker's processes and of this database's server processes from the
+        worker's ready signal to the end). The CPU a task costs is what a
+        busy machine cannot hide: the rate depends on what else runs."""
         ready_dir = Path(tempfile.mkdtemp(prefix="bench-ready-"))
         since = time.time()
         procs = self.ours.start_workers("scale", ready_dir, "prefork", 2)
         try:
-            t_ready = bench.wait_ready(procs, ready_dir, 1)
-            deadline = time.monotonic() + timeout
-            while (done := self.done_since(since))[0] < n:
-                if procs[0].poll() is not None:
-                    raise RuntimeError(f"worker exited ({procs[0].returncode}) after "
-                                       f"{done[0]}/{n} tasks")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"only {done[0]}/{n} tasks done after {timeout:.0f}s")
-                time.sleep(0.2)
+            with bench.pg(self.db) as poller:
+                # The bench's own polling is not the drain's cost.
+                mine = poller.info.backend_pid
+                t_ready = bench.wait_ready(procs, ready_dir, 1)
+                at_ready = self.cpu_times(procs[0].pid, mine)
+                cpu = dict(at_ready)
+                deadline = time.monotonic() + timeout
+                while True:
+                    cpu.update(self.cpu_times(procs[0].pid, mine))
+                    count, last = poller.execute(DRAINED_SINCE, [DRAINED, since]).fetchone()
+                    if count >= n:
+                        break
+                    if procs[0].poll() is not None:
+                        raise RuntimeError(f"worker exited ({procs[0].returncode}) after "
+                                           f"{count}/{n} tasks")
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"only {count}/{n} tasks done after {timeout:.0f}s")
+                    time.sleep(0.2)
         finally:
             bench.PROCS.stop(procs)
             shutil.rmtree(ready_dir, ignore_errors=True)
-        return n / (done[1] - t_ready)
+        used = {role: sum(seconds - at_ready.get((kind, pid), 0.0)
+                          for (kind, pid), seconds in cpu.items() if kind == role)
+                for role in ("worker", "postgres")}
+        return n / (last - t_ready), used
+
+    def cpu_times(self, worker_pid, exclude):
+        """CPU seconds so far of each process of the worker's tree and of each
+        server process connected to this case's database (but ``exclude``)."""
+        found = {}
+        try:
+            tree = psutil.Process(worker_pid)
+            workers = [tree, *tree.children(recursive=True)]
+        except psutil.Error:
+            workers = []
+        for proc in workers:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                found[("worker", proc.pid)] = times.user + times.system
+        # A backend's title: "postgres: <user> <database> <host>(<port>) <state>".
+        marker = f" {self.db} "
+        for proc in psutil.process_iter(["name", "cmdline"]):
+            if proc.pid == exclude or not (proc.info["name"] or "").startswith("postgres"):
+                continue
+            with contextlib.suppress(psutil.Error):
+                if marker in " ".join(proc.info["cmdline"] or []) + " ":
+                    times = proc.cpu_times()
+                    found[("postgres", proc.pid)] = times.user + times.system
+        return found
 
     def explain(self):
         """The worker's claim (one queue, limit 10: 2 free slots + prefetch 8) and
@@ -174,11 +214,7 @@ class Case:
                   "date_created": now, "date_started": now, "date_done": now}
         out = {}
         with bench.pg(self.db) as conn, conn.transaction(force_rollback=True):
-            # A claim takes nothing for a worker that is not live (LIVE_CLAIMANT).
-            conn.execute("INSERT INTO django_tasks_worker (id, hostname, pid, queues, pool, "
-                         "concurrency, started_at, last_heartbeat, processed, failed) "
-                         "VALUES (%s, 'explain', 1, '[\"default\"]', 'prefork', 2, now(), now(), "
-                         "0, 0)", [worker])
+            insert_live_worker(conn, worker)
             message_id = conn.execute(f"SELECT id FROM {QUEUE_TABLE} ORDER BY id LIMIT 1"
                                       ).fetchone()[0]
             for name, statement, params in (
@@ -208,6 +244,15 @@ def _buffers(node, counted=True):
     return tuple(total)
 
 
+def insert_live_worker(conn, worker_id):
+    """A live worker's row (psycopg ``conn``): a claim takes nothing for a
+    worker that has none (LIVE_CLAIMANT in queue/postgresql.py)."""
+    conn.execute("INSERT INTO django_tasks_worker (id, hostname, pid, queues, pool, concurrency, "
+                 "started_at, last_heartbeat, processed, failed) "
+                 "VALUES (%s, 'bench', 1, '[]', 'bench', 1, now(), now(), 0, 0)",
+                 [str(worker_id)])
+
+
 def run_scale(waiting_sizes, results_sizes, n, rounds, behind, explain, keep):
     """Every case's drain, the cases taking turns for ``rounds`` rounds; prints
     each case's median and its ratio to the smallest case. Returns the text."""
@@ -230,12 +275,14 @@ def run_scale(waiting_sizes, results_sizes, n, rounds, behind, explain, keep):
             for case in (reversed(cases) if round_ % 2 else cases):
                 bench.log(f"{case.label}: round {round_ + 1}")
                 case.prepare_round(n)
-                rate = case.drain(n, timeout=max(120.0, n / 40))
+                if explain and round_ == rounds - 1:
+                    # As the drain finds the tables (rolled back).
+                    plans[case.db] = case.explain()
+                rate, cpu = case.drain(n, timeout=max(120.0, n / 40))
                 case.rates.append(rate)
-                bench.log(f"  {rate:,.0f} tasks/s")
-        if explain:
-            for case in cases:
-                plans[case.db] = case.explain()
+                case.cpu.append(cpu)
+                bench.log(f"  {rate:,.0f} tasks/s; CPU: worker {cpu['worker']:.2f} s, "
+                          f"PostgreSQL {cpu['postgres']:.2f} s")
     finally:
         bench.PROCS.stop_all()
         if not keep:
@@ -248,22 +295,34 @@ def run_scale(waiting_sizes, results_sizes, n, rounds, behind, explain, keep):
 def render(cases, plans, n, behind, smallest_waiting, smallest_results):
     base = next(c for c in cases if c.waiting == smallest_waiting
                 and c.results == smallest_results)
+
+    def per_task(case, role):
+        """Median CPU microseconds per drained task."""
+        return statistics.median(
+            sum(c[r] for r in role) for c in case.cpu) / n * 1e6
+
     base_rate = statistics.median(base.rates)
+    both = ("worker", "postgres")
+    base_cpu = per_task(base, both)
     lines = [f"Drain of {n:,} no-op tasks, runworker -P prefork -c 2 (prefetch 4), results "
-             f"stored; backlog behind them: {behind}",
-             f"{'waiting':>10} {'stored results':>14} | {'tasks/s (median)':>16} "
-             f"{'vs smallest':>11} | rounds"]
+             f"stored; backlog behind them: {behind}. Medians of {len(base.rates)} rounds.",
+             "CPU: µs per task from the worker's ready signal, its processes + this "
+             "database's server processes.",
+             f"{'waiting':>10} {'results':>11} | {'tasks/s':>8} {'ratio':>6} | "
+             f"{'CPU µs/task':>11} {'ratio':>6} {'worker':>7} {'server':>7} | tasks/s rounds"]
     for case in cases:
         rate = statistics.median(case.rates)
-        lines.append(f"{case.waiting:>10,} {case.results:>14,} | {rate:>16,.0f} "
-                     f"{rate / base_rate:>11.2f} | "
-                     + " / ".join(f"{r:,.0f}" for r in case.rates))
-    lines.append("Targets (issue 20): 1k/100k/1M waiting within 20% (ratios 0.80-1.20); "
-                 "10M stored results within 10% of none (0.90-1.10).")
+        cpu = per_task(case, both)
+        lines.append(f"{case.waiting:>10,} {case.results:>11,} | {rate:>8,.0f} "
+                     f"{rate / base_rate:>6.2f} | {cpu:>11,.0f} {base_cpu / cpu:>6.2f} "
+                     f"{per_task(case, ('worker',)):>7,.0f} {per_task(case, ('postgres',)):>7,.0f}"
+                     " | " + " / ".join(f"{r:,.0f}" for r in case.rates))
+    lines.append("Ratios vs the first row (above 1: faster / cheaper). Targets (issue 20): "
+                 "across the backlogs 0.80-1.20, 10M results vs none 0.90-1.10.")
     if plans:
-        lines.append("EXPLAIN (ANALYZE, BUFFERS) after the rounds, rolled back: the claim "
-                     "(limit 10) and one result's store+ack; shared buffers (hit+read, of "
-                     "which read from the OS, dirtied)")
+        lines.append("EXPLAIN (ANALYZE, BUFFERS) before the last round's drain, rolled back: "
+                     "the claim (limit 10) and one result's store+ack; shared buffers "
+                     "(hit+read, of which read from the OS, dirtied)")
         for case in cases:
             cells = "; ".join(f"{name} {ms:.3f} ms, {buffers} buffers ({read} read, "
                               f"{dirtied} dirtied)"
