@@ -230,17 +230,15 @@ class Case:
         return out
 
 
-def _buffers(node, counted=True):
-    """A plan's shared buffers (hit, read, dirtied): a node's figures include
-    its children's, but not those of its init plans (the CTEs of the store,
-    which no other part reads)."""
-    own = ((node["Shared Hit Blocks"], node["Shared Read Blocks"], node["Shared Dirtied Blocks"])
-           if counted else (0, 0, 0))
-    total = list(own)
-    for child in node.get("Plans", []):
-        init = child.get("Parent Relationship") in ("InitPlan", "SubPlan")
-        for i, value in enumerate(_buffers(child, counted=init)):
-            total[i] += value
+def _buffers(top):
+    """A plan's shared buffers (hit, read, dirtied): the top node's figures
+    include its children's, init plans under them too, but not those of the
+    top's own init plans (the CTEs of the store, which nothing else reads)."""
+    total = [top["Shared Hit Blocks"], top["Shared Read Blocks"], top["Shared Dirtied Blocks"]]
+    for child in top.get("Plans", []):
+        if child.get("Parent Relationship") == "InitPlan":
+            total = [total[0] + child["Shared Hit Blocks"], total[1] + child["Shared Read Blocks"],
+                     total[2] + child["Shared Dirtied Blocks"]]
     return tuple(total)
 
 
