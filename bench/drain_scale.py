@@ -15,9 +15,9 @@ from the last day.
 Behind them, by default (``behind="priority"``), is a backlog of a lower
 priority: the common way a site keeps a bulk job (a reindex, a mailing)
 from delaying its regular tasks, and what the regular tasks must still be
-claimed past at full speed. ``behind="fifo"``: the same priority, sent
-earlier than the backlog (the backlog's ``available_at`` is later), the
-head of one long queue.
+claimed past at full speed. ``behind="fifo"``: the backlog has the same
+priority and a later ``available_at`` than the drained tasks, which are
+the head of one long queue.
 """
 
 import contextlib
