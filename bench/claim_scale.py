@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 import run as bench  # noqa: E402
+from drain_scale import insert_live_worker  # noqa: E402
 
 TABLE = "django_tasks_queuedmessage"
 QUEUE = "default"
@@ -79,13 +80,15 @@ def fill_to(db, kind, target):
     sql(db, f"VACUUM ANALYZE {TABLE}")
 
 
-def claim_rate(seconds):
+def claim_rate(db, seconds):
     """Claims of one message, each acknowledged, for ``seconds``: claims/s."""
     from django.db import connection
 
     from django_tasks.queue import get_backend
 
     backend, worker = get_backend(), uuid.uuid4()
+    with bench.pg(db) as conn:
+        insert_live_worker(conn, worker)
     claimed, started = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - started) < seconds:
         messages = backend.claim(worker, [QUEUE], 1, start=1, pid=os.getpid())
@@ -101,9 +104,11 @@ def explain_claim(db):
     """One claim's execution time (ms) and buffers, rolled back."""
     from django_tasks.queue.postgresql import CLAIM_ONE_QUEUE_SQL
 
+    params = _claim_params(CLAIM_ONE_QUEUE_SQL)
     with bench.pg(db) as conn, conn.transaction(force_rollback=True):
+        insert_live_worker(conn, params["worker"] if isinstance(params, dict) else params[0])
         plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + CLAIM_ONE_QUEUE_SQL,
-                            _claim_params(CLAIM_ONE_QUEUE_SQL)).fetchone()[0][0]
+                            params).fetchone()[0][0]
     top = plan["Plan"]
     return plan["Execution Time"], top["Shared Hit Blocks"] + top["Shared Read Blocks"]
 
@@ -155,7 +160,7 @@ def main():
         for waiting in sizes if not future else sorted(sizes, reverse=True):
             fill_to(args.db, DUE, waiting)
             claim_ms, buffers = explain_claim(args.db)
-            rate = claim_rate(args.seconds)
+            rate = claim_rate(args.db, args.seconds)
             print(f"{waiting:>9,} {future:>9,} | {rate:>9,.0f} {claim_ms:>9.2f} {buffers:>8} | "
                   f"{timed(sweep, 20):>9.2f} | {timed(dashboard, 5):>12.2f}", flush=True)
 

@@ -864,11 +864,15 @@ def machine_info(celery_py, dtdb_py, node):
     except OSError:
         pass
     pg_version = scalar("postgres", "SHOW server_version")
-    r = Redis(0)
-    info = r.call("INFO", "server")
-    r.close()
-    redis_version = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                          if line.startswith("redis_version:")), "unknown")
+    try:
+        r = Redis(0)
+    except OSError:  # --scale runs without Redis
+        redis_version = "not running"
+    else:
+        info = r.call("INFO", "server")
+        r.close()
+        redis_version = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                              if line.startswith("redis_version:")), "unknown")
 
     def version(py, code):
         if py is None:
@@ -1004,6 +1008,30 @@ Memory: peak sum over the worker process trees (parent + children) during the no
     return text
 
 
+def run_scale(args):
+    # drain_scale imports this module as ``run``: the same one, not a second copy.
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import drain_scale
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(PROCS.stop_all)
+    started = time.monotonic()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    text = drain_scale.run_scale(
+        [int(w) for w in args.waiting.split(",")], [int(r) for r in args.results.split(",")],
+        args.n, args.rounds, args.behind, args.explain, args.keep)
+    info = machine_info(None, None, None)
+    text += (f"\nRun: {info['date']}, {time.monotonic() - started:.0f} s in all; load average "
+             f"at start {load}, at end {info['load']}\n"
+             f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; "
+             f"PostgreSQL {info['postgresql']}\n"
+             f"django_tasks at {info['git']} (sources sha1 {info['tree']})\n")
+    print(text)
+    (HERE / "last_scale_results.txt").write_text(text)
+    return 0
+
+
 def main():
     global RATE_LIMIT
     parser = argparse.ArgumentParser(description=__doc__,
@@ -1016,7 +1044,28 @@ def main():
     parser.add_argument("--rate-limit", type=int, default=RATE_LIMIT,
                         help=f"tasks/s of the rate-limited drain row (default {RATE_LIMIT}); "
                              "below the plain drain's rate on a loaded machine")
+    scale = parser.add_argument_group(
+        "--scale", "ours alone: the drain with a deep queue and a large result table "
+        "(bench/drain_scale.py); the other options above do not apply")
+    scale.add_argument("--scale", action="store_true",
+                       help="the drain of --n tasks behind each --waiting backlog, and with "
+                            "each --results count of stored results")
+    scale.add_argument("--waiting", default="1000,100000,1000000",
+                       help="backlog sizes, comma-separated (default 1000,100000,1000000)")
+    scale.add_argument("--results", default="0,10000000",
+                       help="stored results, comma-separated (default 0,10000000)")
+    scale.add_argument("--n", type=int, default=20_000, help="tasks drained per round")
+    scale.add_argument("--rounds", type=int, default=3,
+                       help="rounds, the cases taking turns; each case's median is shown")
+    scale.add_argument("--behind", choices=["priority", "fifo"], default="priority",
+                       help="the backlog: a lower priority (default) or the same, sent later")
+    scale.add_argument("--explain", action="store_true",
+                       help="also the claim's and the store's EXPLAIN (ANALYZE, BUFFERS)")
+    scale.add_argument("--keep", action="store_true",
+                       help="keep the bench_scale_* databases (dropped by default)")
     args = parser.parse_args()
+    if args.scale:
+        return run_scale(args)
     RATE_LIMIT = args.rate_limit
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
