@@ -173,8 +173,12 @@ def _span(kind, key, seconds):
     return key
 
 
-@task(concurrency_limit=2, concurrency_key=lambda args, kwargs: args[0] if args else kwargs['key'])
-def limited_span(key, seconds=0.0):
+@task(bind=True, concurrency_limit=2,
+      concurrency_key=lambda args, kwargs: args[0] if args else kwargs['key'])
+def limited_span(self, key, seconds=0.0, seconds_again=None):
+    """``seconds_again``, if given: how long a delivery after the first takes."""
+    if seconds_again is not None and self.request.delivery_count > 1:
+        seconds = seconds_again
     return _span("limited", key, seconds)
 
 
