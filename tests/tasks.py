@@ -67,7 +67,10 @@ def always_exit():
 
 
 @task(bind=True)
-def slow_record(self, key, seconds):
+def slow_record(self, key, seconds, seconds_again=None):
+    """``seconds_again``, if given: how long a delivery after the first sleeps."""
+    if seconds_again is not None and self.request.delivery_count > 1:
+        seconds = seconds_again
     time.sleep(seconds)
     Execution.objects.create(key=key, task_id=self.request.id, pid=os.getpid())
     return key
