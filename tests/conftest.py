@@ -89,3 +89,9 @@ def _close_result_listener():
     from django_tasks.queue import get_backend
 
     get_backend().close_listener()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix():
+    """Under pytest-xdist the settings already name each process's test
+    database (tests/run_id.py): pytest-django adds no second suffix."""

@@ -7,12 +7,13 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.run_id import run_id
+
 #: What tests.never_imported leaves when it is imported.
 NEVER_IMPORTED = "tests.never_imported"
 MARK = "DJANGO_TASKS_NEVER_IMPORTED"
-# The test run's own (its workers inherit TESTS_RUN_ID: tests/settings.py).
-MARK_FILE = Path(tempfile.gettempdir()) / \
-    f"django_tasks_never_imported_{os.environ.get('TESTS_RUN_ID', os.getpid())}.mark"
+# The test run's own (its workers inherit TESTS_RUN_ID: tests/run_id.py).
+MARK_FILE = Path(tempfile.gettempdir()) / f"django_tasks_never_imported_{run_id()}.mark"
 
 
 @contextmanager

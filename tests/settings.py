@@ -20,9 +20,9 @@ from pathlib import Path
 
 from testproject.settings import *  # noqa: F403
 from testproject.settings import BASE_DIR, DATABASES, INSTALLED_APPS
+from tests.run_id import run_id
 
-# Set in the run's own process; the worker processes it starts inherit it.
-RUN_ID = os.environ.setdefault("TESTS_RUN_ID", str(os.getpid()))
+RUN_ID = run_id()
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests"]
 # Apps only the worker processes a test starts have (comma-separated): their

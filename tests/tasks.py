@@ -67,7 +67,10 @@ def always_exit():
 
 
 @task(bind=True)
-def slow_record(self, key, seconds):
+def slow_record(self, key, seconds, seconds_again=None):
+    """``seconds_again``, if given: how long a delivery after the first sleeps."""
+    if seconds_again is not None and self.request.delivery_count > 1:
+        seconds = seconds_again
     time.sleep(seconds)
     Execution.objects.create(key=key, task_id=self.request.id, pid=os.getpid())
     return key
@@ -173,8 +176,12 @@ def _span(kind, key, seconds):
     return key
 
 
-@task(concurrency_limit=2, concurrency_key=lambda args, kwargs: args[0] if args else kwargs['key'])
-def limited_span(key, seconds=0.0):
+@task(bind=True, concurrency_limit=2,
+      concurrency_key=lambda args, kwargs: args[0] if args else kwargs['key'])
+def limited_span(self, key, seconds=0.0, seconds_again=None):
+    """``seconds_again``, if given: how long a delivery after the first takes."""
+    if seconds_again is not None and self.request.delivery_count > 1:
+        seconds = seconds_again
     return _span("limited", key, seconds)
 
 

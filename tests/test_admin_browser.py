@@ -21,7 +21,7 @@ from django_tasks import AsyncResult, states
 from django_tasks.models import QueuedMessage, TaskResult
 from tests.browser import close_chromium, launch_chromium
 from tests.models import Note
-from tests.tasks import add, needs_note, sleep_for
+from tests.tasks import add, needs_note, spin_record
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -167,7 +167,9 @@ def test_user_without_permissions_sees_no_actions(chromium, live_server):
 def test_sleep_task_shows_as_running_on_the_queue_page(start_worker, chromium, live_server):
     User.objects.create_superuser("admin", "admin@example.com", "pw")
     start_worker("-P", "threads", "-c", "2")
-    running = sleep_for.delay(20)
+    # Python in short steps, so the threads pool can stop it; longer than the
+    # wait below, so only that stop makes it REVOKED in time.
+    running = spin_record.delay("browser", 60)
     wait_until(lambda: QueuedMessage.objects.filter(task_id=running.id,
                                                     started_at__isnull=False).exists(),
                timeout=30, message="the sleeping task to start")

@@ -201,7 +201,8 @@ def test_a_killed_worker_gives_its_slots_back(start_worker):
     # The killed worker takes both slots of a key with long tasks; the other
     # consumes only once they are handed back through lost-worker recovery.
     doomed = start_worker("-P", "threads", "-c", "4")
-    held = [limited_span.delay("acme", 30.0) for _ in range(2)]
+    # Held until the kill; short once delivered again.
+    held = [limited_span.delay("acme", 30.0, 0.05) for _ in range(2)]
     wait_until(lambda: QueuedMessage.objects.filter(
         holds_slot=True, concurrency_key="acme").count() == 2, message="both slots taken")
     waiting = [limited_span.delay("acme", 0.05) for _ in range(10)]
@@ -214,6 +215,7 @@ def test_a_killed_worker_gives_its_slots_back(start_worker):
     assert _most_at_once(_spans("limited")["acme"]) <= 2
     # The killed tasks were delivered again, their slots taken anew.
     _all_done(held, timeout=120)
+    assert TaskResult.objects.filter(task_id__in=[r.id for r in held], deliveries=2).count() == 2
     assert not QueuedMessage.objects.exists()
 
 

@@ -4,8 +4,10 @@ The test starts a PostgreSQL server of its own (from the pgserver wheel),
 so it can restart it without disturbing anything else.
 """
 
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -18,10 +20,15 @@ TASKS = 400
 
 
 @pytest.fixture
-def own_server(tmp_path_factory):
+def own_server():
     import pgserver
 
-    data_dir = Path(tmp_path_factory.mktemp("restart_pg")) / "data"
+    # Not under pytest's temp folder: as root, pgserver runs the server as a
+    # user of its own, which must be able to enter the folders above its data
+    # directory, and any pytest run starting on the machine makes
+    # /tmp/pytest-of-root private to root again.
+    parent = Path(tempfile.mkdtemp(prefix="django_tasks_restart_pg_"))
+    data_dir = parent / "data"
     try:
         server = pgserver.get_server(data_dir, cleanup_mode="delete")
     except subprocess.SubprocessError:
@@ -33,6 +40,7 @@ def own_server(tmp_path_factory):
                 "OPTIONS": {}}
     yield server, data_dir, database
     server.cleanup()
+    shutil.rmtree(parent)
 
 
 def _manage(database, *args):

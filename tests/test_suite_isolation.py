@@ -26,7 +26,7 @@ def new_run_environment(**env):
     none of the variables that choose a run's database or names."""
     base = {key: value for key, value in os.environ.items()
             if key not in ("TESTS_RUN_ID", "TESTS_DATABASE_JSON", "TEST_DATABASE",
-                           "DATABASE_URL", "TESTS_PGDATA")}
+                           "DATABASE_URL", "TESTS_PGDATA", "PYTEST_XDIST_WORKER")}
     return {**base, **env}
 
 
@@ -59,6 +59,23 @@ def test_a_given_run_id_names_them():
                             TESTS_RUN_ID="ci-7")
     assert run["test_name"] == "test_x_ci-7"
     assert run["mark_file"].endswith("_ci-7.mark")
+
+
+def test_the_xdist_processes_of_one_run_have_names_of_their_own():
+    # pytest -n: each process inherits the controller's TESTS_RUN_ID.
+    url = "postgres://postgres@127.0.0.1:5432/x"
+    gw0, gw1 = (settings_of_a_run(DATABASE_URL=url, TESTS_RUN_ID="ci-7", PYTEST_XDIST_WORKER=name)
+                for name in ("gw0", "gw1"))
+    assert (gw0["run_id"], gw1["run_id"]) == ("ci-7_gw0", "ci-7_gw1")
+    assert gw0["test_name"] != gw1["test_name"]
+    assert gw0["mark_file"] != gw1["mark_file"]
+
+
+def test_a_worker_of_an_xdist_process_keeps_its_names():
+    # It inherits the process's own TESTS_RUN_ID: named once, not twice.
+    run = settings_of_a_run(DATABASE_URL="postgres://postgres@127.0.0.1:5432/x",
+                            TESTS_RUN_ID="ci-7_gw1", PYTEST_XDIST_WORKER="gw1")
+    assert run["test_name"] == "test_x_ci-7_gw1"
 
 
 def test_the_embedded_server_of_each_run_has_its_own_directory(tmp_path):

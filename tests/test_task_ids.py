@@ -164,8 +164,11 @@ def test_revoke_by_string_id(start_worker):
     assert not QueuedMessage.objects.exists()
 
 
+# Named ids: a new uuid each collection, and pytest-xdist's processes must
+# collect the same tests.
 @pytest.mark.parametrize("task_id", ["any-string-that-was-never-sent",
-                                     str(uuid.uuid4()), "a\x00b", "x" * 1000])
+                                     str(uuid.uuid4()), "a\x00b", "x" * 1000],
+                         ids=["string", "uuid4", "nul", "long"])
 def test_an_id_never_sent_is_pending(task_id):
     result = AsyncResult(task_id)
     assert result.state == states.PENDING
