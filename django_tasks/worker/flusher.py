@@ -27,6 +27,8 @@ BATCH = 1000
 LINGER = 0.002
 IDLE_TICK = 0.2
 MAX_BACKOFF = 30.0
+#: Put in the inbox by stop(), after every outcome: ends a wait at once.
+_STOP = object()
 
 
 class Flusher(threading.Thread):
@@ -61,6 +63,8 @@ class Flusher(threading.Thread):
                 except queue.Empty:
                     self._idle_tick()
                     continue
+                if first is _STOP:
+                    continue
                 batch = self._gather(first)
                 self._last_batch = len(batch)
                 self._flush(batch)
@@ -75,15 +79,18 @@ class Flusher(threading.Thread):
         chars = outcome_chars(first)
         while len(batch) < BATCH and chars < FLUSH_CHARS:
             try:
-                batch.append(self._inbox.get_nowait())
+                outcome = self._inbox.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(self._inbox.get(timeout=remaining))
+                    outcome = self._inbox.get(timeout=remaining)
                 except queue.Empty:
                     break
+            if outcome is _STOP:
+                break
+            batch.append(outcome)
             chars += outcome_chars(batch[-1])
         return batch
 
@@ -127,4 +134,5 @@ class Flusher(threading.Thread):
     def stop(self):
         """Store what is left, then end the thread."""
         self._stopping.set()
+        self._inbox.put(_STOP)
         self.join()
