@@ -119,9 +119,9 @@ def _ending(outcomes):
 def _recordable(headers):
     """Headers as a unique send writes them: anything else (a forged or
     damaged row) is not recorded, and never fails the acknowledgement."""
-    seconds = headers.get(FOR_HEADER)
-    return (type(headers.get(KEY_HEADER)) is str and type(seconds) in (int, float)
-            and 0 < seconds <= MAX_UNIQUE_FOR)
+    key, seconds = headers.get(KEY_HEADER), headers.get(FOR_HEADER)
+    return (type(key) is str and 0 < len(key) <= MAX_KEY_LENGTH and "\x00" not in key
+            and type(seconds) in (int, float) and 0 < seconds <= MAX_UNIQUE_FOR)
 
 
 def record_finishes(outcomes, queue):

@@ -320,13 +320,14 @@ def test_a_message_with_damaged_unique_headers_still_runs(start_worker):
     start_worker("-P", "solo")
     for task_id, headers in (("bad-for", {"unique_key": "k", "unique_for": "an hour"}),
                              ("bad-key", {"unique_key": 5, "unique_for": 60}),
-                             ("huge-for", {"unique_key": "k", "unique_for": 1e300})):
+                             ("huge-for", {"unique_key": "k", "unique_for": 1e300}),
+                             ("long-key", {"unique_key": "k" * 300, "unique_for": 60})):
         message = add.build_message((1, 1), task_id=task_id)
         QueuedMessage.objects.create(
             task_id=task_id, task_name=message.task_name, queue=message.queue,
             content_type=message.content_type, body=message.body,
             headers={**message.headers, **headers})
-    for task_id in ("bad-for", "bad-key", "huge-for"):
+    for task_id in ("bad-for", "bad-key", "huge-for", "long-key"):
         assert AsyncResult(task_id).get(timeout=30) == 2
 
 
