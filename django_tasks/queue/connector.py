@@ -43,9 +43,10 @@ class Connector:
     def run_directly(self, sql, params, then=None):
         """Run ``sql`` (with ``params`` as text) as a transaction of its own
         by the vendor's shortcut past the driver's cursor, where it can now;
-        with ``then`` (sql, params), that statement after its commit in the
-        same round trip. Returns (whether it ran, the failure of ``then``
-        or None); (False, None): not run, the caller takes the ordinary way."""
+        with ``then``, a statement the vendor prepared and its parameters,
+        that statement after its commit in the same round trip. Returns
+        (whether it ran, the failure of ``then`` or None); (False, None):
+        not run, the caller takes the ordinary way."""
         return NOT_RUN
 
     # -- waking -----------------------------------------------------------

@@ -775,9 +775,8 @@ class PostgreSQLConnector(Connector):
             return True, None
         if not libpq.can_pipeline():
             return NOT_RUN
-        then_sql, then_params = then
         failed = _through_libpq(connection, sql, libpq.run_then, connection.connection,
-                                (*DIRECT[sql], params), (*DIRECT[then_sql], then_params))
+                                (*DIRECT[sql], params), then)
         return True, failed
 
     @staticmethod
@@ -947,7 +946,7 @@ class PostgreSQLQueue(BaseQueue):
             # INSERT_ONE_SQL, then WAKE_SQL after its commit, in one round trip.
             params = _as_text(m, headers)
             ran, not_woken = self.connector.run_directly(INSERT_ONE_SQL, params,
-                                                         then=(WAKE_SQL, (params[2],)))
+                                                         then=(*WAKE, (params[2],)))
             if not_woken is not None:
                 # The message is committed: the caller must not see an error
                 # (a retry would send it twice). Idle workers find it when
