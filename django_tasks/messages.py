@@ -36,6 +36,8 @@ class Message:
     acked: bool = False
     # What is wrong with a claimed message's headers (see checked_headers).
     corrupt: str | None = None
+    # The worker holding it, where a read says (the orphans recovery hands back).
+    claimed_by: object = field(default=None, compare=False)
 
     @property
     def retries(self):

@@ -1,7 +1,8 @@
-"""The database queue: one small interface, one implementation per vendor.
+"""The database queue: domain operations over one connector per database.
 
-Everything else in the app talks to ``get_backend()``; all vendor-specific
-SQL lives in ``postgresql.py`` and ``sqlite.py``.
+Everything else in the app talks to ``get_backend()`` (see base.py for the
+shape: the connector, and the operations by topic above it); all
+vendor-specific SQL lives in ``postgresql.py`` and ``sqlite.py``.
 """
 
 from django.db import connections, transaction

@@ -1,6 +1,10 @@
 """PostgreSQL: claims with FOR UPDATE SKIP LOCKED, wake-ups with LISTEN/NOTIFY.
 
-Every PostgreSQL-specific statement of the app is in this module.
+Every PostgreSQL-specific statement of the app is in this module: first the
+statements, then ``PostgreSQLConnector`` (psycopg's cursor, the libpq
+shortcut of libpq.py, LISTEN/NOTIFY), then ``PostgreSQLQueue``, the domain
+operations (base.py) that run statements of their own, through the
+connector.
 """
 
 import functools
@@ -31,6 +35,7 @@ from .base import (
     UniqueHolder,
     sort_claimed,
 )
+from .connector import NOT_RUN, Connector
 
 logger = logging.getLogger("django_tasks.queue")
 
@@ -265,6 +270,9 @@ def _written_in(sql, limit, queue_count=1):
 
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
+VACUUM_QUEUE_SQL = f"VACUUM {TABLE}"
+# The admin's paginator: what ANALYZE (or autovacuum) last counted.
+ESTIMATED_ROWS_SQL = "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass"
 
 # Concurrency slots (worker/concurrency_gate.py; the wakers are the triggers
 # of migration 0012, which take the same lock shared). The locks are taken
@@ -319,8 +327,9 @@ RETURNING m.id, d.admitted
 # are read tolerantly (see _tolerant).
 CLAIMED_BY_SQL = (f"SELECT {CLAIM_COLUMNS} FROM {TABLE} "
                   "WHERE claimed_by = %s::uuid AND claimed_pid = %s ORDER BY id")
+# The claimant last: recovery hands each message back from its own.
 ORPHANED_SQL = f"""
-SELECT {CLAIM_COLUMNS} FROM {TABLE}
+SELECT {CLAIM_COLUMNS}, claimed_by FROM {TABLE}
 WHERE claimed_by IS NOT NULL AND claimed_by NOT IN (
     SELECT id FROM {WORKERS} WHERE stopped_at IS NULL AND last_heartbeat >= %s)
 ORDER BY id LIMIT %s
@@ -371,12 +380,14 @@ TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL = _take_rate_tokens_sql(relaxed=True)
 NEW_RATE_BUCKET_SQL = (f"INSERT INTO {BUCKETS} (task_name, tat, horizon) "
                        "VALUES (%s, statement_timestamp(), statement_timestamp()) "
                        "ON CONFLICT (task_name) DO NOTHING")
-DEFER_SQL = f"""
+# A hand-back with each message's due time (Consumer.hand_back): the
+# claimant's own messages only.
+HAND_BACK_AT_SQL = f"""
 UPDATE {TABLE} AS m
 SET claimed_by = NULL, claimed_pid = NULL, claimed_at = NULL, started_at = NULL,
-    acked_at = NULL, deliveries = m.deliveries - 1, available_at = d.at
+    acked_at = NULL, deliveries = m.deliveries - %s, available_at = d.at
 FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, at)
-WHERE m.id = d.id AND m.claimed_by IS NOT NULL AND m.acked_at IS NULL
+WHERE m.id = d.id AND m.claimed_by = %s::uuid AND m.acked_at IS NULL
 """
 
 RESULTS = TaskResult._meta.db_table
@@ -652,6 +663,7 @@ class CopyWriter(BatchWriter):
 
     def __init__(self, queue):
         super().__init__(queue)
+        self.connector = queue.connector
         self.connection = queue.connection
         self._open = None  # the cursor and its COPY, while it is open
         self._queues = Counter()
@@ -686,22 +698,27 @@ class CopyWriter(BatchWriter):
         connection = self.connection
         with connection.wrap_database_errors:
             open_copy.close()  # the COPY ends once the server has every row
-            with psycopg.Cursor(connection.connection) as cursor:
-                for queue, count in sorted(self._queues.items()):
-                    cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, _announcement(queue, count)])
+        self.connector.notify_unlogged(
+            QUEUE_CHANNEL, [_announcement(queue, count)
+                            for queue, count in sorted(self._queues.items())])
         _log_query(connection, ENQUEUE_COPY_SQL, self._started)
         self.queue.remember_uncommitted(self._task_ids)
 
     def _start(self):
-        self.connection.ensure_connection()
         self._started = time.monotonic()
-        open_copy = ExitStack()
-        cursor = open_copy.enter_context(psycopg.Cursor(self.connection.connection))
-        self._copy = open_copy.enter_context(cursor.copy(ENQUEUE_COPY_SQL))
-        self._open = open_copy
+        self._open, self._copy = self.connector.open_copy(ENQUEUE_COPY_SQL)
 
 
-class PostgreSQLQueue(BaseQueue):
+class PostgreSQLConnector(Connector):
+    """Statements on psycopg's own cursor, the libpq shortcut, LISTEN/NOTIFY.
+
+    ``execute`` (Django's cursor, client-side binding) as every vendor;
+    ``execute_bound`` binds server-side and prepares the statements the
+    queue runs all the time; ``run_directly`` is libpq's shortcut (libpq.py)
+    for a lone statement outside a transaction. Waiting: one dedicated
+    autocommit connection per thread and channel.
+    """
+
     def __init__(self, alias):
         super().__init__(alias)
         self._listeners = threading.local()
@@ -710,93 +727,10 @@ class PostgreSQLQueue(BaseQueue):
     def wakes_up(self):
         return settings.LISTEN_NOTIFY
 
-    def enqueue(self, messages):
-        try:
-            self._enqueue(messages)
-        except IntegrityError as exc:  # the queue's one unique column: task_id
-            exc.add_note(REPEATED_TASK_ID_HINT)
-            raise
+    # -- statements -----------------------------------------------------
 
-    def _enqueue(self, messages):
-        if not messages:
-            return
-        if len(messages) == 1:
-            self._enqueue_one(messages[0])
-            return
-        if len(messages) >= COPY_FROM:
-            self._enqueue_by_copy(messages)
-            return
-        bodies, headers = [m.body for m in messages], [compact_json(m.headers) for m in messages]
-        if sum(map(len, bodies)) + sum(map(len, headers)) > COPY_FROM_CHARS:
-            self._enqueue_by_copy(messages)
-            return
-        columns = ([m.task_id for m in messages], [m.task_name for m in messages],
-                   [m.queue for m in messages], [m.priority for m in messages],
-                   [m.available_at for m in messages], [m.expires for m in messages],
-                   [m.content_type for m in messages], bodies, headers, [0] * len(messages),
-                   [m.created_at for m in messages])
-        self._execute_raw(ENQUEUE_SQL, columns)
-        self.remember_uncommitted([m.task_id for m in messages])
-
-    def _enqueue_one(self, m):
-        connection = self.connection
-        autocommit = connection.get_autocommit()
-        headers = compact_json(m.headers)
-        # The connection is looked up once and handed down: Django's look-up
-        # (a thread-local) is a microsecond each time.
-        if autocommit and self._can_run_directly(connection) \
-                and (libpq.can_pipeline() or not settings.SYNCHRONOUS_ENQUEUE):
-            params = _as_text(m, headers)
-            if settings.SYNCHRONOUS_ENQUEUE:
-                self._insert_then_wake(connection, m, params)
-            else:  # its commit does not wait for the flush: the NOTIFY may stay in it
-                self._run_directly(connection, ENQUEUE_ONE_ASYNC_COMMIT_SQL, params)
-            return
-        sql = ENQUEUE_ONE_SQL if settings.SYNCHRONOUS_ENQUEUE or not autocommit \
-            else ENQUEUE_ONE_ASYNC_COMMIT_SQL
-        self._execute_raw(sql, (m.task_id, m.task_name, m.queue, m.priority, m.available_at,
-                                m.expires, m.content_type, m.body, headers, m.created_at))
-        self.remember_uncommitted([m.task_id])
-
-    @staticmethod
-    def _insert_then_wake(connection, m, params):
-        """INSERT_ONE_SQL, then WAKE_SQL after its commit, in one round trip."""
-        woken = _through_libpq(connection, INSERT_ONE_SQL, libpq.run_then, connection.connection,
-                               (*INSERT_ONE, params), (*WAKE, (params[2],)))
-        if woken is not None:
-            # The message is committed: the caller must not see an error (a
-            # retry would send it twice). Idle workers find it when they poll.
-            logger.warning("task %s[%s] was enqueued, but the notification that wakes idle "
-                           "workers was not sent (%s); they find it when they next poll "
-                           "(POLL_INTERVAL)", m.task_name, m.task_id, woken)
-
-    @staticmethod
-    def _can_run_directly(connection):
-        """Whether a statement of DIRECT may go through libpq now on Django's
-        ``connection`` (autocommit, no transaction open). Not while an
-        ``execute_wrapper()`` is installed: the cursor path shows the
-        statement to it (APM, tracing) and libpq would not."""
-        return settings.PREPARED_STATEMENTS and not connection.execute_wrappers \
-            and libpq.can_run(connection.connection)
-
-    @staticmethod
-    def _run_directly(connection, sql, params):
-        """Run ``sql``, one of DIRECT, with ``params`` as libpq text."""
-        _through_libpq(connection, sql, libpq.run_prepared, connection.connection,
-                       *DIRECT[sql], params)
-
-    def _enqueue_by_copy(self, messages):
-        # One transaction for the rows and their wake-up, even in autocommit.
-        with transaction.atomic(using=self.alias, savepoint=False), \
-                self.message_writer() as writer:
-            writer.write(messages)
-            writer.finish([])
-
-    def message_writer(self):
-        return CopyWriter(self)
-
-    def _execute_raw(self, sql, params, fetch=False, binary=False, prepare=False,
-                     messages=False):
+    def execute_bound(self, sql, params, fetch=False, binary=False, prepare=False,
+                      messages=False):
         """Run ``sql`` on psycopg's own cursor over Django's connection (same
         transaction).
 
@@ -804,6 +738,8 @@ class PostgreSQLQueue(BaseQueue):
         values is far cheaper than Django's client-side quoting; psycopg's
         errors still come out as Django's, DEBUG's query log still sees it,
         and so do the connection's ``execute_wrapper()`` functions.
+        ``messages``: rows of the queue table (binary), read tolerantly.
+        Returns the rows if ``fetch``, else how many rows it changed.
         """
         connection = self.connection
         connection.ensure_connection()
@@ -823,174 +759,57 @@ class PostgreSQLQueue(BaseQueue):
                 _execute_wrapped(connection, cursor, sql, params, binary, prepare or None)
             else:
                 cursor.execute(sql, params, binary=binary, prepare=prepare or None)
-            rows = cursor.fetchall() if fetch else None
+            outcome = cursor.fetchall() if fetch else cursor.rowcount
         _log_query(connection, sql, started)
-        return rows
+        return outcome
 
-    def try_unique_key(self, message, key, unique_for, now):
-        rows = self._execute_raw(TRY_UNIQUE_KEY_SQL, {
-            "task": message.task_name, "key": key, "task_id": message.task_id,
-            "unique_for": unique_for, "now": now}, fetch=True, prepare=True)
-        if not rows:
-            return False, None
-        taken, *holder = rows[0]
-        return (True, None) if taken else (False, UniqueHolder(*holder))
-
-    def claim(self, worker_id, queues, limit, start=0, pid=None):
-        # Binary results: psycopg's C loaders read the timestamps (Django's
-        # text loader for them is Python, and was most of the claim's cost).
-        relaxed = self._relaxes_commit()
-        if len(queues) == 1 and start >= limit:
-            rows = self._execute_raw(
-                _written_in(CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                            limit),
-                {"worker": str(worker_id), "pid": pid, "queue": queues[0]},
-                fetch=True, binary=True, prepare=True, messages=True)
-        else:
-            rows = self._execute_raw(
-                _written_in(CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL, limit, len(queues)),
-                {"queues": list(queues), "worker": str(worker_id), "pid": pid, "start": start},
-                fetch=True, binary=True, prepare=True, messages=True)
-        return sort_claimed(self._messages_from_rows(rows))
-
-    def take_rate_tokens(self, task_name, count, step, tolerance):
-        params = {"task": task_name, "count": count, "step": step, "tolerance": tolerance}
-        sql = TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL if self.connection.get_autocommit() \
-            else TAKE_RATE_TOKENS_SQL
-        rows = self._execute_raw(sql, params, fetch=True, prepare=True)
-        if not rows:
-            self._execute_raw(NEW_RATE_BUCKET_SQL, [task_name])
-            rows = self._execute_raw(sql, params, fetch=True, prepare=True)
-        return rows[0]
-
-    def defer_messages(self, message_ids, times):
-        if not message_ids:
-            return 0
-        with self.connection.cursor() as cursor:
-            cursor.execute(DEFER_SQL, [list(message_ids), list(times)])
-            return cursor.rowcount
-
-    def _messages_from_rows(self, rows):
-        # Binary results: jsonb comes decoded (a JSON string as a str).
-        return [self.message_from_row(r, _identity, _identity, _identity) for r in rows]
-
-    def _read_messages(self, sql, params):
-        return self._messages_from_rows(
-            self._execute_raw(sql, params, fetch=True, binary=True, messages=True))
-
-    # The worker's other reads of whole messages: as tolerant as the claim.
-
-    def claimed_messages(self, worker_id, pid):
-        if pid is None:
-            return super().claimed_messages(worker_id, pid)
-        return self._read_messages(CLAIMED_BY_SQL, [str(worker_id), pid])
-
-    def orphaned_messages(self, cutoff, limit):
-        return self._read_messages(ORPHANED_SQL, [cutoff, limit])
-
-    def expired_waiting(self, now, limit):
-        return self._read_messages(EXPIRED_WAITING_SQL, [now, limit])
-
-    @contextmanager
-    def slot_transaction(self, task_name, key):
-        with transaction.atomic(using=self.alias):
-            self._execute_raw(LOCK_SLOTS_SQL, [task_name, key])
-            yield
-
-    def take_slots(self, worker_id, groups):
-        groups = list(groups)
-        with transaction.atomic(using=self.alias):
-            held = {tuple(row) for row in self._execute_raw(
-                TRY_LOCK_SLOTS_SQL, [[g[0] for g in groups], [g[1] for g in groups]],
-                fetch=True)}
-            admitted = self._take_slots_locked(
-                worker_id, [g for g in groups if (g[0], g[1]) not in held])
-        for group in groups:
-            if (group[0], group[1]) in held:
-                with self.slot_transaction(group[0], group[1]):
-                    admitted |= self._take_slots_locked(worker_id, [group])
-        return admitted
-
-    def _take_slots_locked(self, worker_id, groups):
-        if not groups:
-            return set()
-        ids, tasks, keys, limits = [], [], [], []
-        for task_name, key, group_ids, group_limits in groups:
-            ids += group_ids
-            limits += group_limits
-            tasks += [task_name] * len(group_ids)
-            keys += [key] * len(group_ids)
-        rows = self._execute_raw(TAKE_SLOTS_SQL, {
-            "ids": ids, "tasks": tasks, "keys": keys, "limits": limits,
-            "worker": str(worker_id), "parked": PARKED}, fetch=True)
-        return {pk for pk, admitted in rows if admitted}
-
-    def _relaxes_commit(self):
-        """Whether the worker's claim or acknowledgement about to run may
-        commit without waiting for the WAL flush: SYNCHRONOUS_ACKS off, and
-        no transaction of a caller's open (task code's own commits keep their
-        setting). A server crash can then lose only the last instant of them,
-        and those tasks run again (at-least-once)."""
-        return not settings.SYNCHRONOUS_ACKS and self.connection.get_autocommit()
-
-    @contextmanager
-    def acknowledging_transaction(self):
-        relaxed = self._relaxes_commit()  # before it opens: then it is ours
-        with transaction.atomic(using=self.alias):
-            if relaxed:
-                self._execute_raw(RELAX_TRANSACTION_SQL, None)
-            yield
-
-    def get_result(self, task_id):
-        return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_COLUMNS, task_id)
-
-    def get_message(self, task_id):
-        # Binary results: headers come decoded, as the ORM gives them.
-        return self._one_by_task_id(QueuedMessage, MESSAGE_BY_TASK_ID_SQL, MESSAGE_FIELDS,
-                                    task_id)
-
-    def _one_by_task_id(self, model, sql, fields, task_id):
-        task_id = str(task_id)
-        if not is_task_id(task_id):  # never sent: no row holds it
-            return None
-        rows = self._execute_raw(sql, [task_id], fetch=True, binary=True)
-        return model.from_db(self.alias, fields, rows[0]) if rows else None
-
-    single_statement_finish = True
-
-    def store_and_acknowledge(self, stored, done_ids, notify_ids=()):
-        if not stored and not done_ids and not notify_ids:
-            return
-        if len(stored) == 1 and self._store_one_directly(stored[0], done_ids, notify_ids):
-            return
-        values = [o.result_values() for o in stored]
-        columns = [list(column) for column in zip(*values, strict=True)] if values \
-            else [[] for _ in RESULT_COLUMNS]
-        self._execute_raw(
-            STORE_AND_ACK_ASYNC_COMMIT_SQL if self._relaxes_commit() else STORE_AND_ACK_SQL,
-            [*columns, list(done_ids), _notify_payloads(notify_ids)])
-
-    def _store_one_directly(self, outcome, done_ids, notify_ids):
-        """One outcome stored, acknowledged and notified, outside a transaction:
-        through libpq, its values as text (far less client CPU than the
-        array statement). Returns whether it did."""
-        message = outcome.message
-        if list(done_ids) != [message.id] or list(notify_ids) != [message.task_id]:
-            return False
+    def run_directly(self, sql, params, then=None):
         connection = self.connection
+        # The connection is looked up once and handed down: Django's look-up
+        # (a thread-local) is a microsecond each time.
         if not (connection.get_autocommit() and self._can_run_directly(connection)):
-            return False
-        values = outcome.result_values()
-        sql = STORE_AND_ACK_ONE_SQL if settings.SYNCHRONOUS_ACKS \
-            else STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL
-        self._run_directly(connection, sql, (
-            *(_timestamp_utf8(v) if isinstance(v, datetime) else _utf8(v) for v in values),
-            b"%d" % message.id, _utf8(message.task_id)))
-        return True
+            return NOT_RUN
+        if then is None:
+            _through_libpq(connection, sql, libpq.run_prepared, connection.connection,
+                           *DIRECT[sql], params)
+            return True, None
+        if not libpq.can_pipeline():
+            return NOT_RUN
+        failed = _through_libpq(connection, sql, libpq.run_then, connection.connection,
+                                (*DIRECT[sql], params), then)
+        return True, failed
+
+    @staticmethod
+    def _can_run_directly(connection):
+        """Whether a statement of DIRECT may go through libpq now on Django's
+        ``connection`` (autocommit, no transaction open). Not while an
+        ``execute_wrapper()`` is installed: the cursor path shows the
+        statement to it (APM, tracing) and libpq would not."""
+        return settings.PREPARED_STATEMENTS and not connection.execute_wrappers \
+            and libpq.can_run(connection.connection)
+
+    def open_copy(self, sql):
+        """A COPY FROM STDIN of ``sql`` opened on Django's connection: the
+        ExitStack that closes it, and the copy to write rows to."""
+        connection = self.connection
+        connection.ensure_connection()
+        open_copy = ExitStack()
+        cursor = open_copy.enter_context(psycopg.Cursor(connection.connection))
+        return open_copy, open_copy.enter_context(cursor.copy(sql))
+
+    def notify_unlogged(self, channel, payloads):
+        """NOTIFY ``channel`` of each of ``payloads`` in the caller's
+        transaction, on psycopg's cursor, outside DEBUG's log (the COPY
+        they announce is logged)."""
+        connection = self.connection
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+            for payload in payloads:
+                cursor.execute(NOTIFY_SQL, [channel, payload])
+
+    # -- waking -----------------------------------------------------------
 
     def notify_queue(self):
-        with self.connection.cursor() as cursor:
-            cursor.execute(NOTIFY_SQL, [QUEUE_CHANNEL, RELEASE])
+        self.execute(NOTIFY_SQL, [QUEUE_CHANNEL, RELEASE])
 
     def notify_results(self, task_ids):
         if not task_ids:
@@ -998,8 +817,6 @@ class PostgreSQLQueue(BaseQueue):
         with self.connection.cursor() as cursor:
             for payload in _notify_payloads(task_ids):
                 cursor.execute(NOTIFY_SQL, [RESULT_CHANNEL, payload])
-
-    # -- waiting: one dedicated autocommit connection per thread and channel --
 
     def _listener(self, channel):
         listener = getattr(self._listeners, channel, None)
@@ -1075,6 +892,264 @@ class PostgreSQLQueue(BaseQueue):
             logger.warning("LISTEN connection for awaited results lost (%s); polling until "
                            "the next aget() connects again", exc)
 
+    def close_listener(self):
+        for channel in (QUEUE_CHANNEL, RESULT_CHANNEL):
+            listener = getattr(self._listeners, channel, None)
+            if listener is not None:
+                listener.close()
+                setattr(self._listeners, channel, None)
+
+
+class PostgreSQLQueue(BaseQueue):
+    """The domain operations PostgreSQL runs its own statements for."""
+
+    connector_class = PostgreSQLConnector
+    single_statement_finish = True
+
+    def _execute_raw(self, sql, params, **options):
+        """The connector's ``execute_bound`` (the name tests know it by)."""
+        return self.connector.execute_bound(sql, params, **options)
+
+    # -- producer ---------------------------------------------------------
+
+    def enqueue(self, messages):
+        try:
+            self._enqueue(messages)
+        except IntegrityError as exc:  # the queue's one unique column: task_id
+            exc.add_note(REPEATED_TASK_ID_HINT)
+            raise
+
+    def _enqueue(self, messages):
+        if not messages:
+            return
+        if len(messages) == 1:
+            self._enqueue_one(messages[0])
+            return
+        if len(messages) >= COPY_FROM:
+            self._enqueue_by_copy(messages)
+            return
+        bodies, headers = [m.body for m in messages], [compact_json(m.headers) for m in messages]
+        if sum(map(len, bodies)) + sum(map(len, headers)) > COPY_FROM_CHARS:
+            self._enqueue_by_copy(messages)
+            return
+        columns = ([m.task_id for m in messages], [m.task_name for m in messages],
+                   [m.queue for m in messages], [m.priority for m in messages],
+                   [m.available_at for m in messages], [m.expires for m in messages],
+                   [m.content_type for m in messages], bodies, headers, [0] * len(messages),
+                   [m.created_at for m in messages])
+        self.connector.execute_bound(ENQUEUE_SQL, columns)
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def _enqueue_one(self, m):
+        headers = compact_json(m.headers)
+        if settings.SYNCHRONOUS_ENQUEUE:
+            # INSERT_ONE_SQL, then WAKE_SQL after its commit, in one round trip.
+            params = _as_text(m, headers)
+            ran, not_woken = self.connector.run_directly(INSERT_ONE_SQL, params,
+                                                         then=(*WAKE, (params[2],)))
+            if not_woken is not None:
+                # The message is committed: the caller must not see an error
+                # (a retry would send it twice). Idle workers find it when
+                # they poll.
+                logger.warning("task %s[%s] was enqueued, but the notification that wakes "
+                               "idle workers was not sent (%s); they find it when they next "
+                               "poll (POLL_INTERVAL)", m.task_name, m.task_id, not_woken)
+        else:  # its commit does not wait for the flush: the NOTIFY may stay in it
+            ran, _ = self.connector.run_directly(ENQUEUE_ONE_ASYNC_COMMIT_SQL,
+                                                 _as_text(m, headers))
+        if ran:
+            return
+        sql = ENQUEUE_ONE_SQL if settings.SYNCHRONOUS_ENQUEUE \
+            or not self.connection.get_autocommit() else ENQUEUE_ONE_ASYNC_COMMIT_SQL
+        self.connector.execute_bound(sql, (m.task_id, m.task_name, m.queue, m.priority,
+                                           m.available_at, m.expires, m.content_type, m.body,
+                                           headers, m.created_at))
+        self.remember_uncommitted([m.task_id])
+
+    def _enqueue_by_copy(self, messages):
+        # One transaction for the rows and their wake-up, even in autocommit.
+        with transaction.atomic(using=self.alias, savepoint=False), \
+                self.message_writer() as writer:
+            writer.write(messages)
+            writer.finish([])
+
+    def message_writer(self):
+        return CopyWriter(self)
+
+    def try_unique_key(self, message, key, unique_for, now):
+        rows = self.connector.execute_bound(TRY_UNIQUE_KEY_SQL, {
+            "task": message.task_name, "key": key, "task_id": message.task_id,
+            "unique_for": unique_for, "now": now}, fetch=True, prepare=True)
+        if not rows:
+            return False, None
+        taken, *holder = rows[0]
+        return (True, None) if taken else (False, UniqueHolder(*holder))
+
+    # -- consumer ---------------------------------------------------------
+
+    def claim(self, worker_id, queues, limit, start=0, pid=None):
+        # Binary results: psycopg's C loaders read the timestamps (Django's
+        # text loader for them is Python, and was most of the claim's cost).
+        relaxed = self._relaxes_commit()
+        if len(queues) == 1 and start >= limit:
+            rows = self.connector.execute_bound(
+                _written_in(CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
+                            limit),
+                {"worker": str(worker_id), "pid": pid, "queue": queues[0]},
+                fetch=True, binary=True, prepare=True, messages=True)
+        else:
+            rows = self.connector.execute_bound(
+                _written_in(CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL, limit, len(queues)),
+                {"queues": list(queues), "worker": str(worker_id), "pid": pid, "start": start},
+                fetch=True, binary=True, prepare=True, messages=True)
+        return sort_claimed(self._messages_from_rows(rows))
+
+    def _hand_back(self, message_ids, worker_id, undeliver, available_at):
+        if available_at is None:
+            return super()._hand_back(message_ids, worker_id, undeliver, available_at)
+        return self.connector.execute(HAND_BACK_AT_SQL, [
+            1 if undeliver else 0, message_ids, list(available_at), str(worker_id)])
+
+    def _messages_from_rows(self, rows):
+        # Binary results: jsonb comes decoded (a JSON string as a str).
+        return [self.message_from_row(r, _identity, _identity, _identity) for r in rows]
+
+    def _read_messages(self, sql, params):
+        return self._messages_from_rows(self.connector.execute_bound(
+            sql, params, fetch=True, binary=True, messages=True))
+
+    # The worker's other reads of whole messages: as tolerant as the claim.
+
+    def claimed_messages(self, worker_id, pid):
+        if pid is None:
+            return super().claimed_messages(worker_id, pid)
+        return self._read_messages(CLAIMED_BY_SQL, [str(worker_id), pid])
+
+    def _relaxes_commit(self):
+        """Whether the worker's claim or acknowledgement about to run may
+        commit without waiting for the WAL flush: SYNCHRONOUS_ACKS off, and
+        no transaction of a caller's open (task code's own commits keep their
+        setting). A server crash can then lose only the last instant of them,
+        and those tasks run again (at-least-once)."""
+        return not settings.SYNCHRONOUS_ACKS and self.connection.get_autocommit()
+
+    @contextmanager
+    def acknowledging_transaction(self):
+        relaxed = self._relaxes_commit()  # before it opens: then it is ours
+        with transaction.atomic(using=self.alias):
+            if relaxed:
+                self.connector.execute_bound(RELAX_TRANSACTION_SQL, None)
+            yield
+
+    def store_and_acknowledge(self, stored, done_ids, notify_ids=()):
+        if not stored and not done_ids and not notify_ids:
+            return
+        if len(stored) == 1 and self._store_one_directly(stored[0], done_ids, notify_ids):
+            return
+        values = [o.result_values() for o in stored]
+        columns = [list(column) for column in zip(*values, strict=True)] if values \
+            else [[] for _ in RESULT_COLUMNS]
+        self.connector.execute_bound(
+            STORE_AND_ACK_ASYNC_COMMIT_SQL if self._relaxes_commit() else STORE_AND_ACK_SQL,
+            [*columns, list(done_ids), _notify_payloads(notify_ids)])
+
+    def _store_one_directly(self, outcome, done_ids, notify_ids):
+        """One outcome stored, acknowledged and notified, outside a transaction:
+        through libpq, its values as text (far less client CPU than the
+        array statement). Returns whether it did."""
+        message = outcome.message
+        if list(done_ids) != [message.id] or list(notify_ids) != [message.task_id]:
+            return False
+        values = outcome.result_values()
+        sql = STORE_AND_ACK_ONE_SQL if settings.SYNCHRONOUS_ACKS \
+            else STORE_AND_ACK_ONE_ASYNC_COMMIT_SQL
+        ran, _ = self.connector.run_directly(sql, (
+            *(_timestamp_utf8(v) if isinstance(v, datetime) else _utf8(v) for v in values),
+            b"%d" % message.id, _utf8(message.task_id)))
+        return ran
+
+    # -- flow control -------------------------------------------------------
+
+    def take_rate_tokens(self, task_name, count, step, tolerance):
+        params = {"task": task_name, "count": count, "step": step, "tolerance": tolerance}
+        sql = TAKE_RATE_TOKENS_ASYNC_COMMIT_SQL if self.connection.get_autocommit() \
+            else TAKE_RATE_TOKENS_SQL
+        rows = self.connector.execute_bound(sql, params, fetch=True, prepare=True)
+        if not rows:
+            self.connector.execute_bound(NEW_RATE_BUCKET_SQL, [task_name])
+            rows = self.connector.execute_bound(sql, params, fetch=True, prepare=True)
+        return rows[0]
+
+    @contextmanager
+    def slot_transaction(self, task_name, key):
+        with transaction.atomic(using=self.alias):
+            self.connector.execute_bound(LOCK_SLOTS_SQL, [task_name, key])
+            yield
+
+    def take_slots(self, worker_id, groups):
+        groups = list(groups)
+        with transaction.atomic(using=self.alias):
+            held = {tuple(row) for row in self.connector.execute_bound(
+                TRY_LOCK_SLOTS_SQL, [[g[0] for g in groups], [g[1] for g in groups]],
+                fetch=True)}
+            admitted = self._take_slots_locked(
+                worker_id, [g for g in groups if (g[0], g[1]) not in held])
+        for group in groups:
+            if (group[0], group[1]) in held:
+                with self.slot_transaction(group[0], group[1]):
+                    admitted |= self._take_slots_locked(worker_id, [group])
+        return admitted
+
+    def _take_slots_locked(self, worker_id, groups):
+        if not groups:
+            return set()
+        ids, tasks, keys, limits = [], [], [], []
+        for task_name, key, group_ids, group_limits in groups:
+            ids += group_ids
+            limits += group_limits
+            tasks += [task_name] * len(group_ids)
+            keys += [key] * len(group_ids)
+        rows = self.connector.execute_bound(TAKE_SLOTS_SQL, {
+            "ids": ids, "tasks": tasks, "keys": keys, "limits": limits,
+            "worker": str(worker_id), "parked": PARKED}, fetch=True)
+        return {pk for pk, admitted in rows if admitted}
+
+    # -- results ------------------------------------------------------------
+
+    def get_result(self, task_id):
+        return self._one_by_task_id(TaskResult, RESULT_BY_TASK_ID_SQL, RESULT_COLUMNS, task_id)
+
+    def get_message(self, task_id):
+        # Binary results: headers come decoded, as the ORM gives them.
+        return self._one_by_task_id(QueuedMessage, MESSAGE_BY_TASK_ID_SQL, MESSAGE_FIELDS,
+                                    task_id)
+
+    def _one_by_task_id(self, model, sql, fields, task_id):
+        task_id = str(task_id)
+        if not is_task_id(task_id):  # never sent: no row holds it
+            return None
+        rows = self.connector.execute_bound(sql, [task_id], fetch=True, binary=True)
+        return model.from_db(self.alias, fields, rows[0]) if rows else None
+
+    def estimated_row_count(self, model):
+        # What ANALYZE (or autovacuum) last counted: free, and close enough
+        # for a paginator. -1 means never analyzed.
+        rows = self.connector.execute(ESTIMATED_ROWS_SQL, [model._meta.db_table], fetch=True)
+        return rows[0][0] if rows and rows[0][0] >= 0 else None
+
+    # -- workers and housekeeping ---------------------------------------------
+
+    def orphaned_messages(self, cutoff, limit):
+        rows = self.connector.execute_bound(ORPHANED_SQL, [cutoff, limit], fetch=True,
+                                            binary=True, messages=True)
+        messages = self._messages_from_rows([row[:-1] for row in rows])
+        for message, row in zip(messages, rows, strict=True):
+            message.claimed_by = row[-1]
+        return messages
+
+    def expired_waiting(self, now, limit):
+        return self._read_messages(EXPIRED_WAITING_SQL, [now, limit])
+
     def vacuum_queue(self):
         # Every claimed and every acknowledged message leaves a dead row; the
         # claim index scan must step over them until they are vacuumed. Do not
@@ -1082,21 +1157,4 @@ class PostgreSQLQueue(BaseQueue):
         # small, so this is cheap. VACUUM cannot run inside a transaction.
         if self.connection.in_atomic_block:
             return
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"VACUUM {TABLE}")
-
-    def estimated_row_count(self, model):
-        # What ANALYZE (or autovacuum) last counted: free, and close enough
-        # for a paginator. -1 means never analyzed.
-        with self.connection.cursor() as cursor:
-            cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                           [model._meta.db_table])
-            row = cursor.fetchone()
-        return row[0] if row and row[0] >= 0 else None
-
-    def close_listener(self):
-        for channel in (QUEUE_CHANNEL, RESULT_CHANNEL):
-            listener = getattr(self._listeners, channel, None)
-            if listener is not None:
-                listener.close()
-                setattr(self._listeners, channel, None)
+        self.connector.execute(VACUUM_QUEUE_SQL)

@@ -3,7 +3,9 @@
 SQLite has neither SKIP LOCKED nor NOTIFY. ``BEGIN IMMEDIATE`` takes the
 database's single write lock before reading, so two workers can never pick
 the same rows, and ``busy_timeout`` makes the second one wait its turn.
-Every SQLite-specific statement of the app is in this module.
+Every SQLite-specific statement of the app is in this module:
+``SQLiteConnector`` (Django's cursor, polling, BEGIN IMMEDIATE) and
+``SQLiteQueue``, the domain operations (base.py) with statements of their own.
 """
 
 import datetime
@@ -18,6 +20,7 @@ from django.utils.dateparse import parse_datetime
 from ..models import QueuedMessage, RateBucket, UniqueLock, Worker
 from ..rate_limits import take_tokens
 from .base import CLAIM_COLUMNS, REPEATED_TASK_ID_HINT, BaseQueue, sort_claimed
+from .connector import Connector
 
 TABLE = QueuedMessage._meta.db_table
 WORKERS = Worker._meta.db_table
@@ -91,66 +94,10 @@ def _json(value):
     return json.loads(value) if isinstance(value, str) else value
 
 
-class SQLiteQueue(BaseQueue):
-    def enqueue(self, messages):
-        if not messages:
-            return
-        try:
-            self._insert(messages)
-        except IntegrityError as exc:
-            exc.add_note(REPEATED_TASK_ID_HINT)
-            raise
-        self.remember_uncommitted([m.task_id for m in messages])
+class SQLiteConnector(Connector):
+    """Django's cursor, polling, and the database's write lock taken first."""
 
-    def _insert(self, messages):
-        QueuedMessage.objects.using(self.alias).bulk_create([
-            QueuedMessage(task_id=m.task_id, task_name=m.task_name, queue=m.queue,
-                          priority=m.priority, available_at=m.available_at,
-                          expires=m.expires, content_type=m.content_type, body=m.body,
-                          headers=m.headers, created_at=m.created_at)
-            for m in messages])
-
-    def try_unique_key(self, message, key, unique_for, now):
-        with self.connection.cursor() as cursor:
-            cursor.execute(TRY_UNIQUE_KEY_SQL, [
-                message.task_name, key, message.task_id, unique_for,
-                self.connection.ops.adapt_datetimefield_value(now)])
-            if cursor.fetchone() is not None:
-                return True, None
-        return False, self.unique_holder(message.task_name, key)
-
-    def claim(self, worker_id, queues, limit, start=0, pid=None):
-        connection = self.connection
-        ops = connection.ops
-        now = ops.adapt_datetimefield_value(timezone.now())
-        sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
-        worker = uuid.UUID(str(worker_id)).hex
-        params = [worker, pid, now, start, now, *queues, now, worker, limit]
-
-        def claim(cursor):
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
-        return self._claimed(self._immediately(claim))
-
-    def take_rate_tokens(self, task_name, count, step, tolerance):
-        # One host's clock (SQLite is one machine's file): Python's, read
-        # under the write lock, so that starts are admitted in clock order.
-        adapt = self.connection.ops.adapt_datetimefield_value
-
-        def take(cursor):
-            now = timezone.now()
-            cursor.execute(RATE_BUCKET_SQL, [task_name])
-            row = cursor.fetchone()
-            tat, horizon = (_datetime(row[0]), _datetime(row[1])) if row else (None, None)
-            admitted, first, new_tat, new_horizon = take_tokens(
-                tat, horizon, now, count, step, tolerance)
-            cursor.execute(SAVE_RATE_BUCKET_SQL, [task_name, adapt(new_tat), adapt(new_horizon)])
-            return admitted, first, now
-
-        return self._immediately(take)
-
-    def _immediately(self, work):
+    def immediately(self, work):
         """``work(cursor)`` holding the database's write lock from its first
         read (BEGIN IMMEDIATE), so no other writer comes in between."""
         connection = self.connection
@@ -170,9 +117,9 @@ class SQLiteQueue(BaseQueue):
         return done
 
     @contextmanager
-    def slot_transaction(self, task_name, key):
-        """The database's write lock, taken before reading (as the claim):
-        one writer at a time on the only host SQLite serves."""
+    def write_locked(self):
+        """A transaction holding the database's write lock from its start
+        (BEGIN IMMEDIATE); within a caller's transaction, that one."""
         connection = self.connection
         connection.ensure_connection()
         if connection.in_atomic_block:
@@ -186,6 +133,72 @@ class SQLiteQueue(BaseQueue):
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+
+
+class SQLiteQueue(BaseQueue):
+    """The domain operations SQLite runs its own statements for."""
+
+    connector_class = SQLiteConnector
+
+    def enqueue(self, messages):
+        if not messages:
+            return
+        try:
+            self._insert(messages)
+        except IntegrityError as exc:
+            exc.add_note(REPEATED_TASK_ID_HINT)
+            raise
+        self.remember_uncommitted([m.task_id for m in messages])
+
+    def _insert(self, messages):
+        QueuedMessage.objects.using(self.alias).bulk_create([
+            QueuedMessage(task_id=m.task_id, task_name=m.task_name, queue=m.queue,
+                          priority=m.priority, available_at=m.available_at,
+                          expires=m.expires, content_type=m.content_type, body=m.body,
+                          headers=m.headers, created_at=m.created_at)
+            for m in messages])
+
+    def try_unique_key(self, message, key, unique_for, now):
+        if self.connector.execute(TRY_UNIQUE_KEY_SQL, [
+                message.task_name, key, message.task_id, unique_for,
+                self.connection.ops.adapt_datetimefield_value(now)], fetch=True):
+            return True, None
+        return False, self.unique_holder(message.task_name, key)
+
+    def claim(self, worker_id, queues, limit, start=0, pid=None):
+        ops = self.connection.ops
+        now = ops.adapt_datetimefield_value(timezone.now())
+        sql = CLAIM_SQL.format(placeholders=", ".join(["%s"] * len(queues)))
+        worker = uuid.UUID(str(worker_id)).hex
+        params = [worker, pid, now, start, now, *queues, now, worker, limit]
+
+        def claim(cursor):
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+        return self._claimed(self.connector.immediately(claim))
+
+    def take_rate_tokens(self, task_name, count, step, tolerance):
+        # One host's clock (SQLite is one machine's file): Python's, read
+        # under the write lock, so that starts are admitted in clock order.
+        adapt = self.connection.ops.adapt_datetimefield_value
+
+        def take(cursor):
+            now = timezone.now()
+            cursor.execute(RATE_BUCKET_SQL, [task_name])
+            row = cursor.fetchone()
+            tat, horizon = (_datetime(row[0]), _datetime(row[1])) if row else (None, None)
+            admitted, first, new_tat, new_horizon = take_tokens(
+                tat, horizon, now, count, step, tolerance)
+            cursor.execute(SAVE_RATE_BUCKET_SQL, [task_name, adapt(new_tat), adapt(new_horizon)])
+            return admitted, first, now
+
+        return self.connector.immediately(take)
+
+    def slot_transaction(self, task_name, key):
+        """The database's write lock, taken before reading (as the claim):
+        one writer at a time on the only host SQLite serves."""
+        return self.connector.write_locked()
 
     def _claimed(self, rows):
         return sort_claimed([self.message_from_row(r, _datetime, _task_id, _json, _text)

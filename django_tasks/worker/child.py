@@ -150,7 +150,8 @@ class ChildConsumer(Consumer):
         # sibling found nothing: hand it back for the sibling to claim.
         if len(self.buffer) > 1 and any(sibling.waiting for sibling in self.siblings):
             shared = self._take_prefetched(keep=1)
-            self._with_reconnect(lambda: self.backend.release_messages(shared, undeliver=True))
+            self._with_reconnect(
+                lambda: self.backend.hand_back(shared, self.worker_id, undeliver=True))
         super()._dispatch()
 
     def _read_control(self):

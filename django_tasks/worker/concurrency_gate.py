@@ -19,7 +19,6 @@ import time
 
 from ..concurrency import HEADER
 from ..queue.base import sort_claimed
-from . import task_signals
 
 # What an admission cut short by a database error (the server went away
 # in the middle) had claimed: still this worker's, unknown to its loop,
@@ -28,14 +27,11 @@ from . import task_signals
 _undecided = threading.local()
 
 
-def admit(backend, messages, worker_id=None):
+def admit(backend, messages, worker_id):
     """``messages`` but the parked ones, and when to claim again: now if
     some were parked (the messages behind them on the queue may run; the
     parked ones are out of the claim's reach), else None. A parked message
     is woken by the slot freed, never by a clock."""
-    if worker_id is None:
-        consumer = task_signals.current["consumer"]
-        worker_id = consumer.worker_id if consumer is not None else None
     messages = _with_undecided(messages, worker_id)
     if not any(HEADER in m.headers for m in messages):
         return messages, None

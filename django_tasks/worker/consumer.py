@@ -149,7 +149,8 @@ class Consumer:
         prefetched = self._take_prefetched()
         if prefetched:
             self._with_reconnect(
-                lambda: self.backend.release_messages(prefetched, undeliver=True), attempts=5)
+                lambda: self.backend.hand_back(prefetched, self.worker_id, undeliver=True),
+                attempts=5)
         for message in list(self.dispatched.values()):
             self._with_reconnect(lambda message=message: housekeeping.deliver_again_or_fail(
                 self.backend, message, f"{reason} while running it", self.hostname,
@@ -165,7 +166,7 @@ class Consumer:
         ids = self._take_prefetched()
         if ids:
             count = self._with_reconnect(
-                lambda: self.backend.release_messages(ids, undeliver=True))
+                lambda: self.backend.hand_back(ids, self.worker_id, undeliver=True))
             logger.info("Warm shutdown: handed %d unstarted message(s) back", count)
         if self.pool.jobs:
             logger.info("Warm shutdown: waiting for %d running task(s)", len(self.pool.jobs))
@@ -231,7 +232,7 @@ class Consumer:
         # Retried on its own: the claim has committed, and retrying it would
         # leave these messages claimed by this live worker, never run.
         admitted, self.flow_wake_at = self._with_reconnect(
-            lambda: flow_gate.admit(self.backend, claimed))
+            lambda: flow_gate.admit(self.backend, claimed, self.worker_id))
         return admitted
 
     def _dispatch(self):
@@ -295,7 +296,8 @@ class Consumer:
                 self.buffer.clear()
                 self.buffer.extend(kept)
         if stale:
-            self._with_reconnect(lambda: self.backend.release_messages(stale, undeliver=True))
+            self._with_reconnect(
+                lambda: self.backend.hand_back(stale, self.worker_id, undeliver=True))
 
     def _return_prefetch_held_by_a_long_task(self):
         """On the results thread while the loop's thread runs a task (solo)."""
@@ -306,7 +308,7 @@ class Consumer:
                 return
             held = [m.id for _, m in self.buffer]
             self.buffer.clear()
-        self.backend.release_messages(held, undeliver=True)
+        self.backend.hand_back(held, self.worker_id, undeliver=True)
         logger.info("Handed %d prefetched message(s) back to the queue: the running task "
                     "takes over %ss", len(held), patience)
 
@@ -344,7 +346,7 @@ class Consumer:
             return False
         logger.warning("Task %s[%s] lost its database connection (%s); delivering it again",
                        message.task_name, message.task_id, outcome.describe())
-        self._with_reconnect(lambda: self.backend.release_messages([message.id]))
+        self._with_reconnect(lambda: self.backend.hand_back([message.id], self.worker_id))
         return True
 
     def _count_and_log(self, outcome):

@@ -20,14 +20,14 @@ from . import concurrency_gate, rate_gate
 GATES = (concurrency_gate.admit, rate_gate.gate)
 
 
-def admit(backend, messages):
-    """The claimed ``messages`` that may start now, and the earliest
-    ``time.monotonic()`` moment a refused one could be admitted (None: no
-    refused message needs the worker to wake for it)."""
+def admit(backend, messages, worker_id):
+    """The ``messages`` ``worker_id`` claimed that may start now, and the
+    earliest ``time.monotonic()`` moment a refused one could be admitted
+    (None: no refused message needs the worker to wake for it)."""
     wake_at = None
     for gate in GATES:
         if messages:
-            messages, gate_wake_at = gate(backend, messages)
+            messages, gate_wake_at = gate(backend, messages, worker_id)
         else:
             # Messages refused before come due even when this claim took
             # nothing: keep waking for them.

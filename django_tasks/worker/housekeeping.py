@@ -54,7 +54,7 @@ def deliver_again_or_fail(backend, message, reason, hostname, worker_id):
         logger.warning("Delivering %s[%s] again (delivery %d of at most %d)",
                        message.task_name, message.task_id, message.deliveries + 1,
                        settings.MAX_DELIVERIES)
-        backend.release_messages([message.id])
+        backend.hand_back([message.id], worker_id)
         return
     outcome.hostname = hostname
     storing.store(backend, [outcome], worker_id)
@@ -76,11 +76,16 @@ def recover_lost_workers(backend):
     failed = [o for o in (lost_or_failed(m, "the worker running it was lost",
                                          settings.MAX_DELIVERIES) for m in orphans) if o]
     failed_ids = {o.message.id for o in failed}
-    again = [m.id for m in orphans if m.id not in failed_ids]
+    again = [m for m in orphans if m.id not in failed_ids]
     if failed:
         storing.store(backend, failed, worker_id=None)
-    if again:
-        backend.release_messages(again)
+    # Each from the worker that was lost with it: one that claimed it since
+    # (after another recovery, or its supervisor, handed it back) keeps it.
+    by_claimant = {}
+    for message in again:
+        by_claimant.setdefault(message.claimed_by, []).append(message.id)
+    for claimant, ids in by_claimant.items():
+        backend.hand_back(ids, claimant)
     logger.warning("Recovered %d message(s) from lost workers: %d delivered again, %d failed "
                    "with WorkerLostError", len(orphans), len(again), len(failed))
     return len(again), len(failed)

@@ -29,7 +29,7 @@ class RateGate:
         # (first, how many, step) for each batch handed back.
         self.due = []
 
-    def __call__(self, backend, messages):
+    def __call__(self, backend, messages, worker_id):
         limited = None
         for message in messages:
             rate = message.headers.get("rate_limit")
@@ -63,7 +63,8 @@ class RateGate:
             wake = time.monotonic() + (first - now).total_seconds()
             heapq.heappush(self.due, (wake, len(waiting), step))
         if deferred_ids:
-            with_reconnect(backend, lambda: backend.defer_messages(deferred_ids, deferred_at))
+            with_reconnect(backend, lambda: backend.hand_back(
+                deferred_ids, worker_id, undeliver=True, available_at=deferred_at))
             deferred = set(deferred_ids)
             messages = [m for m in messages if m.id not in deferred]
             if not messages:

@@ -259,7 +259,7 @@ class Supervisor:
         prefetched = [m.id for m in held if m is not running and not m.acked]
         if prefetched:
             self._with_reconnect(
-                lambda: self.backend.release_messages(prefetched, undeliver=True))
+                lambda: self.backend.hand_back(prefetched, self.worker_id, undeliver=True))
         if running is None:
             if child.state.running:
                 logger.error("Process %s (pid %s) died: %s", child.process.name, child.pid,
