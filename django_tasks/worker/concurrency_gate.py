@@ -17,9 +17,9 @@ A claim with no limited message costs one look at each message's headers.
 import threading
 import time
 
+from .. import task_signals
 from ..concurrency import HEADER
 from ..queue.base import sort_claimed
-from . import task_signals
 
 # What an admission cut short by a database error (the server went away
 # in the middle) had claimed: still this worker's, unknown to its loop,

@@ -20,11 +20,11 @@ import select
 import threading
 import time
 
-from .. import signals, states
+from .. import signals, states, task_signals
 from ..conf import settings
 from ..queue import get_backend
 from ..serialization import short_repr
-from . import at_most_once, flow_gate, housekeeping, task_signals
+from . import at_most_once, flow_gate, housekeeping
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
