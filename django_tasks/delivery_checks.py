@@ -1,8 +1,14 @@
-"""A system-check note for Celery delivery options that change nothing here."""
+"""Celery's delivery options on a task: refused when not booleans (as the task
+is declared), and a system-check note for those that change nothing here.
+
+What the options do is the worker's (worker/at_most_once.py).
+"""
 
 from django.core import checks
 
 from .registry import tasks as registry
+
+DELIVERY_OPTIONS = ("acks_late", "reject_on_worker_lost", "acks_on_failure_or_timeout")
 
 NOTES = {
     "reject_on_worker_lost": (
@@ -16,6 +22,15 @@ NOTES = {
         "stored as FAILURE and leaves the queue (there is no dead-letter queue).",
         "Remove the option, or retry failures with autoretry_for / self.retry()."),
 }
+
+
+def check_delivery_values(task):
+    """Refuse, when the task is declared, a delivery option that is not a boolean."""
+    for name in DELIVERY_OPTIONS:
+        value = getattr(task, name)
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"@task({name}=...) of {task.name} must be True, False or None, "
+                            f"got {value!r:.80}")
 
 
 @checks.register(checks.Tags.compatibility)

@@ -63,6 +63,24 @@ class WorkerLostError(DjangoTasksError):
     """The worker running the task died, too often or for good."""
 
 
+class ColdShutdown(BaseException):
+    """Raised in the worker's main thread on the second stop signal (see worker/shutdown.py).
+
+    Not a task's error: running a task (execution.py) lets a requested one
+    through to the worker instead of making it the task's failure.
+    """
+
+    #: Set on the ones the worker's signal handlers raise: the same class
+    #: raised by task code is that task's failure, not a shutdown.
+    requested = False
+
+    @classmethod
+    def on_signal(cls, name):
+        shutdown = cls(name)
+        shutdown.requested = True
+        return shutdown
+
+
 class NotRegistered(DjangoTasksError, KeyError):
     """No task is registered under that name."""
 

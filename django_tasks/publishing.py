@@ -17,7 +17,7 @@ transaction, becomes visible to workers when that transaction commits.
 from . import signals
 from .exceptions import ContentDisallowed, DecodeError
 from .messages import decode_body
-from .worker.task_signals import send
+from .task_signals import send
 
 # Headers made up for the receivers from the message's own fields: not written back.
 DERIVED = frozenset(("task", "id", "eta", "expires", "group", "lang"))

@@ -13,13 +13,14 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from . import concurrency, unique
+from . import concurrency, task_hooks, unique
 from . import retry as retry_policy
 from .arguments import check_arguments
 from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
 from .celery_options import IGNORED_TASK_OPTIONS, refuse_unknown_apply_options
 from .conf import settings
 from .context import DIRECT_CALL, running_task
+from .delivery_checks import check_delivery_values
 from .exceptions import MaxRetriesExceededError, Retry
 from .message_builder import MessageBuilder
 from .messages import checked_time_limit, compute_available_at
@@ -27,8 +28,6 @@ from .queue import enqueue, enqueue_given_id, enqueue_unique
 from .rate_limits import checked_rate_limit
 from .registry import tasks as registry
 from .result import AsyncResult
-from .worker import task_hooks
-from .worker.at_most_once import check_delivery_options
 
 TASK_OPTIONS = {
     "name": None,
@@ -76,7 +75,7 @@ class Task:
 
     Subclass it for Celery's handlers (``on_success``, ``on_failure``,
     ``on_retry``, ``after_return``, ``before_start``; see
-    ``worker/task_hooks.py``) and option defaults as class attributes, then
+    ``task_hooks.py``) and option defaults as class attributes, then
     ``@task(base=MyTask)``.
     """
 
@@ -118,7 +117,7 @@ class Task:
         self.dont_autoretry_for = tuple(self.dont_autoretry_for or ())
         for limit in ("time_limit", "soft_time_limit"):
             checked_time_limit(getattr(self, limit), f"@task({limit}=...) of {self.name}")
-        check_delivery_options(self)
+        check_delivery_values(self)
         concurrency.check_options(self)
         unique.checked_task_options(self)
         self.is_async = inspect.iscoroutinefunction(run)
@@ -159,7 +158,7 @@ class Task:
     def pop_request(self):
         self._local.stack.pop()
 
-    # -- Celery's handlers (run by the worker; see worker/task_hooks.py) ---
+    # -- Celery's handlers (run by the worker; see task_hooks.py) ---
 
     def before_start(self, task_id, args, kwargs):
         """Called before the task body runs."""

@@ -23,9 +23,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 from .conf import settings
+from .execution import execute
 from .models import QueuedMessage, Worker
 from .queue import get_backend
-from .worker.execution import execute
 
 TEST_WORKER_ID = uuid.UUID(int=0)
 

@@ -9,9 +9,8 @@ import threading
 
 from django.db import DatabaseError, connections
 
-from .. import signals
-from ..worker import task_signals
-from ..worker.forking import database_work
+from .. import signals, task_signals
+from ..forking import database_work
 from .scheduler import Scheduler
 
 logger = logging.getLogger("django_tasks.beat")

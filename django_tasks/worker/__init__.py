@@ -1,1 +1,1 @@
-"""The worker: consumer loop, pools, execution of one message, heartbeats."""
+"""The worker: consumer loop, pools, running claimed messages (see execution.py), heartbeats."""

@@ -28,18 +28,6 @@ from .reconnect import DB_ERRORS
 logger = logging.getLogger("django_tasks.worker")
 
 
-DELIVERY_OPTIONS = ("acks_late", "reject_on_worker_lost", "acks_on_failure_or_timeout")
-
-
-def check_delivery_options(task):
-    """Refuse, when the task is declared, a delivery option that is not a boolean."""
-    for name in DELIVERY_OPTIONS:
-        value = getattr(task, name)
-        if value is not None and not isinstance(value, bool):
-            raise TypeError(f"@task({name}=...) of {task.name} must be True, False or None, "
-                            f"got {value!r:.80}")
-
-
 def acks_late(task):
     """Whether ``task`` is acknowledged after it ran (the default, at least once)."""
     value = getattr(task, "acks_late", None)

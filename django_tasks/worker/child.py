@@ -24,9 +24,8 @@ import time
 
 from django.db import connections
 
-from .. import signals
+from .. import signals, task_signals
 from ..exceptions import TaskRevokedError
-from . import task_signals
 from .consumer import Consumer
 from .shutdown import ColdShutdown
 

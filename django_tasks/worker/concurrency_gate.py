@@ -14,25 +14,20 @@ too: a message parked and a slot freed cannot miss each other.
 A claim with no limited message costs one look at each message's headers.
 """
 
-import threading
 import time
 
 from ..concurrency import HEADER
-from ..queue.base import sort_claimed
-
-# What an admission cut short by a database error (the server went away
-# in the middle) had claimed: still this worker's, unknown to its loop,
-# which claims again once reconnected; taken up then with what that claim
-# brings. (worker id, messages)
-_undecided = threading.local()
 
 
 def admit(backend, messages, worker_id):
     """``messages`` but the parked ones, and when to claim again: now if
     some were parked (the messages behind them on the queue may run; the
     parked ones are out of the claim's reach), else None. A parked message
-    is woken by the slot freed, never by a clock."""
-    messages = _with_undecided(messages, worker_id)
+    is woken by the slot freed, never by a clock.
+
+    Cut short by a database error, it is run again (flow_gate.py); what
+    had not committed is decided then. A message whose slot had committed
+    counts its own slot then, and may be parked: handed back, not lost."""
     if not any(HEADER in m.headers for m in messages):
         return messages, None
     by_key = {}
@@ -42,23 +37,8 @@ def admit(backend, messages, worker_id):
             by_key.setdefault((message.task_name, limited[0]), []).append(message)
     groups = [(task_name, key, [m.id for m in group], [m.headers[HEADER][1] for m in group])
               for (task_name, key), group in sorted(by_key.items())]
-    _undecided.held = (worker_id, messages)
     admitted = backend.take_slots(worker_id, groups)
-    _undecided.held = None
     refused = {m.id for m in messages if HEADER in m.headers and m.id not in admitted}
     passed = [m for m in messages if m.id not in refused]
     return passed, (time.monotonic() if refused else None)
 
-
-def _with_undecided(messages, worker_id):
-    held = getattr(_undecided, "held", None)
-    if held is None:
-        return messages
-    _undecided.held = None
-    held_by, undecided = held
-    if held_by != worker_id:
-        # Claimed under an identity declared lost since: whoever recovers
-        # them delivers them again.
-        return messages
-    known = {m.id for m in undecided}
-    return sort_claimed(undecided + [m for m in messages if m.id not in known])

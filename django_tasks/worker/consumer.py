@@ -20,11 +20,11 @@ import select
 import threading
 import time
 
-from .. import signals, states
+from .. import signals, states, task_signals
 from ..conf import settings
 from ..queue import get_backend
 from ..serialization import short_repr
-from . import at_most_once, flow_gate, housekeeping, task_signals
+from . import at_most_once, flow_gate, housekeeping
 from .flusher import Flusher
 from .heartbeat import Heartbeat
 from .pools import create_pool
@@ -229,10 +229,11 @@ class Consumer:
         limit = self.pool.free_slots + self.prefetch
         claimed = self.backend.claim(self.worker_id, self.queues, limit, start=limit,
                                      pid=self.claim_pid)
-        # Retried on its own: the claim has committed, and retrying it would
-        # leave these messages claimed by this live worker, never run.
-        admitted, self.flow_wake_at = self._with_reconnect(
-            lambda: flow_gate.admit(self.backend, claimed, self.worker_id))
+        # Outside the claim's retry (flow_gate retries each gate): the claim
+        # has committed, and claiming again would leave these messages
+        # claimed by this live worker, never run.
+        admitted, self.flow_wake_at = flow_gate.admit(self.backend, claimed, self.worker_id,
+                                                      self._with_reconnect)
         return admitted
 
     def _dispatch(self):

@@ -15,9 +15,9 @@ import time
 
 from django.db import connections
 
+from ..forking import database_work
 from ..limits import FLUSH_CHARS, outcome_chars
 from . import storing
-from .forking import database_work
 from .reconnect import DB_ERRORS
 
 logger = logging.getLogger("django_tasks.worker")

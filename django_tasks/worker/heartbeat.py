@@ -5,10 +5,9 @@ import threading
 
 from django.db import DatabaseError, connections
 
-from .. import signals
+from .. import signals, task_signals
 from ..conf import settings
-from . import task_signals
-from .forking import database_work
+from ..forking import database_work
 
 logger = logging.getLogger("django_tasks.worker")
 

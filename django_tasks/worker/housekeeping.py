@@ -11,13 +11,13 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from .. import states
+from .. import states, task_signals
 from ..conf import settings
 from ..exceptions import DecodeError, TaskRevokedError, WorkerLostError
 from ..maintenance import purge_expired_results
 from ..monitoring import lost_cutoff
 from ..outcomes import Outcome, exception_text
-from . import at_most_once, storing, task_signals
+from . import at_most_once, storing
 from .reconnect import DB_ERRORS
 
 logger = logging.getLogger("django_tasks.worker")

@@ -16,7 +16,6 @@ import time
 from datetime import timedelta
 
 from .. import rate_limits
-from .reconnect import with_reconnect
 
 EARLY = timedelta(seconds=rate_limits.TOLERANCE)
 # The step of a rate, read once per distinct header value.
@@ -30,6 +29,9 @@ class RateGate:
         self.due = []
 
     def __call__(self, backend, messages, worker_id):
+        """Cut short by a database error, it is run again (flow_gate.py):
+        starts taken before the error are taken again (wasted: the task runs
+        below its rate for a moment, never above it)."""
         limited = None
         for message in messages:
             rate = message.headers.get("rate_limit")
@@ -44,11 +46,8 @@ class RateGate:
             step = _step(rate)
             if step is None:  # a rate of 0 written by hand: no limit, as when sent
                 continue
-            # Each write retried on its own through an outage: a take retried
-            # can only waste starts, and the hand-back decided once stays so.
-            admitted, first, now = with_reconnect(
-                backend, functools.partial(backend.take_rate_tokens, name, len(group), step,
-                                           rate_limits.TOLERANCE))
+            admitted, first, now = backend.take_rate_tokens(name, len(group), step,
+                                                            rate_limits.TOLERANCE)
             waiting = group[admitted:]
             if not waiting:
                 continue
@@ -63,8 +62,8 @@ class RateGate:
             wake = time.monotonic() + (first - now).total_seconds()
             heapq.heappush(self.due, (wake, len(waiting), step))
         if deferred_ids:
-            with_reconnect(backend, lambda: backend.hand_back(
-                deferred_ids, worker_id, undeliver=True, available_at=deferred_at))
+            backend.hand_back(deferred_ids, worker_id, undeliver=True,
+                              available_at=deferred_at)
             deferred = set(deferred_ids)
             messages = [m for m in messages if m.id not in deferred]
             if not messages:

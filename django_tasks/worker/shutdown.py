@@ -10,21 +10,9 @@ import logging
 import os
 import signal
 
+from ..exceptions import ColdShutdown
+
 logger = logging.getLogger("django_tasks.worker")
-
-
-class ColdShutdown(BaseException):
-    """Raised in the main thread on the second stop signal."""
-
-    #: Set on the ones the worker's signal handlers raise: the same class
-    #: raised by task code is that task's failure, not a shutdown.
-    requested = False
-
-    @classmethod
-    def on_signal(cls, name):
-        shutdown = cls(name)
-        shutdown.requested = True
-        return shutdown
 
 
 class ShutdownState:

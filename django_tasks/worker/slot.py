@@ -6,9 +6,9 @@ from contextlib import nullcontext
 from django.db import connections, transaction
 
 from ..exceptions import SoftTimeLimitExceeded, TaskRevokedError, TimeLimitExceeded
+from ..execution import execute, interrupted_outcome, unrecordable_outcome
 from ..registry import tasks as registry
 from . import at_most_once
-from .execution import execute, interrupted_outcome, unrecordable_outcome
 from .reconnect import DB_ERRORS
 from .timelimits import MainThreadTask, limits_for, main_thread_limits
 

@@ -27,14 +27,14 @@ import time
 
 from django.db import connections
 
-from .. import signals
+from .. import signals, task_signals
 from ..conf import settings
 from ..exceptions import TimeLimitExceeded
+from ..execution import interrupted_outcome
+from ..forking import database_work
 from ..queue import get_backend
-from . import at_most_once, housekeeping, storing, task_signals
+from . import at_most_once, housekeeping, storing
 from .child import NEW_WORK, WARM_SHUTDOWN, SlotState, child_main
-from .execution import interrupted_outcome
-from .forking import database_work
 from .heartbeat import Heartbeat
 from .reconnect import with_reconnect
 from .shutdown import ColdShutdown, ShutdownState

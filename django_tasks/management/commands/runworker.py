@@ -4,11 +4,11 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_tasks import signals
+from django_tasks import signals, task_signals
 from django_tasks.beat.service import Beat
 from django_tasks.conf import settings
 from django_tasks.registry import tasks as registry
-from django_tasks.worker import banner, logs, task_signals
+from django_tasks.worker import banner, logs
 from django_tasks.worker.consumer import Consumer
 from django_tasks.worker.supervisor import Supervisor
 

@@ -14,7 +14,7 @@ from ...exceptions import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from ..execution import interrupted_outcome
+from ...execution import interrupted_outcome
 from ..slot import run_message
 from ..timelimits import raise_in_thread
 from .base import Pool

@@ -8,11 +8,11 @@ built for a signal no one receives.
 import logging
 from dataclasses import dataclass
 
-from .. import signals
-from ..conf import settings
-from ..context import Request
-from ..einfo import ExceptionInfo
-from ..exceptions import ContentDisallowed, DecodeError
+from . import signals
+from .conf import settings
+from .context import Request
+from .einfo import ExceptionInfo
+from .exceptions import ContentDisallowed, DecodeError
 
 logger = logging.getLogger("django_tasks.worker")
 
@@ -46,7 +46,7 @@ def send(signal, **arguments):
 
 def request_of(message, hostname=""):
     """A WorkerRequest for ``message``, its arguments decoded if they can be."""
-    from ..messages import decode_body
+    from .messages import decode_body
 
     try:
         args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
@@ -92,7 +92,7 @@ def revoked(task, request, terminated=False, expired=False, signum=None):
 def expired(message, hostname):
     """A message whose ``expires`` passed before it started."""
     if signals.task_revoked.receivers:
-        from ..registry import tasks as registry
+        from .registry import tasks as registry
 
         revoked(registry.get(message.task_name), request_of(message, hostname), expired=True)
 

@@ -11,10 +11,10 @@ the task's own failure. Either way the worker goes on.
 
 import logging
 
-from .. import states
-from ..conf import settings
-from ..einfo import ExceptionInfo
-from ..exceptions import Ignore, Reject, Retry
+from . import states
+from .conf import settings
+from .einfo import ExceptionInfo
+from .exceptions import Ignore, Reject, Retry
 
 logger = logging.getLogger("django_tasks.worker")
 
@@ -108,7 +108,7 @@ def chosen_end(message, exc, is_eager, exception_outcome):
 
     ``exception_outcome(state, exc)`` makes a stored exception outcome.
     """
-    from ..outcomes import Outcome
+    from .outcomes import Outcome
 
     if isinstance(exc, Reject):
         if exc.requeue and not is_eager and message.deliveries < settings.MAX_DELIVERIES:
