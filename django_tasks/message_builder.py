@@ -26,6 +26,7 @@ from .messages import (
 from .rate_limits import checked_rate_limit, message_rate
 from .routing import resolve_options
 from .serialization import compact_json
+from .signature_data import signatures_to_header
 
 
 class MessageBuilder:
@@ -80,9 +81,9 @@ class MessageBuilder:
             if rate_limit is not None:
                 message_headers["rate_limit"] = rate_limit
         if link:
-            message_headers["link"] = _signature_list(link)
+            message_headers["link"] = signatures_to_header(link)
         if link_error:
-            message_headers["link_error"] = _signature_list(link_error)
+            message_headers["link_error"] = signatures_to_header(link_error)
         now = self.now
         available_at = now if countdown is None and eta is None \
             else compute_available_at(now, countdown, eta)
@@ -116,9 +117,3 @@ def _check_id_headers(headers):
         value = headers.get(key)
         if value is not None:
             headers[key] = checked_task_id(value, key)
-
-
-def _signature_list(value):
-    from .canvas import signatures_to_header  # canvas imports this module
-
-    return signatures_to_header(value)
