@@ -14,6 +14,7 @@ from . import publishing
 from .aio import call_outside_event_loop, in_event_loop
 from .message_builder import MessageBuilder
 from .queue import get_backend
+from .serialization import compact_json
 
 
 class Plan:
@@ -49,6 +50,37 @@ class Plan:
             self._writer.write(self.messages)
             publishing.after(self.messages)
             self.messages = []
+
+    def add_calls(self, headers):
+        """An ``add(sig, args, kwargs, task_id)`` for signatures with no
+        options of their own (a group's members): each adds what
+        ``sig.plan(plan, args, kwargs, frozen={"task_id": task_id, **headers})``
+        would. The first call of each task is built as any call is; the
+        next ones repeat it with their own arguments and id when nothing
+        else can differ (``MessageBuilder.repeatable``): the routing, the
+        headers and their checks are done once per task, not per call.
+        """
+        templates = {}  # task name -> (its first message, its headers' text), or None
+
+        def add(sig, args, kwargs, task_id):
+            if sig["immutable"]:
+                args, kwargs = sig["args"], sig["kwargs"]
+            else:
+                args = (*args, *sig["args"]) if args else sig["args"]
+                kwargs = {**sig["kwargs"], **kwargs} if kwargs else sig["kwargs"]
+            name = sig["task"]
+            template = templates.get(name, False)
+            if template:
+                message = self._builders[name].repeat(*template, args, kwargs, task_id)
+            else:
+                builder = self.builder(name)
+                message = builder.build(args, kwargs, task_id=task_id, headers=headers)
+                if template is False:
+                    templates[name] = ((message, compact_json(message.headers))
+                                       if builder.repeatable() else None)
+            self.add(message)
+
+        return add
 
     def write(self, queue):
         """Write inside the caller's transaction: ONE enqueue, and the chord rows."""

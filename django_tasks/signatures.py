@@ -27,7 +27,7 @@ from asgiref.sync import sync_to_async
 from .arguments import check_canvas
 from .conf import settings
 from .eager import apply_eagerly, chord_error, fail_eagerly, oldest
-from .messages import checked_task_id, is_task_id, new_task_id
+from .messages import checked_task_id, is_task_id, new_task_id, new_task_ids
 from .planning import PAUSE_COLLECTOR_FROM, Plan, collector_paused, write_planned
 from .registry import tasks as registry
 from .result import AsyncResult, GroupResult
@@ -59,9 +59,12 @@ class Signature(dict):
                  args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None, immutable: bool = False,
                  subtask_type: str | None = None, **extra_options: Any) -> None:
-        name = task if isinstance(task, str) or task is None else task.name
-        super().__init__(task=name, args=list(args or ()), kwargs=dict(kwargs or {}),
-                         options={**(options or {}), **extra_options},
+        name = task if task is None or isinstance(task, str) else task.name
+        # ``extra_options`` is this call's own dict: kept as the options
+        # when there are no others (``task.s()`` in a group of thousands).
+        super().__init__(task=name, args=list(args) if args else [],
+                         kwargs=dict(kwargs) if kwargs else {},
+                         options={**options, **extra_options} if options else extra_options,
                          subtask_type=subtask_type, immutable=bool(immutable))
 
     @classmethod
@@ -466,14 +469,21 @@ class group(Signature):  # noqa: N801 (Celery's name)
         results = []
 
         def plan_members(plan):
-            for member in self.tasks:
+            # A member with no options of its own (most groups' members) is
+            # planned with the others of its task (Plan.add_calls).
+            add_call = plan.add_calls({"group_id": group_id})
+            members = self.tasks
+            for member, task_id in zip(members, new_task_ids(len(members)), strict=True):
                 options = member["options"]
-                task_id = options.get("task_id")
-                if task_id is None:
-                    task_id = new_task_id()
-                member.plan(plan, args, kwargs, frozen={
-                    "task_id": task_id, "group_id": options.get("group_id", group_id)})
-                results.append(AsyncResult(task_id, task_name=member.name))
+                if not options:
+                    add_call(member, args, kwargs, task_id)
+                else:
+                    given = options.get("task_id")
+                    if given is not None:
+                        task_id = given
+                    member.plan(plan, args, kwargs, frozen={
+                        "task_id": task_id, "group_id": options.get("group_id", group_id)})
+                results.append(AsyncResult(task_id, task_name=member["task"]))
 
         write_planned(plan_members)
         return GroupResult(group_id, results)
