@@ -17,7 +17,6 @@ def chord_error(member_id, exc):
     return ChordError(f"Dependency {member_id} raised {exc!r}")
 
 
-
 def apply_eagerly(task, message):
     """Run one message here and now, then its ``link``/``link_error`` callbacks."""
     from .worker.execution import run_eagerly

@@ -24,8 +24,8 @@ MESSAGE_OPTION_SET = frozenset(MESSAGE_OPTIONS)
 # with them; a canvas's members cannot have them (see unique.py).
 UNIQUE_OPTIONS = frozenset(("unique_key", "unique_for"))
 NOT_IN_CANVAS = ("{name}: {key} is not applied to the members of a group, chain or chord, "
-                  "nor to callbacks (they are sent as one batch, or by the worker as each "
-                  "step finishes); send the task alone (apply_async) to make it unique")
+                 "nor to callbacks (they are sent as one batch, or by the worker as each "
+                 "step finishes); send the task alone (apply_async) to make it unique")
 WORKFLOW_OPTION_SET = frozenset(WORKFLOW_OPTIONS)
 
 # subtask_type -> class; "" for the plain Signature.
