@@ -10,6 +10,7 @@ fit are kept per task: a ``.delay()`` after the first is one set lookup.
 import inspect
 
 from .registry import tasks as registry
+from .signature_data import maybe_signature
 
 # Shapes kept per task; a task called with ever new keyword names (a
 # ``**kwargs`` function) starts over rather than grow without bound.
@@ -114,7 +115,7 @@ def _check_call(sig, npositional, kwargs):
     if options:
         _check_links(sig)
         for step in options.get("chain") or ():
-            _check(_signature(step), 1, None)
+            _check(maybe_signature(step), 1, None)
 
 
 def _check_members(members, npositional, kwargs):
@@ -144,10 +145,5 @@ def _check_links(sig):
     if not links:
         return
     for link in links if isinstance(links, (list, tuple)) else (links,):
-        _check(_signature(link), 1, None)
+        _check(maybe_signature(link), 1, None)
 
-
-def _signature(value):
-    from .canvas import maybe_signature  # canvas imports task.py, which imports this
-
-    return maybe_signature(value)

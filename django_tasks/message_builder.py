@@ -26,6 +26,7 @@ from .messages import (
 from .rate_limits import checked_rate_limit, message_rate
 from .routing import resolve_options
 from .serialization import compact_json
+from .signature_data import signatures_to_header
 
 
 class MessageBuilder:
@@ -38,6 +39,7 @@ class MessageBuilder:
         self.default_serializer = task.serializer or settings.SERIALIZER
         self.default_expires = getattr(task, "expires", None)  # @task(expires=...)
         self._routed = {}  # (queue, priority) asked for -> (queue, priority) resolved
+        self._bodies_without_arguments = {}  # serializer -> body (see repeat)
 
     def build(self, args=None, kwargs=None, *, countdown=None, eta=None,
               expires=None, queue=None, priority=None, task_id=None,
@@ -80,9 +82,9 @@ class MessageBuilder:
             if rate_limit is not None:
                 message_headers["rate_limit"] = rate_limit
         if link:
-            message_headers["link"] = _signature_list(link)
+            message_headers["link"] = signatures_to_header(link)
         if link_error:
-            message_headers["link_error"] = _signature_list(link_error)
+            message_headers["link_error"] = signatures_to_header(link_error)
         now = self.now
         available_at = now if countdown is None and eta is None \
             else compute_available_at(now, countdown, eta)
@@ -95,6 +97,38 @@ class MessageBuilder:
             task_id=task_id, task_name=task.name, queue=queue, priority=priority,
             available_at=available_at, expires=expires,
             content_type=serializer, body=body, headers=message_headers, created_at=now)
+
+    def repeatable(self):
+        """Whether a message ``build()`` made with no options but its id and
+        headers can be repeated for other arguments (``repeat``): nothing
+        else in it depends on the arguments or on a receiver of the call."""
+        return (getattr(self.task, "concurrency_limit", None) is None
+                and not (signals.before_task_publish.receivers and not settings.EAGER))
+
+    def repeat(self, template, headers_text, args, kwargs, task_id):
+        """``template`` (see ``repeatable``) for the call with ``args``,
+        ``kwargs`` and the new id ``task_id``; ``headers_text``: its headers
+        as ``compact_json`` makes them.
+
+        The message shares the template's headers dict: a plan's messages
+        are written, announced (``after_task_publish`` receivers get a copy
+        of the headers) and dropped, and nothing changes their headers once
+        built; the writer then encodes them once (``CopyWriter.write``).
+        """
+        serializer = template.content_type
+        if args or kwargs:
+            body = encode_body(self.task, args, kwargs, serializer)
+        else:  # every call without arguments has the same body
+            body = self._bodies_without_arguments.get(serializer)
+            if body is None:
+                body = self._bodies_without_arguments[serializer] = encode_body(
+                    self.task, (), {}, serializer)
+        check_message_size(template.task_name, body, headers_text)
+        return Message(
+            task_id=task_id, task_name=template.task_name, queue=template.queue,
+            priority=template.priority, available_at=template.available_at,
+            expires=template.expires, content_type=serializer, body=body,
+            headers=template.headers, created_at=template.created_at)
 
     def _route(self, queue, priority):
         key = (queue, priority)
@@ -116,9 +150,3 @@ def _check_id_headers(headers):
         value = headers.get(key)
         if value is not None:
             headers[key] = checked_task_id(value, key)
-
-
-def _signature_list(value):
-    from .canvas import signatures_to_header  # canvas imports this module
-
-    return signatures_to_header(value)

@@ -205,6 +205,22 @@ def new_task_id():
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
+def new_task_ids(count):
+    """``count`` ids as ``new_task_id`` makes them, with one read of the clock
+    and of the random source for all of them (a group's members)."""
+    stamp = (time.time_ns() // 1_000_000).to_bytes(6, "big")
+    randomness = os.urandom(10 * count)
+    ids = []
+    for start in range(0, 10 * count, 10):
+        raw = bytearray(stamp)
+        raw += randomness[start:start + 10]
+        raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
+        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
+        text = raw.hex()
+        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
+    return ids
+
+
 def to_aware(value, what):
     """Accept an aware datetime, or a naive one in the current time zone,
     within the range every part of the system can read back (PostgreSQL

@@ -11,9 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, signature, states
-from django_tasks.canvas import WRITE_EVERY
+from django_tasks.canvas import WRITE_EVERY, Plan
 from django_tasks.exceptions import ChordError, EncodeError
-from django_tasks.message_builder import MessageBuilder
 from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
 from django_tasks.queue import enqueue, get_backend
 from testproject.tasks import add, mul, xsum
@@ -162,19 +161,19 @@ def test_a_large_bulk_enqueue_outside_a_transaction_is_all_or_nothing():
 
 def test_a_large_group_is_written_in_batches_while_it_is_planned(monkeypatch):
     planned, batches = [], []
-    original_build = MessageBuilder.build
+    original_add = Plan.add
     writer_class = type(get_backend().message_writer())
     original_write = writer_class.write
 
-    def build_and_count(builder, *args, **kwargs):
+    def add_and_count(plan, message):
         planned.append(1)
-        return original_build(builder, *args, **kwargs)
+        return original_add(plan, message)
 
     def write_and_record(writer, messages):
         batches.append((len(messages), len(planned)))
         original_write(writer, messages)
 
-    monkeypatch.setattr(MessageBuilder, "build", build_and_count)
+    monkeypatch.setattr(Plan, "add", add_and_count)
     monkeypatch.setattr(writer_class, "write", write_and_record)
     size = 2 * WRITE_EVERY + 7
     with CaptureQueriesContext(connection) as queries:

@@ -682,10 +682,16 @@ class CopyWriter(BatchWriter):
             if self._open is None:
                 self._start()
             copy, stamp = self._copy, self._stamp
+            # A group's members share one headers dict (MessageBuilder.repeat):
+            # encoded once for all of them.
+            headers = headers_text = None
             for m in messages:
+                if m.headers is not headers:
+                    headers = m.headers
+                    headers_text = compact_json(headers)
                 copy.write_row((m.task_id, m.task_name, m.queue, m.priority,
                                 stamp(m.available_at), stamp(m.expires), m.content_type,
-                                m.body, compact_json(m.headers), 0, stamp(m.created_at)))
+                                m.body, headers_text, 0, stamp(m.created_at)))
         self._queues.update(m.queue for m in messages)
         self._task_ids.extend(m.task_id for m in messages)
 
