@@ -19,7 +19,7 @@ def chord_error(member_id, exc):
 
 def apply_eagerly(task, message):
     """Run one message here and now, then its ``link``/``link_error`` callbacks."""
-    from .worker.execution import run_eagerly
+    from .execution import run_eagerly
 
     result = run_eagerly(task, message)
     if result.successful():

@@ -381,7 +381,7 @@ def test_a_task_that_blocks_the_loop_past_its_hard_limit_gets_it_replaced(start_
 
 def test_soft_limit_caught_as_cancellation_by_asyncio_itself():
     """What the coroutine sees is both the limit and a CancelledError."""
-    from django_tasks.worker.event_loop import _as_cancellation
+    from django_tasks.event_loop import _as_cancellation
 
     thrown = _as_cancellation(SoftTimeLimitExceeded("soft time limit (1s) exceeded"))
     assert isinstance(thrown, SoftTimeLimitExceeded)

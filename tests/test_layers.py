@@ -23,14 +23,6 @@ IMPORTED_ONLY_FROM = {
     "django_tasks.beat.scheduler": ("django_tasks.beat", "django_tasks.management"),
 }
 
-# (importer, imported): why it is allowed for now.
-EXCEPTIONS = {
-    # Another change is splitting canvas.py; its eager runner then imports
-    # django_tasks.execution.run_eagerly, where the old path leads already.
-    ("django_tasks.canvas", "django_tasks.worker.execution"),
-}
-
-
 def module_name(path):
     parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
@@ -62,10 +54,6 @@ def within(name, package):
     return name == package or name.startswith(package + ".")
 
 
-def excepted(importer, imported):
-    return any(importer == who and within(imported, what) for who, what in EXCEPTIONS)
-
-
 def layer_violations(modules):
     """``modules``: (path, dotted name) pairs."""
     found = []
@@ -74,8 +62,7 @@ def layer_violations(modules):
             for layer, importers in IMPORTED_ONLY_FROM.items():
                 if not within(imported, layer) or any(within(importer, p) for p in importers):
                     continue
-                if not excepted(importer, imported):
-                    found.append(f"{importer}:{line} imports {imported}")
+                found.append(f"{importer}:{line} imports {imported}")
     return found
 
 
@@ -86,14 +73,6 @@ def package_modules():
 
 def test_no_module_imports_a_layer_it_does_not_own():
     assert layer_violations(package_modules()) == []
-
-
-def test_the_exceptions_are_still_needed():
-    """An allowance nothing uses any more goes, so it cannot hide a new import."""
-    used = {(name, imported) for path, name in package_modules()
-            for _line, imported in imported_modules(path, name)}
-    for who, what in EXCEPTIONS:
-        assert any(name == who and within(imported, what) for name, imported in used)
 
 
 def test_the_check_sees_relative_absolute_and_lazy_imports(tmp_path):

@@ -7,9 +7,9 @@ from django.db import connection
 from django.test.utils import override_settings
 
 from django_tasks import states
+from django_tasks.execution import execute
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.queue import get_backend
-from django_tasks.worker.execution import execute
 from tests.tasks import add
 from tests.workers import live_worker
 
