@@ -18,7 +18,7 @@ from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.worker.at_most_once import acks_late
 from tests.delivery_tasks import once_record, once_then_block, record_then_block_first_time
 from tests.models import Execution
-from tests.workers import wait_until
+from tests.workers import stop_processes, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,7 +148,7 @@ def test_a_worker_declared_lost_mid_task_does_not_run_it_again(start_worker):
     stalled = start_worker("-P", "solo")
     blocked = once_then_block.delay("once", BLOCK)
     wait_until(_ran("once"), message="the task to begin")
-    os.kill(stalled.pid, signal.SIGSTOP)
+    stop_processes([stalled.pid])
     try:
         wait_until(lambda: TaskResult.objects.filter(task_id=blocked.id).exists(), timeout=60,
                    message="the keeper to end the lost worker's task")

@@ -11,7 +11,7 @@ import pytest
 from django_tasks.models import Worker
 from tests.models import Execution
 from tests.tasks import slow_record
-from tests.workers import wait_until
+from tests.workers import stop_processes, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +29,7 @@ def test_a_worker_declared_lost_goes_on_as_a_new_one(start_worker, pool):
     lost_id = _row_of(stalled).id
     held = slow_record.delay("held", 1.0)  # running when the stall begins
     wait_until(lambda: Execution.objects.filter(key="held").exists(), message="held to start")
-    os.kill(stalled.pid, signal.SIGSTOP)
-    for child in _children(stalled.pid):
-        os.kill(child, signal.SIGSTOP)
+    stop_processes([stalled.pid, *_children(stalled.pid)])
     try:
         wait_until(lambda: Worker.objects.get(id=lost_id).stopped_at is not None, timeout=30,
                    message="the stalled worker to be declared lost")

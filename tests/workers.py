@@ -120,6 +120,38 @@ def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
         time.sleep(interval)
 
 
+def stop_processes(pids, attempts=100):
+    """SIGSTOP ``pids``. On SQLite, at a moment none of them holds the
+    database's write lock: a process stopped inside a write transaction
+    would block every other process's writes (the one-writer lock is the
+    file's, not a session the server could end), which a stall of a real
+    worker does too, but is not what the tests of stalled workers test."""
+    for _ in range(attempts):
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        if connection.vendor != "sqlite" or _sqlite_writable():
+            return
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.02)  # let the writer finish its transaction
+    raise AssertionError(f"processes {pids} held SQLite's write lock at every try")
+
+
+def _sqlite_writable():
+    import sqlite3
+
+    probe = sqlite3.connect(connection.settings_dict["NAME"], timeout=1.0,
+                            isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:  # "database is locked": a writer is inside
+        return False
+    finally:
+        probe.close()
+
+
 @contextmanager
 def listening():
     """A PostgreSQL session of its own that LISTENs on the queue channel, as
