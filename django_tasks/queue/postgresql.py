@@ -293,21 +293,29 @@ WHERE NOT pg_try_advisory_xact_lock({LOCK_SPACE}, hashtext(task || ' ' || key))
 # The claimed messages of the locked keys, in run order within each key and
 # each with its limit: the first ones into their key's free slots, the rest
 # parked (unclaimed, their delivery not counted, available_at PARKED)
-# until a slot frees.
+# until a slot frees. A candidate that already holds its key's slot (the
+# gate run again after its first run's admission committed) keeps it: it
+# comes first, and only the slots of other rows count against it.
 TAKE_SLOTS_SQL = f"""
-WITH candidates AS (
-    SELECT c.id, c.task, c.key, c.slots,
-           row_number() OVER (PARTITION BY c.task, c.key ORDER BY c.position) AS position
+WITH claimed AS (
+    SELECT c.id, c.task, c.key, c.slots, c.position,
+           coalesce(m.holds_slot AND m.task_name = c.task
+                    AND m.concurrency_key = c.key, false) AS held
     FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(keys)s::text[], %(limits)s::int[])
          WITH ORDINALITY AS c(id, task, key, slots, position)
     JOIN {TABLE} AS m ON m.id = c.id AND m.claimed_by = %(worker)s::uuid
+), candidates AS (
+    SELECT id, task, key, slots, held,
+           row_number() OVER (PARTITION BY task, key ORDER BY held DESC, position) AS position
+    FROM claimed
 ), holding AS (
     SELECT k.task, k.key,
            (SELECT count(*) FROM {TABLE} WHERE holds_slot AND task_name = k.task
-              AND concurrency_key = k.key) AS taken
+              AND concurrency_key = k.key
+              AND id NOT IN (SELECT id FROM candidates WHERE held)) AS taken
     FROM (SELECT DISTINCT task, key FROM candidates) AS k
 ), decided AS (
-    SELECT c.id, c.key, c.position <= c.slots - h.taken AS admitted
+    SELECT c.id, c.key, c.held OR c.position <= c.slots - h.taken AS admitted
     FROM candidates AS c JOIN holding AS h ON h.task = c.task AND h.key = c.key
 )
 UPDATE {TABLE} AS m
