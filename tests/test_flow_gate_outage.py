@@ -17,6 +17,7 @@ from django.utils import timezone
 from django_tasks import states
 from django_tasks.models import QueuedMessage, RateBucket, TaskResult
 from django_tasks.queue import get_backend
+from django_tasks.queue.base import PARKED
 from django_tasks.rate_limits import TOLERANCE
 from django_tasks.testing import TEST_WORKER_ID, _register_test_worker
 from django_tasks.worker import flow_gate
@@ -131,3 +132,32 @@ def test_a_gate_run_again_decides_only_what_the_worker_still_holds(transactional
     assert len(claimed) == 20 and first == [] and admitted == []
     assert not backend.claimed_by_worker(TEST_WORKER_ID).exists()
     assert QueuedMessage.objects.filter(deliveries=0, available_at__gt=timezone.now()).count() == 20
+
+
+def test_a_concurrency_gate_run_again_keeps_the_slots_its_first_run_took(transactional_db):
+    # As when the answer to an admission that committed is lost with the
+    # connection (or PostgreSQL's contended key fails after the others
+    # committed): the gate runs again on the messages it admitted.
+    backend = get_backend()
+    _register_test_worker("gate", ["default"])
+    for key in ["a", "a", "a", "b"]:
+        limited_span.delay(key)  # a limit of 2 per key
+    claimed = backend.claim(TEST_WORKER_ID, ["default"], 10, start=10)
+    first_runs = []
+
+    def answer_lost(operation):
+        first_runs.append(operation())  # its writes commit, its answer is lost
+        return operation()
+
+    admitted, _wake_at = flow_gate.admit(backend, claimed, TEST_WORKER_ID, answer_lost)
+    first, _ = first_runs[0]  # the concurrency gate's
+    holders = QueuedMessage.objects.filter(holds_slot=True)
+    # Two of "a" and the "b" hold their slots, the third "a" is parked once.
+    assert len(claimed) == 4 and len(first) == 3
+    assert sorted(m.id for m in admitted) == sorted(m.id for m in first)
+    assert set(holders.values_list("id", flat=True)) == {m.id for m in first}
+    assert set(backend.claimed_by_worker(TEST_WORKER_ID).values_list("id", flat=True)) \
+        == {m.id for m in first}
+    assert QueuedMessage.objects.filter(available_at=PARKED).count() == 1
+    assert set(QueuedMessage.objects.filter(holds_slot=True).values_list(
+        "deliveries", flat=True)) == {1}

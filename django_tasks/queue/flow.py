@@ -45,11 +45,17 @@ class FlowControl:
 
     def _take_slots(self, worker_id, task_name, key, ids, limits):
         rows = QueuedMessage.objects.using(self.alias)
-        taken = rows.filter(holds_slot=True, task_name=task_name, concurrency_key=key).count()
+        holders = rows.filter(holds_slot=True, task_name=task_name, concurrency_key=key)
         ours = set(rows.filter(id__in=ids, claimed_by=worker_id).values_list("id", flat=True))
-        admitted, parked = [], []
+        # One that holds its slot already (the gate run again after its first
+        # run's admission committed) keeps it, without taking another: the
+        # others fill what the other rows and it leave.
+        held = set(holders.filter(id__in=ours).values_list("id", flat=True))
+        taken = holders.count()
+        admitted = [message_id for message_id in ids if message_id in held]
+        parked = []
         for message_id, limit in zip(ids, limits, strict=True):
-            if message_id not in ours:
+            if message_id not in ours or message_id in held:
                 continue
             if taken < limit:
                 admitted.append(message_id)

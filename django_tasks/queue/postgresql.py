@@ -271,6 +271,15 @@ def _written_in(sql, limit, queue_count=1):
 
 NOTIFY_SQL = "SELECT pg_notify(%s, %s)"
 VACUUM_QUEUE_SQL = f"VACUUM {TABLE}"
+# The queue table's dead and live rows as the cumulative statistics count
+# them (flushed by each backend within seconds); NULLs when track_counts is
+# off, as the counters then stand still.
+VACUUM_STATS_SQL = ("SELECT n_dead_tup, n_live_tup FROM pg_stat_user_tables "
+                    "WHERE relid = %s::regclass AND current_setting('track_counts')::boolean")
+# The queue is vacuumed when its dead rows reach this fraction of its live
+# ones (autovacuum's scale factor, for the queue), and at least this many.
+VACUUM_DEAD_FRACTION = 0.05
+VACUUM_DEAD_FLOOR = 1000
 # The admin's paginator: what ANALYZE (or autovacuum) last counted.
 ESTIMATED_ROWS_SQL = "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass"
 
@@ -293,21 +302,29 @@ WHERE NOT pg_try_advisory_xact_lock({LOCK_SPACE}, hashtext(task || ' ' || key))
 # The claimed messages of the locked keys, in run order within each key and
 # each with its limit: the first ones into their key's free slots, the rest
 # parked (unclaimed, their delivery not counted, available_at PARKED)
-# until a slot frees.
+# until a slot frees. A candidate that already holds its key's slot (the
+# gate run again after its first run's admission committed) keeps it: it
+# comes first, and only the slots of other rows count against it.
 TAKE_SLOTS_SQL = f"""
-WITH candidates AS (
-    SELECT c.id, c.task, c.key, c.slots,
-           row_number() OVER (PARTITION BY c.task, c.key ORDER BY c.position) AS position
+WITH claimed AS (
+    SELECT c.id, c.task, c.key, c.slots, c.position,
+           coalesce(m.holds_slot AND m.task_name = c.task
+                    AND m.concurrency_key = c.key, false) AS held
     FROM unnest(%(ids)s::bigint[], %(tasks)s::text[], %(keys)s::text[], %(limits)s::int[])
          WITH ORDINALITY AS c(id, task, key, slots, position)
     JOIN {TABLE} AS m ON m.id = c.id AND m.claimed_by = %(worker)s::uuid
+), candidates AS (
+    SELECT id, task, key, slots, held,
+           row_number() OVER (PARTITION BY task, key ORDER BY held DESC, position) AS position
+    FROM claimed
 ), holding AS (
     SELECT k.task, k.key,
            (SELECT count(*) FROM {TABLE} WHERE holds_slot AND task_name = k.task
-              AND concurrency_key = k.key) AS taken
+              AND concurrency_key = k.key
+              AND id NOT IN (SELECT id FROM candidates WHERE held)) AS taken
     FROM (SELECT DISTINCT task, key FROM candidates) AS k
 ), decided AS (
-    SELECT c.id, c.key, c.position <= c.slots - h.taken AS admitted
+    SELECT c.id, c.key, c.held OR c.position <= c.slots - h.taken AS admitted
     FROM candidates AS c JOIN holding AS h ON h.task = c.task AND h.key = c.key
 )
 UPDATE {TABLE} AS m
@@ -1158,9 +1175,34 @@ class PostgreSQLQueue(BaseQueue):
 
     def vacuum_queue(self):
         # Every claimed and every acknowledged message leaves a dead row; the
-        # claim index scan must step over them until they are vacuumed. Do not
-        # rely on autovacuum's pace (or on it being on): the live table is
-        # small, so this is cheap. VACUUM cannot run inside a transaction.
+        # claim index scan must step over the dead entries at its head until
+        # they are vacuumed. Do not rely on autovacuum's pace (or on it being
+        # on). But a VACUUM that has more than a few dead rows to remove
+        # reads every index of the table whole: its cost grows with the
+        # waiting messages, not with the work done since the last one. So it
+        # runs once the dead rows reach a fraction of the live ones: its cost
+        # per message handled stays the same at any depth, and the dead
+        # entries a claim steps over stay that fraction of the index. VACUUM
+        # cannot run inside a transaction. True if it ran.
         if self.connection.in_atomic_block:
-            return
+            return False
+        if not vacuum_due(self.vacuum_stats()):
+            return False
         self.connector.execute(VACUUM_QUEUE_SQL)
+        return True
+
+    def vacuum_stats(self):
+        """``(dead rows, live rows)`` of the queue table, as the statistics
+        last counted them; None where they do not count (``track_counts``
+        off)."""
+        rows = self.connector.execute(VACUUM_STATS_SQL, [TABLE], fetch=True)
+        return tuple(rows[0]) if rows else None
+
+
+def vacuum_due(stats):
+    """Whether the queue table, with ``stats`` (``vacuum_stats()``), needs a
+    VACUUM: when the statistics do not count, on every turn of the job."""
+    if stats is None:
+        return True
+    dead, live = stats
+    return dead >= max(VACUUM_DEAD_FLOOR, VACUUM_DEAD_FRACTION * live)

@@ -27,7 +27,7 @@ def admit(backend, messages, worker_id):
 
     Cut short by a database error, it is run again (flow_gate.py); what
     had not committed is decided then. A message whose slot had committed
-    counts its own slot then, and may be parked: handed back, not lost."""
+    keeps it."""
     if not any(HEADER in m.headers for m in messages):
         return messages, None
     by_key = {}
