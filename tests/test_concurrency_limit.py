@@ -107,7 +107,9 @@ def test_never_more_than_the_limit_per_key_across_workers(start_worker, pool):
     for _ in range(3):
         start_worker("-P", pool, "-c", "4")
     keys = [f"k{i}" for i in range(5)]
-    results = [limited_span.delay(keys[i % len(keys)], 0.02) for i in range(200)]
+    # Long enough that a key's two slots overlap even on a loaded machine
+    # (the peak must reach the limit, not only stay under it).
+    results = [limited_span.delay(keys[i % len(keys)], 0.1) for i in range(200)]
     results += [one_at_a_time.delay("whole", 0.02) for _ in range(20)]
     _all_done(results)
     spans = _spans("limited")
