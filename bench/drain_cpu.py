@@ -41,6 +41,24 @@ def postgres_cpu():
     return total
 
 
+def backends_cpu():
+    """CPU of the server processes serving the bench database (the worker's
+    connections, since they opened): unlike ``postgres_cpu``, not counting
+    what other databases on a shared server cost meanwhile."""
+    with bench.pg(bench.OURS_DB) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    total = 0.0
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
+
+
 # Results stored before the drain are a day old; the drain's are newer.
 RECENT = "date_done > now() - interval '1 hour'"
 
@@ -105,11 +123,13 @@ def drain_once(ours, n, pool, prefetch, keep_stored=False):
             time.sleep(0.2)
         seconds = finished[1] - started
         pg = postgres_cpu() - pg_before
+        backends = backends_cpu()
     finally:
         bench.PROCS.stop(procs)
         shutil.rmtree(ready_dir, ignore_errors=True)
     parts = ", ".join(f"{role} {value:.2f}s" for role, value in cpu.items())
-    print(f"{n / seconds:,.0f} tasks/s ({seconds:.2f}s); CPU: {parts}, PostgreSQL {pg:.2f}s")
+    print(f"{n / seconds:,.0f} tasks/s ({seconds:.2f}s); CPU: {parts}, PostgreSQL {pg:.2f}s "
+          f"(the worker's backends {backends:.2f}s)")
 
 
 def main():

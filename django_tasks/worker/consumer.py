@@ -36,6 +36,8 @@ logger = logging.getLogger("django_tasks.worker")
 # A prefetched message waiting longer than this for a free slot goes back to
 # the queue, where another worker may be idle.
 PREFETCH_PATIENCE = 1.0
+# The ends logged at INFO; any other is a failure, logged at ERROR and counted.
+QUIET_ENDS = frozenset((states.SUCCESS, states.RETRY, states.REVOKED, states.IGNORED))
 
 
 
@@ -353,6 +355,9 @@ class Consumer:
     def _count_and_log(self, outcome):
         self.processed += 1
         message = outcome.message
+        failed = outcome.state not in QUIET_ENDS and not outcome.requeue
+        if not failed and not logger.isEnabledFor(logging.INFO):
+            return  # the line's arguments (the result's repr) cost more than a no-op task
         name = f"{message.task_name}[{message.task_id}]"
         if outcome.state == states.SUCCESS:
             logger.info("Task %s succeeded in %.4fs: %s", name, outcome.runtime,

@@ -73,7 +73,10 @@ class Flusher(threading.Thread):
 
     def _gather(self, first):
         batch = [first]
-        deadline = time.monotonic() + (LINGER if self._last_batch > 1 else 0.0)
+        if self._last_batch > 1 and not self._stopping.is_set():
+            # One sleep, not a wait per outcome: a waiting thread is woken by
+            # every put(), and each wake-up takes the GIL from the task loop.
+            time.sleep(LINGER)
         # Large results are stored a few at a time: one statement must stay
         # far under PostgreSQL's 1 GB message limit.
         chars = outcome_chars(first)
@@ -81,13 +84,7 @@ class Flusher(threading.Thread):
             try:
                 outcome = self._inbox.get_nowait()
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    outcome = self._inbox.get(timeout=remaining)
-                except queue.Empty:
-                    break
+                break
             if outcome is _STOP:
                 break
             batch.append(outcome)
