@@ -225,7 +225,9 @@ def test_a_killed_prefork_child_gives_its_slot_back(start_worker):
     from tests.test_lost_worker import _children
 
     worker = start_worker("-P", "prefork", "-c", "2")
-    held = [limited_span.delay("acme", 3.0) for _ in range(2)]
+    # Long enough that the kill lands while it runs, even on a loaded
+    # machine; short once delivered again.
+    held = [limited_span.delay("acme", 10.0, 0.05) for _ in range(2)]
     wait_until(lambda: QueuedMessage.objects.filter(
         holds_slot=True, concurrency_key="acme", started_at__isnull=False).count() == 2,
         message="both slots taken")
