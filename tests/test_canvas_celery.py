@@ -239,6 +239,8 @@ def test_a_chain_s_task_id_is_its_last_task_s_and_a_chord_s_its_body_s(start_wor
     assert isinstance(grouped, GroupResult) and grouped.id == "the-group"
     assert grouped.get(timeout=20) == [4, 6]
     assert TaskResult.objects.filter(group_id="the-group").count() == 2
+    alone = group(add.s(1, 1), add.s(2, 2)).apply_async(task_id="group-id")
+    assert alone.id == "group-id" and alone.get(timeout=20) == [2, 4]
 
     joined = chord([add.s(1, 1), add.s(2, 2)], xsum.s()).apply_async(task_id="report-7")
     assert joined.id == "report-7" and joined.get(timeout=20) == 6
