@@ -463,7 +463,10 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return len(self.tasks)
 
     def _width(self):
-        return sum(member._width() for member in self.tasks)
+        # A nested group counts its members; a plain call (most members) is one.
+        tasks = self.tasks
+        return len(tasks) + sum(member._width() - 1 for member in tasks
+                                if type(member) is not Signature)
 
     def freeze(self):
         return GroupResult(*self._freeze_members(with_results=True))
