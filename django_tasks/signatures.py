@@ -417,8 +417,6 @@ class _chain(Signature):
         return previous
 
 
-
-
 def _listed(value):
     """``link=``/``link_error=``: one signature or a list of them."""
     return list(value) if isinstance(value, (list, tuple)) else [value]
@@ -432,7 +430,8 @@ class group(Signature):  # noqa: N801 (Celery's name)
 
     def __init__(self, *tasks: Any, **options: Any) -> None:
         if len(tasks) == 1 and isinstance(tasks[0], group):
-            tasks = _unrolled(tasks)  # group(group(x, y)) is group(x, y), as in Celery
+            # group(group(x, y)) is group(x, y), as in Celery (one level).
+            tasks = _unrolled(tasks, deep=False)
         elif len(tasks) == 1 and not isinstance(tasks[0], dict):
             tasks = tuple(tasks[0])
         # A nested group stays one member until the group is frozen (Celery:
@@ -563,19 +562,19 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return GroupResult(sig.id, [m.clone(**inherited).apply(args, kwargs) for m in sig.tasks])
 
 
-def _unrolled(tasks):
+def _unrolled(tasks, deep=True):
     """The members, with a nested group's members in its place, at any depth
     (Celery unrolls them when the group is applied: ``group(a, group(b, c))``
     runs as ``group(a, b, c)``, and a chord whose header is one group waits
     for that group's members). The nested group's options (a queue, a
     link...) go to each of its members; its id is lost, as in Celery. A group
-    at the end of a chain stays one value."""
+    at the end of a chain stays one value. ``deep=False``: one level only."""
     members = []
     for task in map(maybe_signature, tasks):
         if isinstance(task, group):
             inherited = task._inherited()
             members.extend(member.clone(**inherited) if inherited else member
-                           for member in _unrolled(task.tasks))
+                           for member in (_unrolled(task.tasks) if deep else task.tasks))
         else:
             members.append(task)
     return members
@@ -631,7 +630,7 @@ class _chord(Signature):
         if task_id is not None:
             # As in Celery: a chord's id is its body's, the result it returns.
             self.body.options["task_id"] = checked_task_id(task_id)
-        # So are its link/link_error given to apply_async (Celery: the body's).
+        # Its link=/link_error= (apply_async's) are the body's too, as in Celery.
         for callback in _listed(self.options.pop("link", [])):
             self.body.link(callback)
         for errback in _listed(self.options.pop("link_error", [])):

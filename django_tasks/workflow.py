@@ -11,9 +11,10 @@ Per finished task (from its message headers):
 - success: ``link`` callbacks and the next ``chain`` step get the value;
 - failure: ``link_error`` callbacks get the task id, or the request,
   exception and traceback (see errbacks.py); revoked or expired: none run,
-  as in Celery. Either way the rest of the chain is stored as FAILURE with the same exception, so
-  waiting on the chain's last result raises it instead of hanging
-  (Celery leaves those PENDING and walks the parents instead);
+  as in Celery. Either way the rest of the chain is stored as FAILURE with
+  the same exception, so waiting on the chain's last result raises it
+  instead of hanging (Celery leaves those PENDING and walks the parents
+  instead);
 - member of a chord: the chord's counter goes down in the same
   transaction; the transaction that takes it to zero enqueues the body
   (or fails it with ``ChordError`` naming the first failed member).

@@ -286,6 +286,7 @@ def test_a_nested_group_is_one_member_until_the_group_is_applied():
     nested = group(add.s(1, 1), group(add.s(2, 2), group(add.s(3, 3), add.s(4, 4))))
     assert len(nested) == 2 and isinstance(nested.tasks[1], group)
     assert len(group(group(add.s(1, 1), add.s(2, 2)))) == 2
+    assert len(group(nested)) == 2 and len(group(nested).apply_async().results) == 4
     assert len(group([group(add.s(1, 1), add.s(2, 2))])) == 1
     sent = nested.apply_async()
     assert len(sent.results) == 4 and len(nested) == 2  # the caller's group is unchanged
