@@ -1,6 +1,7 @@
 """``self.replace(sig)``: a running task hands its place to a new signature.
 
-As in Celery 5, the replacement (the last task of a chain) takes the
+As in Celery 5, the replacement (the last task of a chain, a chord's
+body; a group is made a chord whose body gathers its values) takes the
 task's id, so ``AsyncResult(original_id).get()`` gives the replacement's
 value; the task's ``link``/``link_error`` callbacks, the rest of its chain
 and its chord membership move to the replacement; the task itself ends
@@ -13,7 +14,18 @@ In eager mode (and when called directly) the replacement runs at once and
 ``replace()`` returns its value, as Celery's ``on_replace`` does.
 """
 
-from .canvas import Plan, Signature, _chain, from_header, maybe_signature
+from .canvas import (
+    Plan,
+    Signature,
+    _chain,
+    _chord,
+    chord,
+    chunks,
+    from_header,
+    group,
+    maybe_signature,
+    signature,
+)
 from .exceptions import Ignore
 
 
@@ -31,26 +43,37 @@ def replace(task, sig):
     if sig is None:
         raise TypeError(f"{task.name}.replace() takes a signature, such as other.s(...)")
     request = task.request
-    sig = sig.clone()
-    last = _last_task(sig)
+    sig, last = _with_last_task(sig.clone())
     if request.called_directly or request.is_eager:
         return sig.apply().get()
     raise Replaced(_plan(request, sig, last))
 
 
-def _last_task(sig):
-    """The task whose result is the replacement's; the same shape in every mode."""
-    last = sig
+def _with_last_task(sig):
+    """``sig`` ready to take the task's place, and the task whose result is
+    the replacement's (it takes the task's id); the same shape in every mode.
+    A group at the end is made a chord whose body gathers its values, as
+    Celery does, so that one task holds the replaced task's result."""
+    if isinstance(sig, group):
+        sig = chord(sig, signature("django_tasks.accumulate"))
     if isinstance(sig, _chain):
         steps = sig["kwargs"]["tasks"] = sig._steps()
         if not steps:
             raise ValueError("cannot replace a task with an empty chain")
-        last = steps[-1]
-    if type(last) is not Signature:
-        raise TypeError("replace() takes a task's signature or a chain that ends with "
-                        f"one, not {type(last).__name__.lstrip('_')}: the replacement "
-                        "takes over the task's id")
-    return last
+        steps[-1], last = _with_last_task(steps[-1])
+        return sig, last
+    if isinstance(sig, _chord):
+        if sig.body is None:
+            raise ValueError("cannot replace a task with a chord without a body: "
+                             "chord(header, body)")
+        sig["kwargs"]["body"], last = _with_last_task(sig.body)
+        return sig, last
+    if type(sig) is not Signature:
+        # map/starmap/chunks: no task of theirs can take the replaced task's id.
+        hint = " (chunks(...).group() is a group)" if isinstance(sig, chunks) else ""
+        raise TypeError("replace() takes a task's signature, a chain, a group or a chord, "
+                        f"not {type(sig).__name__.lstrip('_')}{hint}")
+    return sig, sig
 
 
 def _plan(request, sig, last):

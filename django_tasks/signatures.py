@@ -361,9 +361,14 @@ class _chain(Signature):
         steps = self["kwargs"]["tasks"] = self._steps()
         if not steps:
             raise ValueError("an empty chain has nothing to run")
-        for callback in self.options.pop("link", []):
+        task_id = self.options.pop("task_id", None)
+        if task_id is not None:
+            # As in Celery: a chain's id is its last task's, the result it returns
+            # (a group's id for a group, a chord's body for a chord).
+            steps[-1].options["task_id"] = checked_task_id(task_id)
+        for callback in _listed(self.options.pop("link", [])):
             steps[-1].link(callback)
-        for errback in self.options.pop("link_error", []):
+        for errback in _listed(self.options.pop("link_error", [])):
             for step in steps:
                 step.link_error(errback)
         previous = None
@@ -412,6 +417,9 @@ class _chain(Signature):
         return previous
 
 
+def _listed(value):
+    """``link=``/``link_error=``: one signature or a list of them."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 # -- group ------------------------------------------------------------------
@@ -421,9 +429,14 @@ class group(Signature):  # noqa: N801 (Celery's name)
     subtask_type_name: str | None = "group"
 
     def __init__(self, *tasks: Any, **options: Any) -> None:
-        if len(tasks) == 1 and not isinstance(tasks[0], dict):
+        if len(tasks) == 1 and isinstance(tasks[0], group):
+            # group(group(x, y)) is group(x, y), as in Celery (one level).
+            tasks = _unrolled(tasks, deep=False)
+        elif len(tasks) == 1 and not isinstance(tasks[0], dict):
             tasks = tuple(tasks[0])
-        super().__init__("django_tasks.group", (), {"tasks": _unrolled(tasks)},
+        # A nested group stays one member until the group is frozen (Celery:
+        # len(group(a, group(b, c))) is 2); it is unrolled then.
+        super().__init__("django_tasks.group", (), {"tasks": list(map(maybe_signature, tasks))},
                          options, subtask_type="group")
 
     @classmethod
@@ -449,7 +462,10 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return len(self.tasks)
 
     def _width(self):
-        return len(self.tasks)
+        # A nested group counts its members; a plain call (most members) is one.
+        tasks = self.tasks
+        return len(tasks) + sum(member._width() - 1 for member in tasks
+                                if type(member) is not Signature)
 
     def freeze(self):
         return GroupResult(*self._freeze_members(with_results=True))
@@ -489,7 +505,10 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return GroupResult(group_id, results)
 
     def _freeze_members(self, with_results):
-        """Give the group and every member their ids: (group id, members' results)."""
+        """Give the group and every member their ids: (group id, members' results).
+        Nested groups are unrolled into this one first (see ``_unrolled``)."""
+        if any(isinstance(member, group) for member in self.tasks):
+            self["kwargs"]["tasks"] = _unrolled(self.tasks)
         group_id = self._frozen_id()
         results = []
         for member in self.tasks:
@@ -543,18 +562,19 @@ class group(Signature):  # noqa: N801 (Celery's name)
         return GroupResult(sig.id, [m.clone(**inherited).apply(args, kwargs) for m in sig.tasks])
 
 
-def _unrolled(tasks):
-    """The members, with a nested group's members in its place (Celery unrolls
-    them: ``group(a, group(b, c))`` is ``group(a, b, c)``, and a chord whose
-    header is one group waits for that group's members). The nested group's
-    options (a queue, a link...) go to each of its members; its id is lost,
-    as in Celery. A group at the end of a chain stays one value."""
+def _unrolled(tasks, deep=True):
+    """The members, with a nested group's members in its place, at any depth
+    (Celery unrolls them when the group is applied: ``group(a, group(b, c))``
+    runs as ``group(a, b, c)``, and a chord whose header is one group waits
+    for that group's members). The nested group's options (a queue, a
+    link...) go to each of its members; its id is lost, as in Celery. A group
+    at the end of a chain stays one value. ``deep=False``: one level only."""
     members = []
     for task in map(maybe_signature, tasks):
         if isinstance(task, group):
             inherited = task._inherited()
             members.extend(member.clone(**inherited) if inherited else member
-                           for member in task.tasks)
+                           for member in (_unrolled(task.tasks) if deep else task.tasks))
         else:
             members.append(task)
     return members
@@ -606,6 +626,15 @@ class _chord(Signature):
         """Tie the header's members to the chord ``group_id``; freeze the body."""
         if self.body is None:
             raise ValueError("a chord needs a body: chord(header, body) or chord(header)(body)")
+        task_id = self.options.pop("task_id", None)
+        if task_id is not None:
+            # As in Celery: a chord's id is its body's, the result it returns.
+            self.body.options["task_id"] = checked_task_id(task_id)
+        # Its link=/link_error= (apply_async's) are the body's too, as in Celery.
+        for callback in _listed(self.options.pop("link", [])):
+            self.body.link(callback)
+        for errback in _listed(self.options.pop("link_error", [])):
+            self.body.link_error(errback)
         for final in self.header.finals():
             final.options["chord"] = group_id
         return self.body.freeze()

@@ -9,11 +9,12 @@ message is delivered again and the step is advanced then).
 Per finished task (from its message headers):
 
 - success: ``link`` callbacks and the next ``chain`` step get the value;
-- failure (or revoked): ``link_error`` callbacks get the task id, or the
-  request, exception and traceback (see errbacks.py), and the
-  rest of the chain is stored as FAILURE with the same exception, so
-  waiting on the chain's last result raises it instead of hanging
-  (Celery leaves those PENDING and walks the parents instead);
+- failure: ``link_error`` callbacks get the task id, or the request,
+  exception and traceback (see errbacks.py); revoked or expired: none run,
+  as in Celery. Either way the rest of the chain is stored as FAILURE with
+  the same exception, so waiting on the chain's last result raises it
+  instead of hanging (Celery leaves those PENDING and walks the parents
+  instead);
 - member of a chord: the chord's counter goes down in the same
   transaction; the transaction that takes it to zero enqueues the body
   (or fails it with ``ChordError`` naming the first failed member).
@@ -89,7 +90,10 @@ def _advance_one(outcome, plan, silent):
         if headers.get("chain"):
             _next_step(headers["chain"]).plan(plan, (value,), {}, context)
         return []
-    if message.task_id not in silent and headers.get("link_error"):
+    # A revoked or expired task runs no errbacks, as in Celery (its backend
+    # marks it REVOKED without calling them); what follows it still fails.
+    if (outcome.state != states.REVOKED and message.task_id not in silent
+            and headers.get("link_error")):
         failure = errbacks.failure_header(message, outcome.result_text, outcome.traceback,
                                           outcome.hostname)
         for errback in headers["link_error"]:

@@ -210,15 +210,34 @@ def replaced_by_chain(self, x):
 
 
 @task(bind=True)
-def replaced_by_group(self):
+def replaced_by_group(self, *xs):
     from django_tasks import group
 
-    return self.replace(group(add.s(1, 1)))
+    return self.replace(group(add.s(x, x) for x in xs))
 
 
 @task
 def total(numbers):
     return sum(numbers)
+
+
+@task(bind=True)
+def replaced_by_chord(self, *xs):
+    from django_tasks import chord
+
+    return self.replace(chord([add.s(x, x) for x in xs], total.s()))
+
+
+@task(bind=True)
+def replaced_by_chain_to_group(self, x):
+    from django_tasks import group
+
+    return self.replace(add.s(x, 1) | group(add.s(1), add.s(2)))
+
+
+@task(bind=True)
+def replaced_by_starmap(self):
+    return self.replace(add.starmap([(1, 1)]))
 
 
 @task(bind=True, atomic=True)

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.test import override_settings
 
 from django_tasks import AsyncResult, GroupResult, chain, chord, group, send_task, signature
-from django_tasks.exceptions import ChordError
-from django_tasks.models import TaskResult
+from django_tasks.exceptions import ChordError, TaskRevokedError
+from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.registry import tasks as registry
 from testproject.tasks import add, mul, xsum
 from tests.canvas_tasks import (
@@ -78,24 +78,46 @@ def test_an_errback_of_a_task_stopped_by_its_time_limit(start_worker):
     assert called["tb"] is not False
 
 
-def test_errbacks_the_producer_does_not_import_on_a_revoke_and_a_failure(
+def test_errbacks_the_producer_does_not_import_and_a_revoke_runs_none(
         start_worker, monkeypatch):
     # The web process imports neither errback; the worker does.
     monkeypatch.delitem(registry, note_failure.name)
     monkeypatch.delitem(registry, note_error.name)
     waiting = add.apply_async((1, 1), countdown=3600, link_error=[
         signature(note_failure.name, args=("revoked",)), signature(note_error.name, ("old",))])
-    # Followed in this process, which cannot look at the errbacks' functions.
-    assert waiting.revoke() == 1
+    # As in Celery, a revoked task runs no errbacks: the revoke's transaction,
+    # which would have enqueued them, enqueued nothing.
+    assert waiting.revoke() == 1 and waiting.state == "REVOKED"
+    assert not QueuedMessage.objects.filter(
+        task_name__in=[note_failure.name, note_error.name]).exists()
     failed = fail_with_value_error.apply_async(
-        (2,), link_error=signature(note_failure.name, args=("failed",)))
+        (2,), link_error=[signature(note_failure.name, args=("failed",)),
+                          signature(note_error.name, ("old",))])
     start_worker()
-    texts = _notes(3)
-    revoked = _called_with(texts, "revoked")
-    assert revoked["id"] == waiting.id and revoked["args"] == [1, 1]
-    assert revoked["exc"] == "TaskRevokedError: revoked" and revoked["tb"] is None
-    assert f"old:{waiting.id}" in texts
+    texts = _notes(2)
     assert _called_with(texts, "failed")["id"] == failed.id
+    assert f"old:{failed.id}" in texts
+    assert not any(waiting.id in text for text in texts)
+
+
+def test_a_revoked_chain_step_runs_no_errback_and_fails_the_rest_silently(start_worker):
+    start_worker()
+    steps = chain(add.s(1, 1).set(countdown=3600), add.s(1), mul.s(2))
+    result = steps.apply_async(link_error=note_failure.s("chain"))
+    first = result.parent.parent
+    assert first.revoke() == 1
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=20)
+    assert result.parent.state == "FAILURE"
+    assert not QueuedMessage.objects.filter(task_name=note_failure.name).exists()
+    # A chord whose member is revoked fails its body, whose errbacks run (Celery too).
+    joined = chord([add.s(1, 1), add.s(2, 2).set(countdown=3600)],
+                   xsum.s()).apply_async(link_error=note_failure.s("body"))
+    assert joined.parent.results[1].revoke() == 1
+    with pytest.raises(ChordError, match="TaskRevokedError"):
+        joined.get(timeout=20)
+    called = _called_with(_notes(1), "body")
+    assert called["id"] == joined.id and called["exc"].startswith("ChordError: Dependency")
 
 
 def test_a_failure_too_large_for_a_small_message_limit_is_shortened_for_the_errback(
@@ -138,9 +160,12 @@ def test_nested_groups_are_unrolled(start_worker):
     assert TaskResult.objects.filter(group_id=nested.id).count() == 4
     only_member = group(group(add.s(1, 1), add.s(2, 2)))()
     assert len(only_member.results) == 2 and only_member.get(timeout=20) == [2, 4]
-    # The nested group's options go to its members.
+    # The nested group's options go to its members when it is unrolled.
     queued = group(add.s(5, 5), group(add.s(6, 6), queue="other").set(priority=3))
+    assert len(queued) == 2
+    queued.freeze()
     assert [m.options.get("queue") for m in queued.tasks] == [None, "other"]
+    assert [m.options.get("priority") for m in queued.tasks] == [None, 3]
 
 
 def test_a_group_alone_in_a_chord_header_is_unrolled_and_one_in_a_chain_is_one_value(
@@ -188,3 +213,84 @@ def test_parent_and_root_ids_through_chain_chord_chain(start_worker):
     # Looked up by id later, the parents are the stored ones.
     assert AsyncResult(body.id).parent.id in header_ids
     assert AsyncResult(result.id).parent.parent.id in header_ids
+
+
+# -- a chain's and a chord's task_id ---------------------------------------------
+
+def test_a_chain_s_task_id_is_its_last_task_s_and_a_chord_s_its_body_s(start_worker):
+    import uuid
+
+    start_worker()
+    chained = chain(add.s(1, 1), mul.s(3)).apply_async(task_id="order-42/total")
+    assert chained.id == "order-42/total" and chained.get(timeout=20) == 6
+    assert TaskResult.objects.get(task_id="order-42/total").task_name == mul.name
+    assert chained.parent.get(timeout=20) == 2 and chained.parent.id != chained.id
+    # The option wins over an id the last step was given.
+    given = chain(add.s(2, 2), mul.s(2).set(task_id="step")).apply_async(task_id="chain-id")
+    assert given.id == "chain-id" and given.get(timeout=20) == 8
+    assert not TaskResult.objects.filter(task_id="step").exists()
+    # A chain ending in a chord (a group then a task): the chord's body.
+    ending = chain(add.s(1, 1), group(mul.s(2), mul.s(3)), xsum.s()).apply_async(
+        task_id=uuid.UUID("12345678-1234-5678-1234-567812345678"))
+    assert ending.id == "12345678-1234-5678-1234-567812345678"
+    assert ending.get(timeout=20) == 10
+    # A chain ending in a group: the group's id.
+    grouped = chain(add.s(1, 1), group(mul.s(2), mul.s(3))).apply_async(task_id="the-group")
+    assert isinstance(grouped, GroupResult) and grouped.id == "the-group"
+    assert grouped.get(timeout=20) == [4, 6]
+    assert TaskResult.objects.filter(group_id="the-group").count() == 2
+    alone = group(add.s(1, 1), add.s(2, 2)).apply_async(task_id="group-id")
+    assert alone.id == "group-id" and alone.get(timeout=20) == [2, 4]
+
+    joined = chord([add.s(1, 1), add.s(2, 2)], xsum.s()).apply_async(task_id="report-7")
+    assert joined.id == "report-7" and joined.get(timeout=20) == 6
+    assert TaskResult.objects.get(task_id="report-7").task_name == xsum.name
+    assert joined.parent.get(timeout=20) == [2, 4]
+    called = chord([add.s(3, 3)])(xsum.s(), task_id="report-8")
+    assert called.id == "report-8" and called.get(timeout=20) == 6
+    # A chord whose body is a chain: the chain's last task.
+    tail = chord([add.s(1, 1)], xsum.s() | mul.s(5)).apply_async(task_id="report-9")
+    assert tail.id == "report-9" and tail.get(timeout=20) == 10
+
+
+@pytest.mark.parametrize("bad, error", [("", ValueError), ("x" * 256, ValueError),
+                                        ("a\0b", ValueError), (42, TypeError),
+                                        (b"id", TypeError)])
+def test_a_bad_task_id_for_a_chain_or_chord_is_refused_before_anything_is_sent(bad, error):
+    canvases = [chain(add.s(1, 1), mul.s(3)), chord([add.s(1, 1)], xsum.s()),
+                chain(add.s(1, 1), chord([add.s(1)], xsum.s()))]
+    for canvas in canvases:
+        with pytest.raises(error, match="task_id"):
+            canvas.apply_async(task_id=bad)
+    assert not QueuedMessage.objects.exists() and not TaskResult.objects.exists()
+    # The canvas is unchanged: it can still be sent with a good id.
+    assert canvases[0].apply_async(task_id="good").id == "good"
+
+
+def test_an_id_sent_twice_through_a_chain_or_chord_is_refused_while_the_first_waits():
+    from django.db import IntegrityError
+
+    add.apply_async((1, 1), task_id="twice", countdown=3600)
+    # A chain of one step: its last task is sent at once.
+    with pytest.raises(IntegrityError):
+        chain(add.s(2, 2)).apply_async(task_id="twice")
+    # A chord with nothing to wait for: its body is sent at once.
+    with pytest.raises(IntegrityError):
+        chord([], xsum.s()).apply_async(task_id="twice")
+    assert QueuedMessage.objects.count() == 1
+
+
+def test_a_nested_group_is_one_member_until_the_group_is_applied():
+    # Celery: group.__init__ keeps a nested group (only a group given alone
+    # is taken apart); applying unrolls it.
+    nested = group(add.s(1, 1), group(add.s(2, 2), group(add.s(3, 3), add.s(4, 4))))
+    assert len(nested) == 2 and isinstance(nested.tasks[1], group)
+    assert len(group(group(add.s(1, 1), add.s(2, 2)))) == 2
+    assert len(group(nested)) == 2 and len(group(nested).apply_async().results) == 4
+    assert len(group([group(add.s(1, 1), add.s(2, 2))])) == 1
+    sent = nested.apply_async()
+    assert len(sent.results) == 4 and len(nested) == 2  # the caller's group is unchanged
+    frozen = nested.clone().freeze()
+    assert len(frozen.results) == 4
+    # A group made from a stored one (a worker reading a header) is the same.
+    assert len(signature(json.loads(json.dumps(nested)))) == 2

@@ -117,3 +117,14 @@ def test_nested_groups_and_chord_headers_are_unrolled():
     assert tail.get() == [[42, 42]]
     mixed = chord([chain(add.s(1, 1), group(add.s(1), add.s(2))), add.s(5, 5)], identity.s())()
     assert mixed.get() == [[3, 4], 10]
+
+
+def test_a_chain_s_and_a_chord_s_task_id_in_eager_mode():
+    chained = chain(add.s(1, 1), mul.s(3)).apply_async(task_id="eager-chain")
+    assert chained.id == "eager-chain" and chained.get() == 6
+    joined = chord([add.s(1, 1), add.s(2, 2)], xsum.s()).apply_async(task_id="eager-chord")
+    assert joined.id == "eager-chord" and joined.get() == 6
+    with pytest.raises(ValueError, match="task_id"):
+        chain(add.s(1, 1), mul.s(3)).apply_async(task_id="")
+    with pytest.raises(TypeError, match="task_id"):
+        chord([add.s(1, 1)], xsum.s()).apply_async(task_id=7)

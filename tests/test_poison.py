@@ -166,20 +166,27 @@ def test_links_to_a_task_no_one_knows_end_as_that_links_failure(start_worker):
     from django_tasks.exceptions import NotRegistered, TaskRevokedError
 
     worker = start_worker("-P", "prefork", "-c", "2")
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    # Expires before it can start: housekeeping ends it and follows its errback.
-    expired = add.apply_async((1, 1), eta=datetime.now(UTC) + timedelta(seconds=3),
-                              expires=1, link_error=_unknown(ids[0]))
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+    failed = add.apply_async((1, "x"), link_error=_unknown(ids[0]))
     succeeded = add.apply_async((2, 2), link=_unknown(ids[1]))
-    revoked = add.apply_async((3, 3), countdown=3600, link_error=_unknown(ids[2]))
-    assert revoked.revoke() == 1  # in the caller: follows the errback too
+    # Expires before it can start: housekeeping ends it. As in Celery, an
+    # expired or revoked task runs no errback (the transaction that stored
+    # REVOKED would have enqueued it).
+    expired = add.apply_async((1, 1), eta=datetime.now(UTC) + timedelta(seconds=3),
+                              expires=1, link_error=_unknown(ids[2]))
+    revoked = add.apply_async((3, 3), countdown=3600, link_error=_unknown(ids[3]))
+    assert revoked.revoke() == 1
     assert succeeded.get(timeout=30) == 4 and succeeded.state == states.SUCCESS
     with pytest.raises(TaskRevokedError, match="expired"):
         expired.get(timeout=30)
-    for link_id in ids:
+    for link_id in ids[:2]:
         with pytest.raises(NotRegistered, match=UNKNOWN):
             AsyncResult(link_id).get(timeout=30)
+    assert failed.state == states.FAILURE
     assert revoked.state == states.REVOKED
+    for errback_id in ids[2:]:
+        assert AsyncResult(errback_id).state == states.PENDING
+        assert not QueuedMessage.objects.filter(task_id=errback_id).exists()
     _assert_alive(worker)
     assert add.delay(5, 5).get(timeout=30) == 10
 

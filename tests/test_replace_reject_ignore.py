@@ -5,9 +5,10 @@ import uuid
 import pytest
 
 from django_tasks import AsyncResult, chain, chord, states
-from django_tasks.exceptions import Reject
+from django_tasks.exceptions import ChordError, Reject
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.testing import eager
+from tests.canvas_tasks import note_error
 from tests.models import Execution, Note
 from tests.taskclass_tasks import (
     atomic_note_then_replace,
@@ -17,7 +18,10 @@ from tests.taskclass_tasks import (
     rejects_with_requeue,
     replaced_by_add,
     replaced_by_chain,
+    replaced_by_chain_to_group,
+    replaced_by_chord,
     replaced_by_group,
+    replaced_by_starmap,
     total,
 )
 from tests.tasks import add, echo
@@ -124,10 +128,40 @@ def test_an_atomic_task_replaced_keeps_its_writes(start_worker):
     assert Note.objects.filter(text=key).exists()
 
 
-def test_replace_with_a_group_is_refused_with_a_reason(start_worker):
+def test_replace_with_a_group_or_a_chord(start_worker):
     start_worker()
-    result = replaced_by_group.delay()
-    with pytest.raises(TypeError, match="replace\\(\\) takes a task's signature"):
+    # As in Celery, a group is made a chord whose body gathers its values:
+    # the task's id holds the list.
+    replaced = replaced_by_group.delay(1, 2)
+    assert replaced.get(timeout=60) == [2, 4]
+    assert TaskResult.objects.get(task_id=replaced.id).task_name == "django_tasks.accumulate"
+    assert replaced_by_group.delay().get(timeout=60) == []
+    assert replaced_by_chord.delay(1, 2).get(timeout=60) == 6
+    assert replaced_by_chain_to_group.delay(1).get(timeout=60) == [3, 4]
+    # The task's link, the rest of its chain and its chord membership follow.
+    linked = replaced_by_group.apply_async((2, 3), link=total.s())
+    assert linked.get(timeout=60) == [4, 6]
+    wait_until(lambda: TaskResult.objects.filter(state=states.SUCCESS, result="10",
+                                                 parent_id=linked.id).exists(),
+               message="the link ran with the group's values")
+    assert chain(replaced_by_group.s(1, 2), total.s()).delay().get(timeout=60) == 6
+    assert chain(replaced_by_chord.s(1, 2), add.s(1)).delay().get(timeout=60) == 7
+    assert chord([replaced_by_group.s(1, 2), replaced_by_chord.s(3)],
+                 echo.s()).delay().get(timeout=60) == [[2, 4], 6]
+    # A failed member fails the replacement, whose id is the task's; the
+    # task's errbacks run for it.
+    failing = replaced_by_group.apply_async((1, None), link_error=note_error.s("replaced"))
+    with pytest.raises(ChordError, match="TypeError"):
+        failing.get(timeout=60)
+    wait_until(lambda: Note.objects.filter(text=f"replaced:{failing.id}").exists(),
+               message="the replaced task's errback")
+
+
+def test_replace_with_map_starmap_or_chunks_is_refused_with_a_reason(start_worker):
+    start_worker()
+    result = replaced_by_starmap.delay()
+    with pytest.raises(TypeError, match="replace\\(\\) takes a task's signature, a chain, "
+                                        "a group or a chord, not xstarmap"):
         result.get(timeout=60)
 
 
@@ -137,6 +171,8 @@ def test_replace_in_eager_mode_returns_the_value():
         assert replaced_by_chain.delay(1).get() == 4
         assert ignores.delay().state == states.IGNORED
         rejected = rejects.delay("eager")
-        with pytest.raises(TypeError, match="not group"):
-            replaced_by_group.delay().get()
+        assert replaced_by_group.delay(1, 2).get() == [2, 4]
+        assert replaced_by_chord.delay(1, 2).get() == 6
+        with pytest.raises(TypeError, match="not xstarmap"):
+            replaced_by_starmap.delay().get()
     assert rejected.state == states.REJECTED
