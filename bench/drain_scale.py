@@ -25,6 +25,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -256,7 +257,9 @@ def run_scale(waiting_sizes, results_sizes, n, rounds, behind, explain, keep):
     each case's median and its ratio to the smallest case. Returns the text."""
     import django
 
-    # explain() imports the queue module's statements: Django's settings first.
+    # explain() imports the queue module's statements: Django's settings first
+    # (the checkout's test project, importable whatever the current directory).
+    sys.path.insert(0, str(bench.ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
     django.setup()
 
