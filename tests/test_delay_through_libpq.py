@@ -260,12 +260,21 @@ add.delay(0, 0)
 print("sending", flush=True)
 interrupted = closed = 0
 deadline = time.monotonic() + 60
-while interrupted < int(sys.argv[1]) and time.monotonic() < deadline:
+def send():
+    global interrupted, closed
+    while interrupted < int(sys.argv[1]) and time.monotonic() < deadline:
+        try:
+            add.delay(1, 2)
+        except KeyboardInterrupt:
+            interrupted += 1
+            closed += connection.connection.closed
+            print("interrupted", flush=True)
+while True:
     try:
-        add.delay(1, 2)
-    except KeyboardInterrupt:
+        send()
+        break
+    except KeyboardInterrupt:  # landed in the loop's own lines, not in delay()
         interrupted += 1
-        closed += connection.connection.closed
         print("interrupted", flush=True)
 print("interrupted", interrupted, "closed", closed, flush=True)
 add.delay(3, 4)  # the same session, still usable
