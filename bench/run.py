@@ -71,6 +71,10 @@ CONCURRENT_ROUNDS = 2
 # through BENCH_RATE_LIMIT; --rate-limit).
 RATE_LIMIT = 5000
 
+# The deep-queue drain row: ours with many messages per claim, against
+# graphile-worker's local queue (500 jobs per fetch, also not its default).
+DEEP_PREFETCH = 128
+
 SIZES = {
     "default": {"enqueue": 20_000, "sleep": 2_000, "latency": 200, "latency_dtdb": 50},
     "quick": {"enqueue": 4_000, "sleep": 500, "latency": 50, "latency_dtdb": 20},
@@ -674,6 +678,14 @@ def run_system_workloads(system, sizes, res, rows):
                         lambda: enqueue(system, n, "single-relaxed"))
         if r:
             res.set(rows["enq_relaxed"], key, r["rate"])
+            # Those drained as graphile-worker's local queue drains: many
+            # messages per claim (an opt-in there too).
+            d = res.attempt(f"{system.name}: drain {n} no-op tasks, prefork/2, "
+                            f"prefetch {DEEP_PREFETCH}", [(rows["drain_deep"], key)],
+                            lambda: drain(system, "drain_deep", n, "prefork", 2,
+                                          prefetch=DEEP_PREFETCH))
+            if d:
+                res.set(rows["drain_deep"], key, d["rate"])
         # Unique sends: n over 1,000 keys, one by one (issue 19).
         system.truncate()
         r = res.attempt(f"{system.name}: {n} unique sends over 1,000 keys",
@@ -984,6 +996,8 @@ Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready s
   last stored result's timestamp. ours `runworker -P prefork -c 2` (prefetch 4 unless said);
   celery `worker -P prefork -c 2` (its default prefetch multiplier, 4); django-tasks-db:
   db_worker runs one task at a time, so 2 db_worker processes (8 for the threads row).
+  The prefetch {DEEP_PREFETCH} row (`--prefetch-multiplier {DEEP_PREFETCH}`: each child claims up
+  to {DEEP_PREFETCH} messages at a time) is ours' counterpart of graphile-worker's local queue.
 Rate limit: the drain of {n:,} no-op tasks of @task(rate_limit="{RATE_LIMIT}/s"), ours only
   (Celery's rate_limit is per worker process, not one limit for all of them).
 Sleep: {n_sleep:,} tasks sleeping 10 ms, ours/celery `-P threads -c 8` (ideal: 800/s).
@@ -1099,6 +1113,8 @@ def main():
         "group": (f"enqueue {n:,} bulk: group().apply_async() (tasks/s)", 0),
         "drain": (f"drain {n:,} no-op, 2 slots (tasks/s)", 0),
         "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 1 (tasks/s; others as above)", 0),
+        "drain_deep": (f"drain {n:,} no-op, 2 slots, ours prefetch {DEEP_PREFETCH} (tasks/s; "
+                       "others as the drain row)", 0),
         "drain_defaults": (f"drain {n:,} no-op, graphile-worker's defaults (tasks/s; "
                            "others as the drain row)", 0),
         "rated": (f"drain {n:,} no-op, 2 slots, rate_limit={RATE_LIMIT}/s (tasks/s; ours)", 0),
@@ -1114,7 +1130,8 @@ def main():
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
     order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "unique", "bulk", "group",
-             "drain", "drain4", "drain_defaults", "rated", "rated_ratio", "sleep", "sleep_limited",
+             "drain", "drain4", "drain_deep", "drain_defaults", "rated", "rated_ratio", "sleep",
+             "sleep_limited",
              "s50", "s99", "r50", "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
@@ -1145,7 +1162,8 @@ def main():
                                   row_labels["enq_many_atomic"])
         # The others' drain row is the comparison for ours at prefetch 1.
         for key in ("celery", "dtdb", "graphile", "ours"):
-            for row, same_as in (("drain4", "drain"), ("enq_relaxed", "enq"),
+            for row, same_as in (("drain4", "drain"), ("drain_deep", "drain"),
+                                 ("enq_relaxed", "enq"),
                                  ("enq_many_atomic", "enq_many"), ("drain_defaults", "drain")):
                 if key == "ours" and row != "drain_defaults" or \
                         key == "graphile" and row == "drain_defaults":
