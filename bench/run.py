@@ -1046,6 +1046,29 @@ def run_scale(args):
     return 0
 
 
+def run_workers(args):
+    """``--workers``: the drain by 1, 2, 4, 8 worker processes (bench/drain_workers.py)."""
+    sys.modules.setdefault("run", sys.modules[__name__])
+    import drain_workers
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(PROCS.stop_all)
+    started = time.monotonic()
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    text = drain_workers.run_workers([int(c) for c in args.workers.split(",")], args.n,
+                                     args.rounds, args.prefetch)
+    info = machine_info(None, None, None)
+    text += (f"\nRun: {info['date']}, {time.monotonic() - started:.0f} s in all; load average "
+             f"at start {load}, at end {info['load']}\n"
+             f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; "
+             f"PostgreSQL {info['postgresql']}\n"
+             f"django_tasks at {info['git']} (sources sha1 {info['tree']})\n")
+    print(text)
+    (HERE / "last_workers_results.txt").write_text(text)
+    return 0
+
+
 def main():
     global RATE_LIMIT
     parser = argparse.ArgumentParser(description=__doc__,
@@ -1077,9 +1100,20 @@ def main():
                        help="also the claim's and the store's EXPLAIN (ANALYZE, BUFFERS)")
     scale.add_argument("--keep", action="store_true",
                        help="keep the bench_scale_* databases (dropped by default)")
+    workers = parser.add_argument_group(
+        "--workers", "ours alone: the drain by several worker processes on one PostgreSQL, "
+        "against its commit rate (bench/drain_workers.py); uses --n and --rounds too")
+    workers.add_argument("--workers", default=None, metavar="COUNTS",
+                         help="worker process counts, comma-separated (e.g. 1,2,4,8)")
+    workers.add_argument("--prefetch", type=int, default=4,
+                         help="each worker's --prefetch-multiplier (default 4)")
     args = parser.parse_args()
+    if args.scale and args.workers:
+        parser.error("--scale and --workers are separate runs: give one")
     if args.scale:
         return run_scale(args)
+    if args.workers:
+        return run_workers(args)
     RATE_LIMIT = args.rate_limit
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
