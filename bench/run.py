@@ -1023,27 +1023,14 @@ Memory: peak sum over the worker process trees (parent + children) during the no
 
 
 def run_scale(args):
+    """``--scale``: the drain behind deep queues and many results (bench/drain_scale.py)."""
     # drain_scale imports this module as ``run``: the same one, not a second copy.
     sys.modules.setdefault("run", sys.modules[__name__])
     import drain_scale
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGHUP, _on_signal)
-    atexit.register(PROCS.stop_all)
-    started = time.monotonic()
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = drain_scale.run_scale(
+    return _run_alone(lambda: drain_scale.run_scale(
         [int(w) for w in args.waiting.split(",")], [int(r) for r in args.results.split(",")],
-        args.n, args.rounds, args.behind, args.explain, args.keep)
-    info = machine_info(None, None, None)
-    text += (f"\nRun: {info['date']}, {time.monotonic() - started:.0f} s in all; load average "
-             f"at start {load}, at end {info['load']}\n"
-             f"Machine: {info['cpu']}, {info['cores']} cores, {info['ram']} RAM; "
-             f"PostgreSQL {info['postgresql']}\n"
-             f"django_tasks at {info['git']} (sources sha1 {info['tree']})\n")
-    print(text)
-    (HERE / "last_scale_results.txt").write_text(text)
-    return 0
+        args.n, args.rounds, args.behind, args.explain, args.keep), "last_scale_results.txt")
 
 
 def run_workers(args):
@@ -1051,13 +1038,20 @@ def run_workers(args):
     sys.modules.setdefault("run", sys.modules[__name__])
     import drain_workers
 
+    return _run_alone(lambda: drain_workers.run_workers(
+        [int(c) for c in args.workers.split(",")], args.n, args.rounds, args.prefetch),
+        "last_workers_results.txt")
+
+
+def _run_alone(measure, results_name):
+    """A measurement of ours alone: ``measure()``'s text, then the run's
+    machine and load, printed and saved to ``bench/<results_name>``."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     atexit.register(PROCS.stop_all)
     started = time.monotonic()
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = drain_workers.run_workers([int(c) for c in args.workers.split(",")], args.n,
-                                     args.rounds, args.prefetch)
+    text = measure()
     info = machine_info(None, None, None)
     text += (f"\nRun: {info['date']}, {time.monotonic() - started:.0f} s in all; load average "
              f"at start {load}, at end {info['load']}\n"
@@ -1065,7 +1059,7 @@ def run_workers(args):
              f"PostgreSQL {info['postgresql']}\n"
              f"django_tasks at {info['git']} (sources sha1 {info['tree']})\n")
     print(text)
-    (HERE / "last_workers_results.txt").write_text(text)
+    (HERE / results_name).write_text(text)
     return 0
 
 
