@@ -361,6 +361,44 @@ class Ours(System):
                                "FROM django_tasks_taskresult WHERE state='SUCCESS'")
 
 
+class OursStoringNothing(Ours):
+    """Ours draining ``ignore_result=True`` tasks: no result rows, so done is
+    "acknowledged" (the message deleted), timed by a statement trigger that
+    notes when each acknowledging statement ran (an append-only table: the
+    children's acknowledgements never wait on one another for it)."""
+
+    ACKS = "bench_acks"
+
+    def __init__(self, expected):
+        super().__init__()
+        self.expected = expected
+
+    def __enter__(self):
+        with pg(OURS_DB) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.ACKS} (at timestamptz)")
+            conn.execute(f"TRUNCATE {self.ACKS}")
+            conn.execute(f"CREATE OR REPLACE FUNCTION bench_note_ack() RETURNS trigger "
+                         f"LANGUAGE plpgsql AS $$ BEGIN INSERT INTO {self.ACKS} "
+                         "VALUES (clock_timestamp()); RETURN NULL; END $$")
+            conn.execute("CREATE TRIGGER bench_note_ack AFTER DELETE ON "
+                         "django_tasks_queuedmessage FOR EACH STATEMENT "
+                         "EXECUTE FUNCTION bench_note_ack()")
+        return self
+
+    def __exit__(self, *exc):
+        with pg(OURS_DB) as conn:
+            conn.execute("DROP TRIGGER IF EXISTS bench_note_ack ON django_tasks_queuedmessage")
+            conn.execute(f"DROP TABLE IF EXISTS {self.ACKS}")
+
+    def done(self):
+        # The driver's warm-up messages wait in a queue no worker reads.
+        return self.expected - scalar(OURS_DB, "SELECT count(*) FROM django_tasks_queuedmessage "
+                                               "WHERE queue <> 'bench_warmup'")
+
+    def last_done(self):
+        return scalar(OURS_DB, f"SELECT extract(epoch FROM max(at))::float8 FROM {self.ACKS}")
+
+
 class CeleryRedis(System):
     key, name = "celery", "celery+redis"
 
@@ -686,6 +724,23 @@ def run_system_workloads(system, sizes, res, rows):
                                           prefetch=DEEP_PREFETCH))
             if d:
                 res.set(rows["drain_deep"], key, d["rate"])
+        # The same, storing no results (ignore_result=True): what
+        # graphile-worker's drain does, which keeps none.
+        system.truncate()
+        r = res.attempt(f"{system.name}: enqueue() of {n} ignore_result messages",
+                        [(rows["drain_nothing"], key)],
+                        lambda: enqueue(system, n, "bulk", "noop_ignored"))
+        if r:
+            def drain_storing_nothing():
+                with OursStoringNothing(n) as storing_nothing:
+                    return drain(storing_nothing, "drain_nothing", n, "prefork", 2,
+                                 prefetch=DEEP_PREFETCH)
+
+            d = res.attempt(f"{system.name}: drain {n} ignore_result no-op tasks, prefork/2, "
+                            f"prefetch {DEEP_PREFETCH}", [(rows["drain_nothing"], key)],
+                            drain_storing_nothing)
+            if d:
+                res.set(rows["drain_nothing"], key, d["rate"])
         # Unique sends: n over 1,000 keys, one by one (issue 19).
         system.truncate()
         r = res.attempt(f"{system.name}: {n} unique sends over 1,000 keys",
@@ -998,6 +1053,8 @@ Drain: {n:,} queued no-op tasks, results stored, timed from the worker's ready s
   db_worker runs one task at a time, so 2 db_worker processes (8 for the threads row).
   The prefetch {DEEP_PREFETCH} row (`--prefetch-multiplier {DEEP_PREFETCH}`: each child claims up
   to {DEEP_PREFETCH} messages at a time) is ours' counterpart of graphile-worker's local queue.
+  "ignore_result": tasks of @task(ignore_result=True), which store no result (as graphile-worker
+  keeps none), timed to the last acknowledgement (a bench-only statement trigger notes each).
 Rate limit: the drain of {n:,} no-op tasks of @task(rate_limit="{RATE_LIMIT}/s"), ours only
   (Celery's rate_limit is per worker process, not one limit for all of them).
 Sleep: {n_sleep:,} tasks sleeping 10 ms, ours/celery `-P threads -c 8` (ideal: 800/s).
@@ -1143,6 +1200,8 @@ def main():
         "drain4": (f"drain {n:,} no-op, 2 slots, ours prefetch 1 (tasks/s; others as above)", 0),
         "drain_deep": (f"drain {n:,} no-op, 2 slots, ours prefetch {DEEP_PREFETCH} (tasks/s; "
                        "others as the drain row)", 0),
+        "drain_nothing": (f"drain {n:,} no-op, 2 slots, ours prefetch {DEEP_PREFETCH}, "
+                          "ignore_result (tasks/s; others as the drain row)", 0),
         "drain_defaults": (f"drain {n:,} no-op, graphile-worker's defaults (tasks/s; "
                            "others as the drain row)", 0),
         "rated": (f"drain {n:,} no-op, 2 slots, rate_limit={RATE_LIMIT}/s (tasks/s; ours)", 0),
@@ -1158,9 +1217,8 @@ def main():
         "pss": ("worker PSS peak, no-op drain (MB)", 0),
     }
     order = ["enq", "enq_many", "enq_many_atomic", "enq_relaxed", "unique", "bulk", "group",
-             "drain", "drain4", "drain_deep", "drain_defaults", "rated", "rated_ratio", "sleep",
-             "sleep_limited",
-             "s50", "s99", "r50", "r99", "rss", "pss"]
+             "drain", "drain4", "drain_deep", "drain_nothing", "drain_defaults", "rated",
+             "rated_ratio", "sleep", "sleep_limited", "s50", "s99", "r50", "r99", "rss", "pss"]
     row_labels = {k: v[0] for k, v in rows.items()}
 
     res = Results()
@@ -1191,6 +1249,7 @@ def main():
         # The others' drain row is the comparison for ours at prefetch 1.
         for key in ("celery", "dtdb", "graphile", "ours"):
             for row, same_as in (("drain4", "drain"), ("drain_deep", "drain"),
+                                 ("drain_nothing", "drain"),
                                  ("enq_relaxed", "enq"),
                                  ("enq_many_atomic", "enq_many"), ("drain_defaults", "drain")):
                 if key == "ours" and row != "drain_defaults" or \

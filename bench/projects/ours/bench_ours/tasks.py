@@ -32,3 +32,9 @@ def sleep10_limited(key):
 @task(rate_limit=f"{os.environ.get('BENCH_RATE_LIMIT', '5000')}/s")
 def noop_rated():
     return None
+
+
+# Ours only: the drain that stores no results, as graphile-worker's.
+@task(ignore_result=True)
+def noop_ignored():
+    return None
