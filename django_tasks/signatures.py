@@ -693,25 +693,34 @@ class _chord(Signature):
 
 # -- map, starmap, chunks ------------------------------------------------------
 
+class _BuiltinCall(Signature):
+    """A signature of one of our built-in tasks over another task's calls:
+    its kwargs are its constructor's arguments, named in ``init_kwargs``."""
+
+    init_kwargs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data):
+        kwargs = data["kwargs"]
+        return cls(*(kwargs[name] for name in cls.init_kwargs),
+                   **copy_tree(data.get("options") or {}))
+
+
 @register_type
-class xmap(Signature):  # noqa: N801 (Celery's name)
+class xmap(_BuiltinCall):  # noqa: N801 (Celery's name)
     """``task.map(it)``: one task that calls ``task(item)`` for each item."""
 
     subtask_type_name: str | None = "xmap"
     builtin = "django_tasks.map"
+    init_kwargs = ("task", "it")
+    item_call = "x"  # how the repr shows the call of each item
 
     def __init__(self, task, it, **options):
         super().__init__(self.builtin, (), {"task": maybe_signature(task), "it": list(it)},
                          options, subtask_type=self.subtask_type_name, immutable=True)
 
-    @classmethod
-    def from_dict(cls, data):
-        kwargs = data["kwargs"]
-        return cls(kwargs["task"], kwargs["it"], **copy_tree(data.get("options") or {}))
-
     def __repr__(self):
-        task = self.kwargs["task"]
-        return f"[{task.name}(x) for x in {self.kwargs['it']!r}]"
+        return f"[{self.kwargs['task'].name}({self.item_call}) for x in {self.kwargs['it']!r}]"
 
 
 @register_type
@@ -720,28 +729,20 @@ class xstarmap(xmap):  # noqa: N801 (Celery's name)
 
     subtask_type_name: str | None = "xstarmap"
     builtin = "django_tasks.starmap"
-
-    def __repr__(self):
-        task = self.kwargs["task"]
-        return f"[{task.name}(*x) for x in {self.kwargs['it']!r}]"
+    item_call = "*x"
 
 
 @register_type
-class chunks(Signature):  # noqa: N801 (Celery's name)
+class chunks(_BuiltinCall):  # noqa: N801 (Celery's name)
     """``task.chunks(it, n)``: a group of starmap tasks of ``n`` items each."""
 
     subtask_type_name: str | None = "chunks"
+    init_kwargs = ("task", "it", "n")
 
     def __init__(self, task, it, n, **options):
         super().__init__("django_tasks.chunks", (),
                          {"task": maybe_signature(task), "it": list(it), "n": int(n)},
                          options, subtask_type="chunks")
-
-    @classmethod
-    def from_dict(cls, data):
-        kwargs = data["kwargs"]
-        return cls(kwargs["task"], kwargs["it"], kwargs["n"],
-                   **copy_tree(data.get("options") or {}))
 
     def __repr__(self):
         return f"chunks({self.kwargs['task']!r}, {self.kwargs['n']})"
