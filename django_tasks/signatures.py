@@ -582,6 +582,11 @@ def _unrolled(tasks, deep=True):
 
 # -- chord ------------------------------------------------------------------
 
+# What a chord hands down to its header and body (task_id, link and
+# link_error are its body's: see _chord._freeze_body).
+CHORD_HANDED_DOWN = MESSAGE_OPTION_SET - {"task_id", "link", "link_error"} | UNIQUE_OPTIONS
+
+
 @register_type
 class _chord(Signature):
     subtask_type_name: str | None = "chord"
@@ -635,9 +640,27 @@ class _chord(Signature):
             self.body.link(callback)
         for errback in _listed(self.options.pop("link_error", [])):
             self.body.link_error(errback)
+        self._hand_down_options()
         for final in self.header.finals():
             final.options["chord"] = group_id
         return self.body.freeze()
+
+    def _hand_down_options(self):
+        """The chord's own calling options (``apply_async``'s, or set on it)
+        go to its header's tasks and to its body, over their own, as in
+        Celery: a chord is no message of its own, so kept here they would
+        be lost. Except ``countdown``, the body's only: Celery's chord takes
+        it for itself, and its header starts at once. Unique options are
+        handed down too, to be refused there (a TypeError, before anything
+        is written)."""
+        options = self.options
+        handed = {key: options.pop(key) for key in list(options)
+                  if key in CHORD_HANDED_DOWN}
+        if not handed:
+            return
+        self.body.set(**handed)
+        handed.pop("countdown", None)
+        self.header.set(**handed)
 
     def finals(self):
         return self.body.finals()
