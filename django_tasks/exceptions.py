@@ -116,7 +116,9 @@ class SerializerUnavailable(DecodeError):
 
 
 class ImproperlyConfigured(DjangoTasksError):
-    """The ``DJANGO_TASKS`` setting is invalid."""
+    """The ``DJANGO_TASKS`` setting is invalid; or, as in Celery,
+    ``self.replace()`` was given an empty chain or a signature that is part
+    of a chord."""
 
 
 class Ignore(DjangoTasksError):

@@ -44,7 +44,11 @@ class MessageBuilder:
     def build(self, args=None, kwargs=None, *, countdown=None, eta=None,
               expires=None, queue=None, priority=None, task_id=None,
               link=None, link_error=None, ignore_result=None, headers=None,
-              serializer=None, time_limit=None, soft_time_limit=None, rate_limit=None):
+              serializer=None, time_limit=None, soft_time_limit=None, rate_limit=None,
+              announce=True):
+        """The message of one call. ``announce=False``: without sending
+        ``before_task_publish``, which the caller sends if it writes the
+        message (a unique send: ``publishing.before_write``)."""
         task = self.task
         args = tuple(args or ())
         kwargs = dict(kwargs or {})
@@ -89,7 +93,7 @@ class MessageBuilder:
         available_at = now if countdown is None and eta is None \
             else compute_available_at(now, countdown, eta)
         expires = None if expires is None else compute_expires(now, expires)
-        if signals.before_task_publish.receivers and not settings.EAGER:
+        if announce and signals.before_task_publish.receivers and not settings.EAGER:
             publishing.before(task.name, task_id, args, kwargs, message_headers, queue,
                               available_at, expires)
         check_message_size(task.name, body, compact_json(message_headers))

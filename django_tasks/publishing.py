@@ -15,8 +15,11 @@ transaction, becomes visible to workers when that transaction commits.
 """
 
 from . import signals
+from .conf import settings
 from .exceptions import ContentDisallowed, DecodeError
+from .limits import check_message_size
 from .messages import decode_body
+from .serialization import compact_json
 from .task_signals import send
 
 # Headers made up for the receivers from the message's own fields: not written back.
@@ -54,6 +57,23 @@ def before(task_name, task_id, args, kwargs, message_headers, queue, available_a
     for key, value in headers.items():
         if key not in DERIVED and (key not in seen or seen[key] is not value):
             message_headers[key] = value
+
+
+def before_write(message, args, kwargs):
+    """What sends ``before_task_publish`` for ``message``, built without it,
+    right before it is written (``None`` when nothing listens): a unique
+    send, which publishes nothing when its key is held, knows that only
+    once it has taken the key. What the receivers add to the headers is
+    checked against the size limit as at build time."""
+    if not signals.before_task_publish.receivers or settings.EAGER:
+        return None
+
+    def announce():
+        before(message.task_name, message.task_id, args, kwargs, message.headers,
+               message.queue, message.available_at, message.expires)
+        check_message_size(message.task_name, message.body, compact_json(message.headers))
+
+    return announce
 
 
 def after(messages):

@@ -26,7 +26,7 @@ from .canvas import (
     maybe_signature,
     signature,
 )
-from .exceptions import Ignore
+from .exceptions import Ignore, ImproperlyConfigured
 
 
 class Replaced(Ignore):
@@ -42,6 +42,10 @@ def replace(task, sig):
         sig = maybe_signature(sig) if isinstance(sig, dict) else None
     if sig is None:
         raise TypeError(f"{task.name}.replace() takes a signature, such as other.s(...)")
+    if "chord" in sig.options:
+        # The task's own chord membership moves to the replacement; one of
+        # another chord's would count it there too (Celery refuses it too).
+        raise ImproperlyConfigured("A signature replacing a task must not be part of a chord")
     request = task.request
     sig, last = _with_last_task(sig.clone())
     if request.called_directly or request.is_eager:
@@ -59,7 +63,7 @@ def _with_last_task(sig):
     if isinstance(sig, _chain):
         steps = sig["kwargs"]["tasks"] = sig._steps()
         if not steps:
-            raise ValueError("cannot replace a task with an empty chain")
+            raise ImproperlyConfigured("Cannot replace with an empty chain")
         steps[-1], last = _with_last_task(steps[-1])
         return sig, last
     if isinstance(sig, _chord):

@@ -582,6 +582,11 @@ def _unrolled(tasks, deep=True):
 
 # -- chord ------------------------------------------------------------------
 
+# What a chord hands down to its header and body (task_id, link and
+# link_error are its body's: see _chord._freeze_body).
+CHORD_HANDED_DOWN = MESSAGE_OPTION_SET - {"task_id", "link", "link_error"} | UNIQUE_OPTIONS
+
+
 @register_type
 class _chord(Signature):
     subtask_type_name: str | None = "chord"
@@ -635,9 +640,27 @@ class _chord(Signature):
             self.body.link(callback)
         for errback in _listed(self.options.pop("link_error", [])):
             self.body.link_error(errback)
+        self._hand_down_options()
         for final in self.header.finals():
             final.options["chord"] = group_id
         return self.body.freeze()
+
+    def _hand_down_options(self):
+        """The chord's own calling options (``apply_async``'s, or set on it)
+        go to its header's tasks and to its body, over their own, as in
+        Celery: a chord is no message of its own, so kept here they would
+        be lost. Except ``countdown``, the body's only: Celery's chord takes
+        it for itself, and its header starts at once. Unique options are
+        handed down too, to be refused there (a TypeError, before anything
+        is written)."""
+        options = self.options
+        handed = {key: options.pop(key) for key in list(options)
+                  if key in CHORD_HANDED_DOWN}
+        if not handed:
+            return
+        self.body.set(**handed)
+        handed.pop("countdown", None)
+        self.header.set(**handed)
 
     def finals(self):
         return self.body.finals()
@@ -693,25 +716,34 @@ class _chord(Signature):
 
 # -- map, starmap, chunks ------------------------------------------------------
 
+class _BuiltinCall(Signature):
+    """A signature of one of our built-in tasks over another task's calls:
+    its kwargs are its constructor's arguments, named in ``init_kwargs``."""
+
+    init_kwargs: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data):
+        kwargs = data["kwargs"]
+        return cls(*(kwargs[name] for name in cls.init_kwargs),
+                   **copy_tree(data.get("options") or {}))
+
+
 @register_type
-class xmap(Signature):  # noqa: N801 (Celery's name)
+class xmap(_BuiltinCall):  # noqa: N801 (Celery's name)
     """``task.map(it)``: one task that calls ``task(item)`` for each item."""
 
     subtask_type_name: str | None = "xmap"
     builtin = "django_tasks.map"
+    init_kwargs = ("task", "it")
+    item_call = "x"  # how the repr shows the call of each item
 
     def __init__(self, task, it, **options):
         super().__init__(self.builtin, (), {"task": maybe_signature(task), "it": list(it)},
                          options, subtask_type=self.subtask_type_name, immutable=True)
 
-    @classmethod
-    def from_dict(cls, data):
-        kwargs = data["kwargs"]
-        return cls(kwargs["task"], kwargs["it"], **copy_tree(data.get("options") or {}))
-
     def __repr__(self):
-        task = self.kwargs["task"]
-        return f"[{task.name}(x) for x in {self.kwargs['it']!r}]"
+        return f"[{self.kwargs['task'].name}({self.item_call}) for x in {self.kwargs['it']!r}]"
 
 
 @register_type
@@ -720,28 +752,20 @@ class xstarmap(xmap):  # noqa: N801 (Celery's name)
 
     subtask_type_name: str | None = "xstarmap"
     builtin = "django_tasks.starmap"
-
-    def __repr__(self):
-        task = self.kwargs["task"]
-        return f"[{task.name}(*x) for x in {self.kwargs['it']!r}]"
+    item_call = "*x"
 
 
 @register_type
-class chunks(Signature):  # noqa: N801 (Celery's name)
+class chunks(_BuiltinCall):  # noqa: N801 (Celery's name)
     """``task.chunks(it, n)``: a group of starmap tasks of ``n`` items each."""
 
     subtask_type_name: str | None = "chunks"
+    init_kwargs = ("task", "it", "n")
 
     def __init__(self, task, it, n, **options):
         super().__init__("django_tasks.chunks", (),
                          {"task": maybe_signature(task), "it": list(it), "n": int(n)},
                          options, subtask_type="chunks")
-
-    @classmethod
-    def from_dict(cls, data):
-        kwargs = data["kwargs"]
-        return cls(kwargs["task"], kwargs["it"], kwargs["n"],
-                   **copy_tree(data.get("options") or {}))
 
     def __repr__(self):
         return f"chunks({self.kwargs['task']!r}, {self.kwargs['n']})"

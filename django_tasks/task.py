@@ -13,7 +13,7 @@ from uuid import UUID
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from . import concurrency, task_hooks, unique
+from . import concurrency, publishing, task_hooks, unique
 from . import retry as retry_policy
 from .arguments import check_arguments
 from .canvas import MESSAGE_OPTIONS, Signature, apply_eagerly, chunks, xmap, xstarmap
@@ -221,11 +221,12 @@ class Task:
             args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue,
             priority=priority, task_id=task_id, link=link, link_error=link_error,
             ignore_result=ignore_result, headers=headers, serializer=serializer,
-            time_limit=time_limit, soft_time_limit=soft_time_limit, rate_limit=rate_limit)
+            time_limit=time_limit, soft_time_limit=soft_time_limit, rate_limit=rate_limit,
+            announce=key is None)
         if settings.EAGER:  # as Celery's eager mode, which has no broker: not unique
             return apply_eagerly(self, message)
         if key is not None:
-            return _send_unique(message, key, given_id=task_id is not None)
+            return _send_unique(message, key, task_id is not None, args, kwargs)
         if task_id is None:
             enqueue([message])
         else:
@@ -354,10 +355,10 @@ def send_task(name: str, args: Iterable[Any] | None = None,
                       if key not in _BUILD_OPTIONS}
     if celery_options:
         refuse_unknown_apply_options(celery_options, name)
-    message = task.build_message(args, kwargs, **options)
+    message = MessageBuilder(task).build(args, kwargs, announce=key is None, **options)
     given_id = options.get("task_id") is not None
     if key is not None:
-        return _send_unique(message, key, given_id)
+        return _send_unique(message, key, given_id, args, kwargs)
     if given_id:
         enqueue_given_id(message)
     else:
@@ -365,11 +366,14 @@ def send_task(name: str, args: Iterable[Any] | None = None,
     return AsyncResult(message.task_id, task_name=name)
 
 
-def _send_unique(message, key, given_id):
+def _send_unique(message, key, given_id, args, kwargs):
     """Send ``message`` under its unique ``key`` (key, unique_for): the
-    result of the message holding the key, this one if it was written."""
+    result of the message holding the key, this one if it was written.
+    ``message`` is built without ``before_task_publish``: it is sent only
+    if the message is written (a duplicate publishes nothing)."""
     unique.mark(message, *key)
-    holder = enqueue_unique(message, *key, given_id)
+    holder = enqueue_unique(message, *key, given_id,
+                            publishing.before_write(message, args or (), kwargs or {}))
     result = AsyncResult(holder, task_name=message.task_name)
     if holder == message.task_id and message.headers.get("ignore_result"):
         result.ignored = True

@@ -240,6 +240,18 @@ def replaced_by_starmap(self):
     return self.replace(add.starmap([(1, 1)]))
 
 
+@task(bind=True)
+def replaced_by_empty_chain(self):
+    from django_tasks import chain
+
+    return self.replace(chain())
+
+
+@task(bind=True)
+def replaced_by_chord_member(self, group_id):
+    return self.replace(add.s(1, 1).set(chord=group_id))
+
+
 @task(bind=True, atomic=True)
 def atomic_note_then_replace(self, key):
     Note.objects.create(text=key)

@@ -91,6 +91,6 @@ def test_the_relaxed_statement_always_sets_its_transaction(payloads, plans):
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('plan_cache_mode', %s, true)", [plans])
         assert synchronous_commit() == "on"
-        get_backend()._execute_raw(STORE_AND_ACK_ASYNC_COMMIT_SQL,
-                                   [*([] for _ in RESULT_COLUMNS), [], payloads])
+        get_backend().connector.execute_bound(STORE_AND_ACK_ASYNC_COMMIT_SQL,
+                                              [*([] for _ in RESULT_COLUMNS), [], payloads])
         assert synchronous_commit() == "off"

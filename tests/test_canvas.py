@@ -1,6 +1,7 @@
 """The canvas examples of the docs (docs/workflows.rst), run by real worker processes."""
 
 import gc
+import json
 import uuid
 import zoneinfo
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from django_tasks.canvas import WRITE_EVERY, Plan
 from django_tasks.exceptions import ChordError, EncodeError
 from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
 from django_tasks.queue import enqueue, get_backend
+from django_tasks.signatures import chunks, xmap, xstarmap
 from testproject.tasks import add, mul, xsum
 from tests.canvas_tasks import fail_with_value_error, note_error, note_value, sum_and_record
 from tests.models import Execution, Note
@@ -271,6 +273,27 @@ def test_map_starmap_chunks(start_worker):
     a, b = range(10), range(10, 20)
     result = add.chunks(zip(a, b, strict=True), 4)()
     assert result.get(timeout=20) == [[10, 12, 14, 16], [18, 20, 22, 24], [26, 28]]
+
+
+def test_map_starmap_chunks_repr_and_round_trip():
+    """Their repr is Celery's, and as stored with a message (a dict, through
+    JSON) they come back as the same class with the same repr and options."""
+    cases = [
+        (xsum.map([[1, 2], [3]]).set(queue="q"), xmap,
+         "[testproject.tasks.xsum(x) for x in [[1, 2], [3]]]"),
+        (add.starmap([(2, 2)]).set(priority=3), xstarmap,
+         "[testproject.tasks.add(*x) for x in [(2, 2)]]"),
+        (add.chunks([(1, 1), (2, 2), (3, 3)], 2).set(queue="q"), chunks,
+         "chunks(testproject.tasks.add(), 2)"),
+    ]
+    for sig, cls, text in cases:
+        assert type(sig) is cls and repr(sig) == text
+        back = signature(json.loads(json.dumps(sig)))
+        assert type(back) is cls and back == json.loads(json.dumps(sig))
+        assert back.options == sig.options and back.immutable == sig.immutable
+        assert repr(back) == text.replace("(2, 2)", "[2, 2]")
+        assert type(back.kwargs["task"]) is type(sig.kwargs["task"])
+        assert signature(dict(sig)) == sig and repr(signature(dict(sig))) == text
 
 
 def test_group_in_the_middle_of_a_chain(start_worker):

@@ -2,14 +2,25 @@
 both styles, nested groups unrolled, and the parent/root ids of a workflow."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
-from django_tasks import AsyncResult, GroupResult, chain, chord, group, send_task, signature
+from django_tasks import (
+    AsyncResult,
+    GroupResult,
+    chain,
+    chord,
+    group,
+    send_task,
+    signature,
+    states,
+)
 from django_tasks.exceptions import ChordError, TaskRevokedError
-from django_tasks.models import QueuedMessage, TaskResult
+from django_tasks.models import QueuedMessage, TaskGroup, TaskResult
 from django_tasks.registry import tasks as registry
 from testproject.tasks import add, mul, xsum
 from tests.canvas_tasks import (
@@ -294,3 +305,75 @@ def test_a_nested_group_is_one_member_until_the_group_is_applied():
     assert len(frozen.results) == 4
     # A group made from a stored one (a worker reading a header) is the same.
     assert len(signature(json.loads(json.dumps(nested)))) == 2
+
+
+# -- a chord's options ------------------------------------------------------------
+
+
+def _header_rows(result):
+    return QueuedMessage.objects.filter(task_id__in=[r.id for r in result.parent.results])
+
+
+def test_a_chords_queue_goes_to_its_header_and_its_body(start_worker):
+    # Celery's chord passes its options (apply_async's, or set on it) to the
+    # header's tasks and to the body.
+    header = [add.s(1, 1), add.s(2, 2).set(queue="elsewhere")]
+    results = [
+        chord(header)(xsum.s(), queue="chordq"),
+        chord(header, xsum.s()).apply_async(queue="chordq"),
+        chord(header, xsum.s()).set(queue="chordq").apply_async(),
+        (group(header) | xsum.s()).apply_async(queue="chordq"),
+    ]
+    for result in results:
+        assert set(_header_rows(result).values_list("queue", flat=True)) == {"chordq"}
+    # Only a worker on that queue: a task sent anywhere else never runs.
+    start_worker("-Q", "chordq")
+    for result in results:
+        assert result.get(timeout=30) == 6
+        ran = [result.id, *(r.id for r in result.parent.results)]
+        assert set(TaskResult.objects.filter(task_id__in=ran)
+                   .values_list("queue", flat=True)) == {"chordq"}
+
+
+def test_a_chords_countdown_delays_its_body_not_its_header(start_worker):
+    # Celery's chord.run takes countdown for itself (chord_unlock's), so its
+    # header starts at once; apply_async's countdown still reaches the body.
+    # Set on the chord, it goes to the body too (Celery drops it: nothing here
+    # polls for the header to finish).
+    start = timezone.now()
+    results = [
+        chord([add.s(1, 1), add.s(2, 2)])(xsum.s(), countdown=600),
+        chord([add.s(1, 1), add.s(2, 2)], xsum.s()).apply_async(countdown=600),
+        chord([add.s(1, 1), add.s(2, 2)], xsum.s()).set(countdown=600).apply_async(),
+    ]
+    for result in results:
+        assert all(row.available_at < start + timedelta(seconds=60)
+                   for row in _header_rows(result))
+    start_worker()
+    for result in results:
+        assert result.parent.get(timeout=30) == [2, 4]
+        body = wait_until(lambda result=result: QueuedMessage.objects.filter(
+            task_id=result.id).first(), message="the body's message")
+        assert body.available_at > start + timedelta(seconds=500)
+        assert result.state == states.PENDING
+
+
+def test_a_chords_eta_and_expiry_go_to_its_header_and_its_body():
+    later = timezone.now() + timedelta(hours=1)
+    result = chord([add.s(1, 1), add.s(2, 2)], xsum.s()).apply_async(
+        eta=later, expires=later + timedelta(hours=1), priority=7)
+    for row in _header_rows(result):
+        assert row.available_at == later and row.priority == 7
+        assert row.expires == later + timedelta(hours=1)
+    body = TaskGroup.objects.get(group_id=result.parent.id).chord_body
+    options = body["options"]
+    assert options["priority"] == 7 and options["eta"] and options["expires"]
+
+
+def test_a_chord_refuses_unique_options_at_call_time():
+    for options in ({"unique_key": "k"}, {"unique_for": 60}):
+        with pytest.raises(TypeError, match="not applied to the members"):
+            chord([add.s(1, 1)], xsum.s()).apply_async(**options)
+        with pytest.raises(TypeError, match="not applied to the members"):
+            chord([add.s(1, 1)], xsum.s()).set(**options).apply_async()
+    assert not QueuedMessage.objects.exists() and not TaskGroup.objects.exists()

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from django_tasks import AsyncResult, chain, chord, states
-from django_tasks.exceptions import ChordError, Reject
+from django_tasks.exceptions import ChordError, ImproperlyConfigured, Reject
 from django_tasks.models import QueuedMessage, TaskResult
 from django_tasks.testing import eager
 from tests.canvas_tasks import note_error
@@ -20,6 +20,8 @@ from tests.taskclass_tasks import (
     replaced_by_chain,
     replaced_by_chain_to_group,
     replaced_by_chord,
+    replaced_by_chord_member,
+    replaced_by_empty_chain,
     replaced_by_group,
     replaced_by_starmap,
     total,
@@ -163,6 +165,24 @@ def test_replace_with_map_starmap_or_chunks_is_refused_with_a_reason(start_worke
     with pytest.raises(TypeError, match="replace\\(\\) takes a task's signature, a chain, "
                                         "a group or a chord, not xstarmap"):
         result.get(timeout=60)
+
+
+def test_replace_with_an_empty_chain_or_a_chord_member_is_improperly_configured(start_worker):
+    # Celery's messages, and its ImproperlyConfigured (django_tasks.exceptions').
+    start_worker()
+    empty = replaced_by_empty_chain.delay()
+    with pytest.raises(ImproperlyConfigured, match="^Cannot replace with an empty chain$"):
+        empty.get(timeout=60)
+    member = replaced_by_chord_member.delay(str(uuid.uuid4()))
+    with pytest.raises(ImproperlyConfigured,
+                       match="^A signature replacing a task must not be part of a chord$"):
+        member.get(timeout=60)
+    assert not QueuedMessage.objects.filter(task_name=add.name).exists()
+    with eager():
+        with pytest.raises(ImproperlyConfigured, match="empty chain"):
+            replaced_by_empty_chain.delay().get()
+        with pytest.raises(ImproperlyConfigured, match="part of a chord"):
+            replaced_by_chord_member.delay("x").get()
 
 
 def test_replace_in_eager_mode_returns_the_value():

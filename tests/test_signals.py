@@ -10,10 +10,13 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from django_tasks import group, signals
+from django_tasks import group, send_task, signals
+from django_tasks.exceptions import EncodeError
 from django_tasks.models import QueuedMessage
 from django_tasks.result import AsyncResult
 from django_tasks.task import task_for_sending
@@ -131,6 +134,59 @@ def test_publish_signals_fire_at_send_and_header_changes_reach_the_worker(start_
     assert {entry[2] for entry in sent[2:] if entry[0] == "after"} == member_ids
     start_worker("-P", "solo")
     assert result.get(timeout=30) == f"trace-{result.id}"
+
+
+def test_a_unique_duplicate_sends_neither_publish_signal(start_worker):
+    # Nothing is published for a send whose key is held: no signal says one
+    # is, and every before_task_publish has its after_task_publish (a
+    # receiver may open in one what it closes in the other).
+    sent = []
+
+    def before(sender, headers, **extra):
+        sent.append(("before", headers["id"]))
+        headers["trace"] = f"trace-{headers['id']}"
+
+    def after(sender, headers, **extra):
+        sent.append(("after", headers["id"], headers.get("trace")))
+
+    signals.before_task_publish.connect(before)
+    signals.after_task_publish.connect(after)
+    key = f"k-{uuid.uuid4()}"
+    try:
+        first = header_value.apply_async(("trace",), unique_key=key)
+        again = header_value.apply_async(("trace",), unique_key=key)
+        by_name = send_task(header_value.name, ("trace",), unique_key=key)
+        with transaction.atomic():
+            inside = header_value.s("trace").set(unique_key=key).delay()
+    finally:
+        signals.before_task_publish.disconnect(before)
+        signals.after_task_publish.disconnect(after)
+    assert again.id == by_name.id == inside.id == first.id
+    assert sent == [("before", first.id), ("after", first.id, f"trace-{first.id}")]
+    # The header a receiver added is written, as for any send.
+    start_worker("-P", "solo")
+    assert first.get(timeout=30) == f"trace-{first.id}"
+
+
+def test_a_unique_send_grown_too_large_by_a_receiver_gives_its_key_back():
+    # before_task_publish runs once the key is taken; what its receiver adds
+    # is checked then, and the refused send neither keeps the key nor breaks
+    # the caller's transaction.
+    def grow(sender, headers, **extra):
+        headers["baggage"] = "x" * 5000
+
+    key = f"k-{uuid.uuid4()}"
+    small = {**settings.DJANGO_TASKS, "MAX_MESSAGE_SIZE": 2000}
+    signals.before_task_publish.connect(grow)
+    try:
+        with override_settings(DJANGO_TASKS=small), transaction.atomic():
+            with pytest.raises(EncodeError, match="too large"):
+                add.apply_async((1, 1), unique_key=key)
+            signals.before_task_publish.disconnect(grow)
+            sent = add.apply_async((2, 2), unique_key=key)
+    finally:
+        signals.before_task_publish.disconnect(grow)
+    assert list(QueuedMessage.objects.values_list("task_id", flat=True)) == [sent.id]
 
 
 def test_a_receiver_that_raises_does_not_fail_the_task():

@@ -60,14 +60,17 @@ def enqueue_given_id(message):
         return enqueue([message])
 
 
-def enqueue_unique(message, key, unique_for, given_id=False):
+def enqueue_unique(message, key, unique_for, given_id=False, before_write=None):
     """Write ``message`` unless a message of its task holds ``key`` (see unique.py).
 
     Returns the task id of the holder: ``message``'s own when it was written.
+    ``before_write``: called once the key is taken, before the write
+    (``publishing.before_write``).
     """
     if in_event_loop():
-        return call_outside_event_loop(enqueue_unique, message, key, unique_for, given_id)
-    holder = get_backend().hold_unique_key(message, key, unique_for, given_id)
+        return call_outside_event_loop(enqueue_unique, message, key, unique_for, given_id,
+                                       before_write)
+    holder = get_backend().hold_unique_key(message, key, unique_for, given_id, before_write)
     if holder == message.task_id and signals.after_task_publish.receivers:
         from ..publishing import after
 

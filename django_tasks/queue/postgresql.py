@@ -929,10 +929,6 @@ class PostgreSQLQueue(BaseQueue):
     connector_class = PostgreSQLConnector
     single_statement_finish = True
 
-    def _execute_raw(self, sql, params, **options):
-        """The connector's ``execute_bound`` (the name tests know it by)."""
-        return self.connector.execute_bound(sql, params, **options)
-
     # -- producer ---------------------------------------------------------
 
     def enqueue(self, messages):

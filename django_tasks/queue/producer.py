@@ -68,7 +68,7 @@ class Producer:
 
     # -- unique keys (unique.py) -----------------------------------------
 
-    def hold_unique_key(self, message, key, unique_for, given_id=False):
+    def hold_unique_key(self, message, key, unique_for, given_id=False, before_write=None):
         """Enqueue ``message`` if no live message of its task holds ``key``;
         the holder's task id (``message``'s own if it was written).
 
@@ -78,8 +78,13 @@ class Producer:
         for it (the unique index), then see its outcome. ``given_id``: the
         caller chose the task id, which a message without this key may
         already have: a savepoint keeps that IntegrityError to itself.
+        ``before_write``: called once the key is taken, before the message
+        is written; it may raise (the size limit, for headers its signal's
+        receivers added): a savepoint then gives the key back and keeps
+        the caller's transaction usable.
         """
-        with transaction.atomic(using=self.alias, savepoint=given_id):
+        savepoint = given_id or before_write is not None
+        with transaction.atomic(using=self.alias, savepoint=savepoint):
             for _ in range(UNIQUE_ATTEMPTS):
                 now = timezone.now()
                 taken, holder = self.try_unique_key(message, key, unique_for, now)
@@ -88,6 +93,8 @@ class Producer:
                         return holder.task_id
                     taken = self._take_over(message, key, unique_for, holder, now)
                 if taken:
+                    if before_write is not None:
+                        before_write()
                     self.enqueue([message])
                     return message.task_id
                 # The row changed after this statement's snapshot was taken (a
