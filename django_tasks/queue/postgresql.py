@@ -673,18 +673,30 @@ def _register_tolerant(adapters):
         adapters.register_loader(oid, _tolerant(adapters.get_loader(oid, Format.BINARY)))
 
 
-def _message_reader(connection):
-    """psycopg's Transformer reading claimed rows (binary, tolerantly) on
-    Django's ``connection``: kept with it while its session lasts, so that
-    its loaders are made once, not at every claim as a cursor makes them."""
+def _message_readers(connection):
+    """psycopg's Transformers reading claimed rows (binary) on Django's
+    ``connection``, with its own loaders and tolerantly: kept with it while
+    its session lasts, so that their loaders are made once, not at every
+    claim as a cursor makes them."""
     raw = connection.connection
-    kept = getattr(connection, "_django_tasks_message_reader", None)
+    kept = getattr(connection, "_django_tasks_message_readers", None)
     if kept is None or kept[0] is not raw:
-        adapters = AdaptersMap(raw.adapters)
-        _register_tolerant(adapters)
-        kept = (raw, libpq.transformer(raw, adapters))
-        connection._django_tasks_message_reader = kept
-    return kept[1]
+        tolerant = AdaptersMap(raw.adapters)
+        _register_tolerant(tolerant)
+        kept = (raw, libpq.transformer(raw, raw.adapters), libpq.transformer(raw, tolerant))
+        connection._django_tasks_message_readers = kept
+    return kept[1:]
+
+
+def _load_messages(connection, result):
+    """The claimed rows of ``result``: read by the plain loaders (a Python
+    call less per value), and again tolerantly (see _tolerant) only if one
+    of them could not be read."""
+    plain, tolerant = _message_readers(connection)
+    try:
+        return libpq.load_rows(plain, result)
+    except (psycopg.DataError, *READ_ERRORS):
+        return libpq.load_rows(tolerant, result)
 
 
 @functools.cache
@@ -847,7 +859,7 @@ class PostgreSQLConnector(Connector):
         result = _through_libpq(connection, sql, libpq.run_prepared, raw, name, numbered,
                                 params, True)
         with _database_errors(connection):
-            return libpq.load_rows(_message_reader(connection), result)
+            return _load_messages(connection, result)
 
     @staticmethod
     def _can_run_directly(connection):
