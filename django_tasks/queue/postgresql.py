@@ -847,9 +847,9 @@ class PostgreSQLConnector(Connector):
     def claim_directly(self, sql, worker_id, pid, queue):
         """The rows of ``sql``, a one-queue claim, run through libpq as
         ``run_directly`` runs its statements and read (binary, tolerantly)
-        by psycopg's loaders without its cursor: a claim costs the worker
-        about half the CPU. None where that may not be (``execute_bound``'s
-        turn)."""
+        by psycopg's loaders without its cursor (whose query conversion,
+        parameter dumping and per-claim set-up were most of a claim's client
+        CPU). None where that may not be (``execute_bound``'s turn)."""
         connection = self.connection
         if not (connection.get_autocommit() and self._can_run_directly(connection)):
             return None
