@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
-DATABASE = "bench_admin_pages"
+DATABASE = f"{os.environ.get('BENCH_DB_PREFIX', 'bench')}_admin_pages"
 RESULTS, MESSAGES = 1_000_000, 100_000
 TASK_NAMES = [f"proj.tasks.job_{i:02d}" for i in range(20)]
 QUEUES = ["default", "mail", "reports", "priority"]

@@ -149,7 +149,7 @@ def main():
     parser.add_argument("--waiting", default="1000,100000,1000000")
     parser.add_argument("--future", type=int, default=1_000_000)
     parser.add_argument("--seconds", type=float, default=2.0)
-    parser.add_argument("--db", default="bench_scale")
+    parser.add_argument("--db", default=f"{bench.DB_PREFIX}_scale")
     args = parser.parse_args()
     sizes = [int(n) for n in args.waiting.split(",")]
     setup(args.db)

@@ -1,9 +1,10 @@
 """``run.py --scale``: the worker's drain with a deep queue and a large result table.
 
-Each case has a database of its own (``bench_scale_w<waiting>_r<results>``),
-filled once with ``generate_series`` and kept for every round, so that the
-rounds can take turns between the cases (this machine's speed drifts by
-10-20% within minutes; a case measured in a slow minute would look slower).
+Each case has a database of its own (``bench_scale_w<waiting>_r<results>``,
+``bench`` being ``BENCH_DB_PREFIX``), filled once with ``generate_series``
+and kept for every round, so that the rounds can take turns between the
+cases (this machine's speed drifts by 10-20% within minutes; a case measured
+in a slow minute would look slower).
 
 A round of a case: ``n`` no-op tasks bulk-enqueued by the bench's client
 (``enqueue()``, real ids and headers), then ``runworker -P prefork -c 2``
@@ -80,7 +81,7 @@ DRAINED_SINCE = (f"SELECT count(*), extract(epoch FROM max(date_done))::float8 "
 
 
 def db_name(waiting, results):
-    return f"bench_scale_w{waiting}_r{results}"
+    return f"{bench.DB_PREFIX}_scale_w{waiting}_r{results}"
 
 
 def sql(db, statement, params=None):

@@ -38,9 +38,12 @@ RESULTS_FILE = HERE / "last_results.txt"
 LOG_DIR = HERE / ".logs"
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-OURS_DB = "bench_ours"
-DTDB_DB = "bench_dtdb"
-GRAPHILE_DB = "bench_graphile"
+# Every PostgreSQL database the bench creates is named after this prefix, so
+# that two bench runs on one server (two checkouts) do not drop each other's.
+DB_PREFIX = os.environ.get("BENCH_DB_PREFIX", "bench")
+OURS_DB = f"{DB_PREFIX}_ours"
+DTDB_DB = f"{DB_PREFIX}_dtdb"
+GRAPHILE_DB = f"{DB_PREFIX}_graphile"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 BROKER_DB, RESULT_DB = 12, 13  # Redis databases of the bench only (FLUSHDB'd per run)
 

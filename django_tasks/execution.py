@@ -4,7 +4,6 @@ Used by every pool and by eager mode, so a task behaves the same wherever
 it runs.
 """
 
-import json
 import time
 import traceback as traceback_module
 
@@ -28,7 +27,7 @@ from .exceptions import (
     SerializerUnavailable,
     TaskRevokedError,
 )
-from .messages import READ_ERRORS, decode_body
+from .messages import decode_body, decode_body_parsed
 from .outcomes import Outcome, exception_text
 from .registry import tasks as registry
 from .serialization import short_repr
@@ -65,7 +64,7 @@ def _run(message, hostname, is_eager, started_at):
         task_signals.unknown(message, exc)
         return _exception_outcome(message, states.FAILURE, exc, with_traceback=False)
     try:
-        args, kwargs = decode_body(message, settings.ACCEPT_CONTENT)
+        args, kwargs, parsed = decode_body_parsed(message, settings.ACCEPT_CONTENT)
         args = errbacks.call_arguments(task, message, args, kwargs)
     except (ContentDisallowed, SerializerUnavailable) as exc:
         return _rejected(message, exc)
@@ -79,10 +78,11 @@ def _run(message, hostname, is_eager, started_at):
         root_id=message.headers.get("root_id") or message.task_id,
         parent_id=message.headers.get("parent_id"), delivery_count=message.deliveries,
         headers=message.headers)
-    # Another format's arguments are shown before the call, which may change them in place.
-    shown = None if message.content_type == "json" else _arguments_as_json(args, kwargs)
+    # Another format's arguments are shown before the call, which may change
+    # them in place; JSON's from the parsed body, which the call never sees.
+    shown = None if parsed is not None else _arguments_as_json(args, kwargs)
     outcome = _call(task, message, request, args, kwargs)
-    outcome.args_text, outcome.kwargs_text = shown or _arguments_text(message.body)
+    outcome.args_text, outcome.kwargs_text = shown or _arguments_text(parsed)
     return outcome
 
 
@@ -240,12 +240,8 @@ def _exception_outcome(message, state, exc, with_traceback=True):
                    content_type="json", traceback=text)
 
 
-def _arguments_text(body):
-    try:
-        data = json.loads(body)
-    except READ_ERRORS:
-        return None, None
-    return (_readable_json(data.get("args", [])), _readable_json(data.get("kwargs", {})))
+def _arguments_text(parsed):
+    return (_readable_json(parsed.get("args", [])), _readable_json(parsed.get("kwargs", {})))
 
 
 def _arguments_as_json(args, kwargs):

@@ -347,8 +347,17 @@ def _positional_names(task):
 
 
 def decode_body(message, accept):
-    data = serialization.loads(message.body, message.content_type, accept)
+    return decode_body_parsed(message, accept)[:2]
+
+
+def decode_body_parsed(message, accept):
+    """``decode_body``'s args and kwargs, and a JSON body's parsed JSON
+    (None for another format): see ``serialization.loads_json_parsed``."""
+    if message.content_type == "json":
+        data, parsed = serialization.loads_json_parsed(message.body, accept)
+    else:
+        data, parsed = serialization.loads(message.body, message.content_type, accept), None
     if not isinstance(data, dict) or not isinstance(data.get("args", []), list) \
             or not isinstance(data.get("kwargs", {}), dict):
         raise serialization.DecodeError("message body is not {'args': [...], 'kwargs': {...}}")
-    return data.get("args", []), data.get("kwargs", {})
+    return data.get("args", []), data.get("kwargs", {}), parsed

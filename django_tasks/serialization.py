@@ -549,6 +549,16 @@ def loads(text, content_type, accept):
     return serializer.loads(text)
 
 
+def loads_json_parsed(text, accept):
+    """``loads(text, "json", accept)``, with the parsed JSON it decoded
+    (which shares no list or dict with the value): what shows the value as
+    JSON again without parsing ``text`` twice."""
+    if not accepts(accept, "json"):
+        return loads(text, "json", accept), None  # raises ContentDisallowed
+    tree = parse_json(text)
+    return _decode_tree(tree), tree
+
+
 # What a registered serializer may be called: stored in a 32-character
 # column, listed in settings, given on the command line.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")

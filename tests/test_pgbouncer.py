@@ -99,7 +99,10 @@ def test_prepared_statements_left_on_behind_this_pgbouncer_fail_saying_what_to_s
         start_worker, pgbouncer):
     # PgBouncer 1.18 hands every client's prepared statements to whichever
     # client gets the server session next: the two children's claims collide.
-    worker = start_worker(*POOLS["prefork"], env={**BEHIND_PGBOUNCER,
-                                                  "TESTS_PREPARED_STATEMENTS": "1"},
+    # Two queues: a one-queue claim goes through libpq, prepared under a name
+    # its text decides, which both children may share; the claim of several
+    # queues is psycopg's, under names each connection numbers for itself.
+    worker = start_worker(*POOLS["prefork"], "-Q", "default,other",
+                          env={**BEHIND_PGBOUNCER, "TESTS_PREPARED_STATEMENTS": "1"},
                           database=pgbouncer.database, ready=False)
     worker.wait_for("set DJANGO_TASKS['PREPARED_STATEMENTS'] = False", timeout=60)

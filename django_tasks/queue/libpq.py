@@ -14,6 +14,7 @@ import weakref
 
 import psycopg
 from psycopg import capabilities, errors, pq
+from psycopg.adapt import Transformer
 
 # psycopg connection -> names of the statements prepared on its session, or
 # False for a session this module leaves to psycopg (see can_run).
@@ -65,10 +66,11 @@ def _greened():
     return monkey is not None and monkey.is_module_patched("select")
 
 
-def run_prepared(connection, name, sql, params):
+def run_prepared(connection, name, sql, params, binary_result=False):
     """Run ``sql`` (``$n`` placeholders), prepared as ``name`` on the first
     call on this session, with ``params`` as text (``bytes`` or ``None``),
-    on a connection ``can_run`` accepted.
+    on a connection ``can_run`` accepted. Returns libpq's result (its
+    values binary if ``binary_result``: see ``load_rows``).
 
     Raises psycopg's exception for an error result. The call blocks in libpq
     with the GIL released; a Ctrl-C is seen when the statement has ended.
@@ -76,19 +78,45 @@ def run_prepared(connection, name, sql, params):
     _refuse_nul(params)
     names = _prepared[connection]
     pgconn = connection.pgconn
+    result_format = pq.Format.BINARY if binary_result else pq.Format.TEXT
     # psycopg's own lock: a connection Django shares between threads (live
     # server tests) must not see two statements at once.
     statement = ((name, sql, params),)
     with connection.lock:
         _prepare(pgconn, names, statement)
-        result = pgconn.exec_prepared(name, params)
+        result = pgconn.exec_prepared(name, params, result_format=result_format)
         if result.status not in _SUCCEEDED:
             if _sqlstate(result) == UNDEFINED_PREPARED_STATEMENT:
                 # Deallocated behind our back (DISCARD ALL, or psycopg's own
                 # DEALLOCATE ALL after a ROLLBACK): nothing ran, prepare again.
                 _prepare(pgconn, names, statement, again=True)
-                result = pgconn.exec_prepared(name, params)
+                result = pgconn.exec_prepared(name, params, result_format=result_format)
             _check(pgconn, result)
+    return result
+
+
+class _Context:
+    """What psycopg's Transformer reads its loaders from (an AdaptContext)."""
+
+    def __init__(self, connection, adapters):
+        self.connection = connection
+        self.adapters = adapters
+
+
+def transformer(connection, adapters):
+    """psycopg's Transformer reading with the loaders of ``adapters`` (an
+    ``AdaptersMap`` of ``connection``), for ``load_rows``: one per session,
+    used by one thread at a time."""
+    return Transformer(_Context(connection, adapters))
+
+
+def load_rows(transformer, result):
+    """The rows of ``result`` as tuples, read as psycopg's cursor would."""
+    transformer.set_pgresult(result)
+    try:
+        return transformer.load_rows(0, result.ntuples, tuple)
+    finally:
+        transformer.set_pgresult(None)
 
 
 def run_then(connection, first, then):

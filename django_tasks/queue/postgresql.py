@@ -8,6 +8,7 @@ connector.
 """
 
 import functools
+import hashlib
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 
 import psycopg
 from django.db import DatabaseError, IntegrityError, connections, transaction
-from psycopg.adapt import Loader
+from psycopg.adapt import AdaptersMap, Loader
 from psycopg.pq import Format
 
 from ..conf import settings
@@ -663,10 +664,51 @@ def _tolerant(loader):
 def _read_messages_tolerantly(cursor):
     """Make ``cursor`` read the columns of a message that can hold what
     Python cannot (binary results) tolerantly."""
-    adapters = cursor.adapters
+    _register_tolerant(cursor.adapters)
+
+
+def _register_tolerant(adapters):
     for name in ("timestamptz", "jsonb"):
         oid = adapters.types[name].oid
         adapters.register_loader(oid, _tolerant(adapters.get_loader(oid, Format.BINARY)))
+
+
+def _message_readers(connection):
+    """psycopg's Transformers reading claimed rows (binary) on Django's
+    ``connection``, with its own loaders and tolerantly: kept with it while
+    its session lasts, so that their loaders are made once, not at every
+    claim as a cursor makes them."""
+    raw = connection.connection
+    kept = getattr(connection, "_django_tasks_message_readers", None)
+    if kept is None or kept[0] is not raw:
+        tolerant = AdaptersMap(raw.adapters)
+        _register_tolerant(tolerant)
+        kept = (raw, libpq.transformer(raw, raw.adapters), libpq.transformer(raw, tolerant))
+        connection._django_tasks_message_readers = kept
+    return kept[1:]
+
+
+def _load_messages(connection, result):
+    """The claimed rows of ``result``: read by the plain loaders (a Python
+    call less per value), and again tolerantly (see _tolerant) only if one
+    of them could not be read."""
+    plain, tolerant = _message_readers(connection)
+    try:
+        return libpq.load_rows(plain, result)
+    except (psycopg.DataError, *READ_ERRORS):
+        return libpq.load_rows(tolerant, result)
+
+
+@functools.cache
+def _direct_claim(sql):
+    """A one-queue claim (as _written_in wrote it) for libpq: its prepared
+    statement's name and text, parameters $1 worker, $2 pid, $3 queue."""
+    numbered = (sql.replace("%(worker)s", "$1").replace("%(pid)s", "$2")
+                .replace("%(queue)s", "$3"))
+    if "%" in numbered:
+        raise ValueError("a claim for libpq has a placeholder left")
+    digest = hashlib.sha1(sql.encode()).hexdigest()[:16]
+    return f"django_tasks_claim_{digest}".encode(), numbered.encode()
 
 
 class CopyWriter(BatchWriter):
@@ -801,6 +843,23 @@ class PostgreSQLConnector(Connector):
         failed = _through_libpq(connection, sql, libpq.run_then, connection.connection,
                                 (*DIRECT[sql], params), then)
         return True, failed
+
+    def claim_directly(self, sql, worker_id, pid, queue):
+        """The rows of ``sql``, a one-queue claim, run through libpq as
+        ``run_directly`` runs its statements and read (binary, tolerantly)
+        by psycopg's loaders without its cursor (whose query conversion,
+        parameter dumping and per-claim set-up were most of a claim's client
+        CPU). None where that may not be (``execute_bound``'s turn)."""
+        connection = self.connection
+        if not (connection.get_autocommit() and self._can_run_directly(connection)):
+            return None
+        raw = connection.connection
+        name, numbered = _direct_claim(sql)
+        params = (str(worker_id).encode(), None if pid is None else b"%d" % pid, _utf8(queue))
+        result = _through_libpq(connection, sql, libpq.run_prepared, raw, name, numbered,
+                                params, True)
+        with _database_errors(connection):
+            return _load_messages(connection, result)
 
     @staticmethod
     def _can_run_directly(connection):
@@ -1011,11 +1070,13 @@ class PostgreSQLQueue(BaseQueue):
         # text loader for them is Python, and was most of the claim's cost).
         relaxed = self._relaxes_commit()
         if len(queues) == 1 and start >= limit:
-            rows = self.connector.execute_bound(
-                _written_in(CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed else CLAIM_ONE_QUEUE_SQL,
-                            limit),
-                {"worker": str(worker_id), "pid": pid, "queue": queues[0]},
-                fetch=True, binary=True, prepare=True, messages=True)
+            sql = _written_in(CLAIM_ONE_QUEUE_ASYNC_COMMIT_SQL if relaxed
+                              else CLAIM_ONE_QUEUE_SQL, limit)
+            rows = self.connector.claim_directly(sql, worker_id, pid, queues[0])
+            if rows is None:
+                rows = self.connector.execute_bound(
+                    sql, {"worker": str(worker_id), "pid": pid, "queue": queues[0]},
+                    fetch=True, binary=True, prepare=True, messages=True)
         else:
             rows = self.connector.execute_bound(
                 _written_in(CLAIM_ASYNC_COMMIT_SQL if relaxed else CLAIM_SQL, limit, len(queues)),

@@ -24,8 +24,14 @@ def discard_broken_connections():
     CONN_MAX_AGE says: reconnecting for every task would cost more than most
     tasks do.
     """
-    for conn in connections.all(initialized_only=True):
-        if conn.connection is not None and conn.errors_occurred and not conn.is_usable():
+    # The thread's connections looked up once each (connections.all() looks
+    # each up twice: a few microseconds a task).
+    opened = connections._connections
+    for alias in connections.settings:
+        conn = getattr(opened, alias, None)
+        if conn is None or not conn.errors_occurred:
+            continue
+        if conn.connection is not None and not conn.is_usable():
             conn.close()
         conn.errors_occurred = False
 
