@@ -18,8 +18,8 @@ commits; far below 1, by something else (on a 2-core machine, the CPU the
 workers and the server share).
 
 The counts take turns round by round (this machine's speed drifts within
-minutes). The database is ``<BENCH_DB_PREFIX>_ours_workers``-style: the
-bench's own database name with ``_workers`` appended, kept between runs.
+minutes). The database is ``<BENCH_DB_PREFIX>_ours_workers`` (the bench's
+own database name with ``_workers`` appended), kept between runs.
 """
 
 import os
