@@ -127,6 +127,11 @@ def _relaxed_where(relaxed):
     return "WHERE EXISTS (SELECT FROM relaxed)\n" if relaxed else ""
 
 
+def _relaxed_and(relaxed):
+    """The CTE as one more condition of a WHERE clause."""
+    return " AND EXISTS (SELECT FROM relaxed)" if relaxed else ""
+
+
 # One message inserted and announced in one statement.
 def _enqueue_one_sql(relaxed):
     return f"""
@@ -207,6 +212,11 @@ def _due_in_run_order(queue, limit, columns):
     LIMIT {limit}"""
 
 
+# The claims update the picked messages by id in an array (= ANY(ARRAY(...))),
+# not joined to them: joined, a claim of a hundred messages or more was
+# planned as a hash join over a scan of the whole queue table (5 ms a claim
+# of 128 with 20,000 waiting, against 1.5 ms through the primary key).
+
 # Each queue's due messages in run order (_due_in_run_order), then the
 # first of them all.
 def _claim_sql(relaxed):
@@ -224,8 +234,9 @@ WITH {_relaxed_first(relaxed)}due AS (
 UPDATE {TABLE} AS m
 SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
     deliveries = m.deliveries + 1,
-    started_at = CASE WHEN picked.position <= %(start)s THEN now() END
-FROM picked{_relaxed_from(relaxed)} WHERE m.id = picked.id
+    started_at = CASE WHEN m.id = ANY(ARRAY(SELECT id FROM picked WHERE position <= %(start)s))
+                 THEN now() END
+WHERE m.id = ANY(ARRAY(SELECT id FROM picked)){_relaxed_and(relaxed)}
 RETURNING {CLAIM_RETURNING}
 """
 
@@ -236,9 +247,8 @@ def _claim_one_queue_sql(relaxed):
 UPDATE {TABLE} AS m
 SET claimed_by = %(worker)s::uuid, claimed_pid = %(pid)s, claimed_at = now(),
     deliveries = m.deliveries + 1, started_at = now()
-FROM ({_due_in_run_order("%(queue)s", "%(limit)s", "level.id")}
-) AS picked{_relaxed_from(relaxed)}
-WHERE m.id = picked.id
+WHERE m.id = ANY(ARRAY({_due_in_run_order("%(queue)s", "%(limit)s", "level.id")}
+)){_relaxed_and(relaxed)}
 RETURNING {CLAIM_RETURNING}
 """
 
