@@ -60,7 +60,7 @@ class RateGate:
         deferred_ids, deferred_at = [], []
         for (name, rate), group in limited.items():
             step = _step(rate)
-            if step is None:  # a rate of 0 written by hand: no limit, as when sent
+            if step is None:  # 0 (a header written by hand, an override): no limit
                 continue
             self.took.add(name)
             admitted, first, now = backend.take_rate_tokens(name, len(group), step,
