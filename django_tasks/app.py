@@ -186,11 +186,27 @@ def _import_object(path):
 
 
 class Control:
-    """``app.control``: only ``revoke`` has a meaning here (there is no broadcast)."""
+    """``app.control``: ``revoke`` and ``rate_limit``, both through the
+    database (there is no broadcast)."""
 
     def revoke(self, task_id, destination=None, terminate=False, signal=None, **kwargs):
         ids = [task_id] if isinstance(task_id, str) else list(task_id)
         return revoke_ids(ids, terminate=terminate)
+
+    def rate_limit(self, task_name, rate_limit, destination=None, reply=False, timeout=1.0,
+                   **kwargs):
+        """Every worker applies ``rate_limit`` to ``task_name``'s messages
+        from now on (within ``rate_control.REFRESH`` seconds), waiting ones
+        and ones sent later, whatever rate they were sent with; ``0`` is no
+        limit. Unlike Celery's, it is kept in the database (restarted
+        workers obey it too) until ``rate_limit(task_name, None)`` removes it.
+
+        ``destination`` must be None: the rate is every worker's.
+        ``reply=True`` returns ``[{worker: {"ok": ...}}]`` for each live
+        worker (``timeout`` is not waited: nothing is sent to them)."""
+        from .rate_control import set_rate_limit
+
+        return set_rate_limit(task_name, rate_limit, destination=destination, reply=reply)
 
 
 class Conf:

@@ -252,6 +252,24 @@ class RateBucket(models.Model):
         return f"{self.task_name} (next start {self.tat:%Y-%m-%d %H:%M:%S.%f})"
 
 
+class RateOverride(models.Model):
+    """A task's rate set at run time by ``app.control.rate_limit()``: every
+    worker obeys it instead of the rate its messages were sent with (see
+    ``rate_control.py``); ``0`` (or ``"0"``) is no limit. Kept until
+    removed (``rate_limit(name, None)``), across worker restarts."""
+
+    task_name = models.CharField(max_length=255, primary_key=True)
+    # As given (10, 0.5, "10/m"): the same values a rate_limit header holds.
+    rate_limit = models.JSONField()
+    set_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "rate limit override"
+
+    def __str__(self):
+        return f"{self.task_name} ({self.rate_limit})"
+
+
 class UniqueLock(models.Model):
     """Who holds a task's unique key (see unique.py): the task id of the
     message sent with it. Held while that message is in the queue, and

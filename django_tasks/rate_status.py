@@ -12,7 +12,8 @@ from datetime import timedelta
 from django.utils import timezone
 
 from .conf import settings
-from .models import RateBucket
+from .models import RateBucket, RateOverride
+from .rate_limits import message_rate
 
 #: Tasks listed at most, the longest line first.
 MAX_TASKS = 50
@@ -36,12 +37,35 @@ def held_back_by_rate(limit=MAX_TASKS):
     return [RateFigures(name, horizon - now) for name, horizon in rows]
 
 
-def rate_text(headers):
-    """The rate limit a queued message obeys (its ``rate_limit`` header), as
-    shown on its admin page; None if it has none."""
-    rate = headers.get("rate_limit") if isinstance(headers, dict) else None
-    if rate is None:
+def overrides():
+    """(task name, rate shown) of each rate set by ``app.control.rate_limit()``."""
+    rows = (RateOverride.objects.using(settings.DATABASE).order_by("task_name")
+            .values_list("task_name", "rate_limit")[:MAX_TASKS])
+    return [(name, _shown(rate) if message_rate(rate) is not None else "no limit")
+            for name, rate in rows]
+
+
+def rate_text(headers, task_name=None):
+    """The rate limit a queued message of ``task_name`` obeys now (an
+    ``app.control.rate_limit()`` override, else its ``rate_limit`` header),
+    as shown on its admin page; None if it obeys none."""
+    sent = headers.get("rate_limit") if isinstance(headers, dict) else None
+    override = None
+    if task_name is not None:
+        override = RateOverride.objects.using(settings.DATABASE).filter(
+            task_name=task_name).values_list("rate_limit", flat=True).first()
+    if override is not None:
+        source = f"set by app.control.rate_limit(); sent with {_shown(sent) if sent else 'none'}"
+        if message_rate(override) is None:
+            return f"none ({source})"
+        return f"{_shown(override)} across all workers ({source}; {WAITS})"
+    if sent is None:
         return None
-    shown = f"{rate:g}/s" if isinstance(rate, (int, float)) else str(rate)
-    return (f"{shown} across all workers (over it, the message waits in the queue for its "
-            "turn: its available at)")
+    return f"{_shown(sent)} across all workers ({WAITS})"
+
+
+WAITS = "over it, the message waits in the queue for its turn: its available at"
+
+
+def _shown(rate):
+    return f"{rate:g}/s" if isinstance(rate, (int, float)) else str(rate)

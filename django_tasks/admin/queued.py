@@ -226,7 +226,7 @@ class QueuedMessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="rate limit")
     def rate_limit(self, obj):
-        return rate_status.rate_text(stored_headers(obj.headers_text)) or "-"
+        return rate_status.rate_text(stored_headers(obj.headers_text), obj.task_name) or "-"
 
     @admin.display(description="worker")
     def worker(self, obj):

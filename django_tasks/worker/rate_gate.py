@@ -7,15 +7,21 @@ it may from the bucket; the rest go back to the queue uncounted, each with
 due one at a time and are not claimed again before. The worker that
 handed them back wakes at those times to claim them (others may claim
 them too: a hand-back wakes nobody, the messages are not due yet).
+
+A rate set by ``app.control.rate_limit()`` (``rate_control.py``) replaces
+the one a message was sent with, or limits a message sent with none. The
+overrides are read at most once every ``rate_control.REFRESH`` seconds per
+process, as the gate runs, and looked up in memory.
 """
 
 import functools
 import heapq
 import math
+import os
 import time
 from datetime import timedelta
 
-from .. import rate_limits
+from .. import rate_control, rate_limits
 
 EARLY = timedelta(seconds=rate_limits.TOLERANCE)
 # The step of a rate, read once per distinct header value.
@@ -27,14 +33,24 @@ class RateGate:
         # When this process's handed-back messages come due (monotonic):
         # (first, how many, step) for each batch handed back.
         self.due = []
+        # {task name: rate} of app.control.rate_limit(), as read at
+        # read_at (monotonic) by process read_pid (a forked child reads its own).
+        self.overrides = {}
+        self.read_at = 0.0
+        self.read_pid = None
+        # Tasks this process took starts of since it read the overrides.
+        self.took = set()
 
     def __call__(self, backend, messages, worker_id):
         """Cut short by a database error, it is run again (flow_gate.py):
         starts taken before the error are taken again (wasted: the task runs
         below its rate for a moment, never above it)."""
+        overrides = self.current_overrides(backend)
         limited = None
         for message in messages:
             rate = message.headers.get("rate_limit")
+            if overrides and message.task_name in overrides:
+                rate = overrides[message.task_name]
             if rate is not None and message.corrupt is None:
                 if limited is None:
                     limited = {}
@@ -44,8 +60,9 @@ class RateGate:
         deferred_ids, deferred_at = [], []
         for (name, rate), group in limited.items():
             step = _step(rate)
-            if step is None:  # a rate of 0 written by hand: no limit, as when sent
+            if step is None:  # 0 (a header written by hand, an override): no limit
                 continue
+            self.took.add(name)
             admitted, first, now = backend.take_rate_tokens(name, len(group), step,
                                                             rate_limits.TOLERANCE)
             waiting = group[admitted:]
@@ -71,6 +88,24 @@ class RateGate:
                 # messages behind these may be of other tasks: claim again now.
                 return messages, time.monotonic()
         return messages, self.next_wake()
+
+    def current_overrides(self, backend):
+        """The overrides, read again once ``REFRESH`` seconds old."""
+        now = time.monotonic()
+        pid = os.getpid()
+        if pid == self.read_pid and now - self.read_at < rate_control.REFRESH:
+            return self.overrides
+        overrides = rate_control.read_overrides(backend.alias)
+        if pid == self.read_pid:
+            # Starts this process took at the old rate since the call reset
+            # the bucket (a "1/h" start holds it for an hour): reset it again,
+            # now that no start of this process is at the old rate.
+            for name in self.took:
+                if overrides.get(name, self) != self.overrides.get(name, self):
+                    rate_control.forget_bucket(backend.alias, name)
+        self.overrides, self.read_at, self.read_pid = overrides, now, pid
+        self.took = set()
+        return overrides
 
     def next_wake(self):
         """The next moment a message this process handed back comes due (or None)."""

@@ -26,6 +26,7 @@ class Command(BaseCommand):
                   f"oldest waiting {age}")
         self._waiting_for_slots(write)
         self._held_back_by_rate(write)
+        self._rate_overrides(write)
         self.write_unique_keys()
         write("Workers")
         workers = monitoring.live_workers(now)
@@ -62,6 +63,14 @@ class Command(BaseCommand):
         write("Waiting for a rate limit's turn")
         for t in tasks:
             write(f"  {t.task_name}  the last one handed back starts in {t.line_text}")
+
+    def _rate_overrides(self, write):
+        overrides = rate_status.overrides()
+        if not overrides:
+            return
+        write("Rate limits set by app.control.rate_limit() (every worker obeys them)")
+        for name, rate in overrides:
+            write(f"  {name}  {rate}")
 
     def write_unique_keys(self):
         held = monitoring.unique_keys_held()
