@@ -171,6 +171,9 @@ from .delivery_tasks import *  # noqa: E402, F403
 def _span(kind, key, seconds):
     """Sleep ``seconds`` and note when this run began and ended (concurrency tests)."""
     started = time.time()
+    if seconds >= 1:
+        # A long run says it has begun, for tests that interrupt it mid-run.
+        Note.objects.create(text=f"begun-{kind} {key} {os.getpid()}")
     time.sleep(seconds)
     Note.objects.create(text=f"{kind} {key} {started!r} {time.time()!r} {os.getpid()}")
     return key

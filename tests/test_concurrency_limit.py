@@ -35,6 +35,11 @@ def _spans(kind):
     return spans
 
 
+def _begun(kind):
+    """How many long span tasks have begun running (see tests.tasks._span)."""
+    return Note.objects.filter(text__startswith=f"begun-{kind} ").count()
+
+
 def _most_at_once(spans):
     """The largest number of the (start, end) spans running at one moment."""
     events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans],
@@ -228,13 +233,15 @@ def test_a_killed_prefork_child_gives_its_slot_back(start_worker):
     # Long enough that the kill lands while it runs, even on a loaded
     # machine; short once delivered again.
     held = [limited_span.delay("acme", 10.0, 0.05) for _ in range(2)]
-    wait_until(lambda: QueuedMessage.objects.filter(
-        holds_slot=True, concurrency_key="acme", started_at__isnull=False).count() == 2,
-        message="both slots taken")
+    # Running, not only claimed (a claim marks them started): a child killed
+    # before its task began hands it back without counting a delivery.
+    wait_until(lambda: _begun("limited") == 2, message="both tasks to begin")
+    assert QueuedMessage.objects.filter(holds_slot=True, concurrency_key="acme").count() == 2
     # Both children are busy: these wait unclaimed, then for a slot.
     waiting = [limited_span.delay("acme", 0.05) for _ in range(4)]
-    running = QueuedMessage.objects.filter(holds_slot=True).values_list("claimed_pid", flat=True)
-    victim = next(pid for pid in _children(worker.pid) if pid in set(running))
+    running = Note.objects.filter(text__startswith="begun-limited ").values_list("text", flat=True)
+    victim = next(pid for pid in _children(worker.pid)
+                  if pid in {int(text.split(" ")[-1]) for text in running})
     os.kill(victim, signal.SIGKILL)
     # Its parent hands its message back: the slot it held is freed then, not
     # left taken by a process that is gone.
