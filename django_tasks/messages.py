@@ -44,6 +44,25 @@ class Message:
         return self.headers.get("retries", 0)
 
 
+def repeated(template, task_id, body):
+    """``template`` with its own ``task_id`` and ``body``, its other fields
+    the same objects (a group's members: see ``MessageBuilder.repeat``).
+
+    A copy of its attributes rather than a new ``Message(...)``: the
+    dataclass's ``__init__`` with its fourteen fields was a third of the cost
+    of planning a group's member.
+    """
+    message = _new_message(Message)
+    fields = template.__dict__.copy()
+    fields["task_id"] = task_id
+    fields["body"] = body
+    message.__dict__ = fields
+    return message
+
+
+_new_message = object.__new__
+
+
 # Longer than any task should run, short enough for the interval timer
 # (setitimer) and the supervisor's clock arithmetic.
 MAX_TIME_LIMIT = 10 * 365 * 24 * 3600.0
