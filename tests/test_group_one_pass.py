@@ -179,15 +179,18 @@ def test_messages_written_by_copy_are_stored_as_by_insert(postgres_only):
         mul.build_message((2, 3), priority=0, serializer="json"),
     ]
     repeats = -(-COPY_FROM // len(samples))
-    by_copy = [dataclasses.replace(m, task_id=f"copy-{i}-{n}")
+    by_copy = [dataclasses.replace(m, task_id=f"copy-{n}-{i}")
                for n in range(repeats) for i, m in enumerate(samples)]
     by_insert = [dataclasses.replace(m, task_id=f"insert-{i}") for i, m in enumerate(samples)]
+    # Alike but for their ids (a group's members without arguments): spliced at once.
+    alike = [dataclasses.replace(samples[3], task_id=f"alike-{n:04}-3") for n in range(COPY_FROM)]
     with transaction.atomic():
         enqueue(by_copy)
         enqueue(by_insert)
+        enqueue(alike)
 
     def stored(prefix):
-        return {row["task_id"].split("-")[1]: tuple(row[c] for c in STORED)
+        return {row["task_id"].split("-")[-1]: tuple(row[c] for c in STORED)
                 for row in QueuedMessage.objects.filter(task_id__startswith=prefix).values()}
 
     copied = {row["task_id"] for row in QueuedMessage.objects.filter(task_id__startswith="copy-")
@@ -196,6 +199,8 @@ def test_messages_written_by_copy_are_stored_as_by_insert(postgres_only):
     inserted = stored("insert-")
     assert len(inserted) == len(samples)
     assert stored("copy-") == inserted
+    assert QueuedMessage.objects.filter(task_id__startswith="alike-").count() == COPY_FROM
+    assert stored("alike-") == {"3": inserted["3"]}
     assert inserted["2"][3] == eta and inserted["4"][3].year == 1999
 
 

@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 import psycopg
 from django.db import DatabaseError, IntegrityError, connections, transaction
@@ -613,11 +614,29 @@ def _timestamp_field(value):
 
 
 def _smallint_field(value):
+    # As the server reads psycopg's text of it: an int in range, nothing else.
+    if type(value) is not int:
+        raise psycopg.errors.InvalidTextRepresentation(
+            f'invalid input syntax for type smallint: "{value}"')
     try:
         return _SMALLINT.pack(2, value)
     except struct.error:
         raise psycopg.errors.NumericValueOutOfRange(
             f"value {value} is out of range for type smallint") from None
+
+
+_task_ids = attrgetter("task_id")
+_bodies = attrgetter("body")
+_queues = attrgetter("queue")
+_headers = attrgetter("headers")
+_priorities = attrgetter("priority")
+_shapes = attrgetter("task_name", "queue", "priority", "available_at", "expires",
+                     "content_type", "created_at")
+
+
+def _alike_shapes(messages):
+    shapes = list(map(_shapes, messages))
+    return shapes.count(shapes[0]) == len(shapes)
 
 
 class CopyRows:
@@ -629,47 +648,82 @@ class CopyRows:
     the rest, their headers dict included). Each row is spliced from the
     bytes of its id and body and those of its task's fields, made for the
     first message with them; psycopg's row formatting and the server's
-    parsing of text timestamps were a large group's main costs.
+    parsing of text timestamps were a large group's main costs. A batch
+    whose messages share all but their ids (a group's members without
+    arguments) is made with whole-list operations, not Python code per row.
     """
 
     def __init__(self):
         self._fields = {}  # (task name, queue, ...): their fields' bytes
-        self._headers = self._created_at = self._tail = None
-        self._body = self._body_field = None
+        self._last_headers = self._last_created_at = self._last_tail = None
+        self._last_body = self._last_body_field = None
 
     def __call__(self, messages):
         """The bytes of ``messages``' rows."""
-        fields, parts = self._fields, []
+        if not messages:
+            return b""
+        first = messages[0]
+        count = len(messages)
+        # The same body and headers objects (not merely equal ones: {"a": 1}
+        # == {"a": True}), then equal other fields (the same bytes).
+        if list(map(id, map(_bodies, messages))).count(id(first.body)) == count \
+                and list(map(id, map(_headers, messages))).count(id(first.headers)) == count \
+                and list(map(type, map(_priorities, messages))).count(type(first.priority)) \
+                == count and _alike_shapes(messages):
+            rows = self._alike(first, list(map(_task_ids, messages)))
+            if rows is not None:
+                return rows
+        return self._one_by_one(messages)
+
+    def _alike(self, first, task_ids):
+        """The rows of messages that share all but their ids (a group's
+        members without arguments), if their ids are ASCII of one length
+        (generated ones): one join, each row's bytes between two ids."""
+        ids = "".join(task_ids)
+        length = len(task_ids[0])
+        if not ids.isascii() or "\x00" in ids or len(ids) != length * len(task_ids) \
+                or list(map(len, task_ids)).count(length) != len(task_ids):
+            return None
+        after_id = self._middle(first) + self._body_field_of(first.body) + self._tail(first)
+        before_id = _ROW_START + _length(length)
+        # Latin-1 maps each byte to one character and back.
+        between = (after_id + before_id).decode("latin-1")
+        return before_id + between.join(task_ids).encode("latin-1") + after_id
+
+    def _one_by_one(self, messages):
+        parts = []
         append = parts.append
-        headers, created_at, tail = self._headers, self._created_at, self._tail
-        body, body_field = self._body, self._body_field
         for m in messages:
-            shape = (m.task_name, m.queue, m.priority, m.available_at, m.expires,
-                     m.content_type)
-            middle = fields.get(shape)
-            if middle is None:
-                middle = fields[shape] = self._middle(*shape)
-            if m.body is not body:
-                body = m.body
-                body_field = _text_field(body)
-            if m.headers is not headers or m.created_at is not created_at:
-                headers, created_at = m.headers, m.created_at
-                tail = (_text_field(compact_json(headers), jsonb=True) + _DELIVERIES
-                        + _timestamp_field(created_at))
             append(_ROW_START)
             append(_text_field(m.task_id))
-            append(middle)
-            append(body_field)
-            append(tail)
-        self._headers, self._created_at, self._tail = headers, created_at, tail
-        self._body, self._body_field = body, body_field
+            append(self._middle(m))
+            append(self._body_field_of(m.body))
+            append(self._tail(m))
         return b"".join(parts)
 
-    @staticmethod
-    def _middle(task_name, queue, priority, available_at, expires, content_type):
-        return b"".join((_text_field(task_name), _text_field(queue), _smallint_field(priority),
-                         _timestamp_field(available_at), _timestamp_field(expires),
-                         _text_field(content_type)))
+    def _body_field_of(self, body):
+        if body is not self._last_body:
+            self._last_body, self._last_body_field = body, _text_field(body)
+        return self._last_body_field
+
+    def _tail(self, m):
+        if m.headers is not self._last_headers or m.created_at is not self._last_created_at:
+            self._last_headers, self._last_created_at = m.headers, m.created_at
+            self._last_tail = (_text_field(compact_json(m.headers), jsonb=True) + _DELIVERIES
+                               + _timestamp_field(m.created_at))
+        return self._last_tail
+
+    def _middle(self, m):
+        # Equal values have the same bytes; the priority's type is checked.
+        key = (m.task_name, m.queue, m.priority, type(m.priority), m.available_at, m.expires,
+               m.content_type)
+        middle = self._fields.get(key)
+        if middle is None:
+            middle = self._fields[key] = b"".join((
+                _text_field(m.task_name), _text_field(m.queue), _smallint_field(m.priority),
+                _timestamp_field(m.available_at), _timestamp_field(m.expires),
+                _text_field(m.content_type)))
+        return middle
 
 
 def _log_query(connection, sql, started):
@@ -835,8 +889,8 @@ class CopyWriter(BatchWriter):
                 self._start()
                 rows = COPY_SIGNATURE + rows
             self._copy.write(rows)
-        self._queues.update(m.queue for m in messages)
-        self._task_ids.extend(m.task_id for m in messages)
+        self._queues.update(map(_queues, messages))
+        self._task_ids.extend(map(_task_ids, messages))
 
     def finish(self, messages):
         if self._open is None:  # never reached a batch: one ordinary enqueue
