@@ -5,6 +5,7 @@ it to the queue's writer in batches, in one transaction, while the canvas
 is still being planned.
 """
 
+import functools
 import gc
 from contextlib import contextmanager
 
@@ -47,9 +48,12 @@ class Plan:
     def add(self, message):
         self.messages.append(message)
         if self._writer is not None and len(self.messages) >= WRITE_EVERY:
-            self._writer.write(self.messages)
-            publishing.after(self.messages)
-            self.messages = []
+            self._write_batch()
+
+    def _write_batch(self):
+        self._writer.write(self.messages)
+        publishing.after(self.messages)
+        self.messages = []
 
     def add_calls(self, headers):
         """An ``add(sig, args, kwargs, task_id)`` for signatures with no
@@ -60,7 +64,9 @@ class Plan:
         else can differ (``MessageBuilder.repeatable``): the routing, the
         headers and their checks are done once per task, not per call.
         """
-        templates = {}  # task name -> (its first message, its headers' text), or None
+        # task name -> its calls' repeat (MessageBuilder.repeat with the
+        # task's first message and its headers' text), or None: built each time.
+        repeats = {}
 
         def add(sig, args, kwargs, task_id):
             if sig["immutable"]:
@@ -69,16 +75,21 @@ class Plan:
                 args = (*args, *sig["args"]) if args else sig["args"]
                 kwargs = {**sig["kwargs"], **kwargs} if kwargs else sig["kwargs"]
             name = sig["task"]
-            template = templates.get(name, False)
-            if template:
-                message = self._builders[name].repeat(*template, args, kwargs, task_id)
+            repeat = repeats.get(name, repeats)
+            if repeat is not None and repeat is not repeats:
+                message = repeat(args, kwargs, task_id)
             else:
                 builder = self.builder(name)
                 message = builder.build(args, kwargs, task_id=task_id, headers=headers)
-                if template is False:
-                    templates[name] = ((message, compact_json(message.headers))
-                                       if builder.repeatable() else None)
-            self.add(message)
+                if repeat is repeats:
+                    repeats[name] = (functools.partial(builder.repeat, message,
+                                                       compact_json(message.headers))
+                                     if builder.repeatable() else None)
+            # Plan.add, inline: one call less per member.
+            messages = self.messages
+            messages.append(message)
+            if len(messages) >= WRITE_EVERY and self._writer is not None:
+                self._write_batch()
 
         return add
 
