@@ -48,12 +48,9 @@ class Plan:
     def add(self, message):
         self.messages.append(message)
         if self._writer is not None and len(self.messages) >= WRITE_EVERY:
-            self._write_batch()
-
-    def _write_batch(self):
-        self._writer.write(self.messages)
-        publishing.after(self.messages)
-        self.messages = []
+            self._writer.write(self.messages)
+            publishing.after(self.messages)
+            self.messages = []
 
     def add_calls(self, headers):
         """An ``add(sig, args, kwargs, task_id)`` for signatures with no
@@ -85,11 +82,7 @@ class Plan:
                     repeats[name] = (functools.partial(builder.repeat, message,
                                                        compact_json(message.headers))
                                      if builder.repeatable() else None)
-            # Plan.add, inline: one call less per member.
-            messages = self.messages
-            messages.append(message)
-            if len(messages) >= WRITE_EVERY and self._writer is not None:
-                self._write_batch()
+            self.add(message)
 
         return add
 
