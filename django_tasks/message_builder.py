@@ -22,6 +22,7 @@ from .messages import (
     compute_expires,
     encode_body,
     new_task_id,
+    repeated,
 )
 from .rate_limits import checked_rate_limit, message_rate
 from .routing import resolve_options
@@ -40,6 +41,9 @@ class MessageBuilder:
         self.default_expires = getattr(task, "expires", None)  # @task(expires=...)
         self._routed = {}  # (queue, priority) asked for -> (queue, priority) resolved
         self._bodies_without_arguments = {}  # serializer -> body (see repeat)
+        # A message of fewer characters than this fits in MAX_MESSAGE_SIZE
+        # whatever they are (at most 4 bytes each in UTF-8): not measured.
+        self._surely_fits = settings.MAX_MESSAGE_SIZE // 4
 
     def build(self, args=None, kwargs=None, *, countdown=None, eta=None,
               expires=None, queue=None, priority=None, task_id=None,
@@ -127,12 +131,9 @@ class MessageBuilder:
             if body is None:
                 body = self._bodies_without_arguments[serializer] = encode_body(
                     self.task, (), {}, serializer)
-        check_message_size(template.task_name, body, headers_text)
-        return Message(
-            task_id=task_id, task_name=template.task_name, queue=template.queue,
-            priority=template.priority, available_at=template.available_at,
-            expires=template.expires, content_type=serializer, body=body,
-            headers=template.headers, created_at=template.created_at)
+        if len(body) + len(headers_text) > self._surely_fits:
+            check_message_size(template.task_name, body, headers_text)
+        return repeated(template, task_id, body)
 
     def _route(self, queue, priority):
         key = (queue, priority)

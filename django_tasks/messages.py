@@ -44,6 +44,25 @@ class Message:
         return self.headers.get("retries", 0)
 
 
+def repeated(template, task_id, body):
+    """``template`` with its own ``task_id`` and ``body``, its other fields
+    the same objects (a group's members: see ``MessageBuilder.repeat``).
+
+    A copy of its attributes rather than a new ``Message(...)``: the
+    dataclass's ``__init__`` with its fourteen fields was a third of the cost
+    of planning a group's member.
+    """
+    message = _new_message(Message)
+    fields = template.__dict__.copy()
+    fields["task_id"] = task_id
+    fields["body"] = body
+    message.__dict__ = fields
+    return message
+
+
+_new_message = object.__new__
+
+
 # Longer than any task should run, short enough for the interval timer
 # (setitimer) and the supervisor's clock arithmetic.
 MAX_TIME_LIMIT = 10 * 365 * 24 * 3600.0
@@ -207,18 +226,40 @@ def new_task_id():
 
 def new_task_ids(count):
     """``count`` ids as ``new_task_id`` makes them, with one read of the clock
-    and of the random source for all of them (a group's members)."""
+    and of the random source for all of them (a group's members), in
+    ascending order.
+
+    Ascending, a group's rows reach the end of the queue's task_id index
+    one after another, where the server inserts them without descending the
+    tree, rather than each at a random place among the others of that
+    millisecond. The ids are as random as before: only which member gets
+    which changes. Each step is one pass over all the ids (slices with a
+    stride, ``translate``), not Python code per id.
+    """
     stamp = (time.time_ns() // 1_000_000).to_bytes(6, "big")
     randomness = os.urandom(10 * count)
-    ids = []
-    for start in range(0, 10 * count, 10):
-        raw = bytearray(stamp)
-        raw += randomness[start:start + 10]
-        raw[6] = (raw[6] & 0x0F) | 0x70  # version 7
-        raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 9562 variant
-        text = raw.hex()
-        ids.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
+    raw = bytearray(16 * count)
+    for i in range(6):
+        raw[i::16] = stamp[i:i + 1] * count
+    for i in range(10):
+        raw[6 + i::16] = randomness[i::10]
+    raw[6::16] = raw[6::16].translate(_VERSION_7)
+    raw[8::16] = raw[8::16].translate(_RFC_9562_VARIANT)
+    digits = raw.hex().encode()
+    text = bytearray(b"-" * (37 * count))  # each id's 36 characters, and a space
+    for digit, place in enumerate(_DIGIT_PLACES):
+        text[place::37] = digits[digit::32]
+    text[36::37] = b" " * count
+    ids = text.decode().split()
+    ids.sort()
     return ids
+
+
+_VERSION_7 = bytes((byte & 0x0F) | 0x70 for byte in range(256))
+_RFC_9562_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))
+# Where each of an id's 32 hex digits goes among its characters (8-4-4-4-12).
+_DIGIT_PLACES = [digit + (digit >= 8) + (digit >= 12) + (digit >= 16) + (digit >= 20)
+                 for digit in range(32)]
 
 
 def to_aware(value, what):

@@ -5,6 +5,7 @@ it to the queue's writer in batches, in one transaction, while the canvas
 is still being planned.
 """
 
+import functools
 import gc
 from contextlib import contextmanager
 
@@ -60,7 +61,9 @@ class Plan:
         else can differ (``MessageBuilder.repeatable``): the routing, the
         headers and their checks are done once per task, not per call.
         """
-        templates = {}  # task name -> (its first message, its headers' text), or None
+        # task name -> its calls' repeat (MessageBuilder.repeat with the
+        # task's first message and its headers' text), or None: built each time.
+        repeats = {}
 
         def add(sig, args, kwargs, task_id):
             if sig["immutable"]:
@@ -69,15 +72,16 @@ class Plan:
                 args = (*args, *sig["args"]) if args else sig["args"]
                 kwargs = {**sig["kwargs"], **kwargs} if kwargs else sig["kwargs"]
             name = sig["task"]
-            template = templates.get(name, False)
-            if template:
-                message = self._builders[name].repeat(*template, args, kwargs, task_id)
+            repeat = repeats.get(name, repeats)
+            if repeat is not None and repeat is not repeats:
+                message = repeat(args, kwargs, task_id)
             else:
                 builder = self.builder(name)
                 message = builder.build(args, kwargs, task_id=task_id, headers=headers)
-                if template is False:
-                    templates[name] = ((message, compact_json(message.headers))
-                                       if builder.repeatable() else None)
+                if repeat is repeats:
+                    repeats[name] = (functools.partial(builder.repeat, message,
+                                                       compact_json(message.headers))
+                                     if builder.repeatable() else None)
             self.add(message)
 
         return add

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from django_tasks import AsyncResult, states
 from django_tasks.exceptions import TaskRevokedError
-from django_tasks.messages import new_task_id
+from django_tasks.messages import new_task_id, new_task_ids
 from django_tasks.models import QueuedMessage, TaskResult
 from tests.models import Execution
 from tests.tasks import add, record
@@ -146,6 +146,28 @@ def test_task_ids_are_version_7_uuids_in_canonical_text():
         assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
         # The first 48 bits are the clock's milliseconds.
         assert before_ms <= parsed.int >> 80 <= after_ms
+
+
+def test_a_groups_task_ids_are_version_7_uuids_made_at_once_in_ascending_order():
+    """new_task_ids(): as new_task_id()'s, one clock reading for all, each
+    random; ascending (what makes them reach the queue's task_id index at
+    its end)."""
+    assert new_task_ids(0) == []
+    before_ms = time.time_ns() // 1_000_000
+    ids = new_task_ids(5000)
+    after_ms = time.time_ns() // 1_000_000
+    assert len(ids) == len(set(ids)) == 5000
+    assert ids == sorted(ids)
+    parsed = [uuid.UUID(task_id) for task_id in ids]
+    assert [str(one) for one in parsed] == ids
+    assert all(one.version == 7 and one.variant == uuid.RFC_4122 for one in parsed)
+    assert len({one.int >> 80 for one in parsed}) == 1
+    assert before_ms <= parsed[0].int >> 80 <= after_ms
+    # rand_a (12 bits) and rand_b (62): each of their bits varies, no other does.
+    varying = 0
+    for one in parsed:
+        varying |= one.int ^ parsed[0].int
+    assert varying == (0xFFF << 64) | ((1 << 62) - 1)
 
 
 def test_task_ids_sent_later_sort_after_earlier_ones():

@@ -2,20 +2,23 @@
 rows it stores are those the general path (clone, freeze, plan each member)
 stores for the same group."""
 
+import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from django.db import transaction
+from django.test import override_settings
 
 from django_tasks import group, signals
 from django_tasks.canvas import WRITE_EVERY
 from django_tasks.exceptions import EncodeError
 from django_tasks.message_builder import MessageBuilder
 from django_tasks.models import QueuedMessage
+from django_tasks.queue import enqueue
 from testproject.tasks import add, mul
 from tests.rate_tasks import limited
-from tests.tasks import add_ignoring_result, limited_span
+from tests.tasks import add_ignoring_result, echo, limited_span
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -141,3 +144,71 @@ def test_a_members_own_task_id_is_kept_and_checked():
     assert QueuedMessage.objects.filter(task_id__in=["mine", result.results[1].id]).count() == 2
     with pytest.raises(ValueError, match="cannot be stored"):
         group([add.s(1, 1).set(task_id=""), add.s(2, 2)]).apply_async()
+
+
+def test_a_repeated_members_size_is_checked_in_utf8_bytes():
+    # 4-byte characters: the member's text is a quarter of its size.
+    with override_settings(DJANGO_TASKS={"MAX_MESSAGE_SIZE": 1000}):
+        with pytest.raises(EncodeError, match="too large"):
+            group(echo.s(1), echo.s("\U0001f600" * 240)).apply_async()
+        sent = group(echo.s(1), echo.s("\U0001f600" * 200)).apply_async()
+    assert QueuedMessage.objects.get(task_id=sent.results[1].id).body \
+        == json.dumps({"args": ["\U0001f600" * 200], "kwargs": {}}, ensure_ascii=False,
+                      separators=(",", ":"))
+
+
+STORED = ("task_name", "queue", "priority", "available_at", "expires", "content_type", "body",
+          "headers", "deliveries", "created_at", "claimed_by", "concurrency_key", "holds_slot")
+
+
+def test_messages_written_by_copy_are_stored_as_by_insert(postgres_only):
+    """A batch of COPY_FROM messages or more goes by COPY (binary rows made
+    by the client), fewer by INSERT: the same messages are the same rows."""
+    from django_tasks.queue.postgresql import COPY_FROM
+
+    plus_two = timezone(timedelta(hours=2))
+    eta = datetime(2031, 2, 3, 4, 5, 6, 789012, tzinfo=plus_two)
+    samples = [
+        echo.build_message(("plain",)),
+        echo.build_message(("tab\there, new\nline, back\\slash, é, \U0001f600",),
+                           queue="queue-é\tx", priority=9),
+        echo.build_message(({"nested": [1, 2.5, None, True]},), eta=eta,
+                           expires=datetime(2031, 2, 4, tzinfo=plus_two)),
+        echo.build_message((), countdown=3600, expires=90, headers={"k": "v\\\n"}),
+        echo.build_message(("old",), eta=datetime(1999, 12, 31, 23, 59, 59, 1, tzinfo=UTC)),
+        mul.build_message((2, 3), priority=0, serializer="json"),
+    ]
+    repeats = -(-COPY_FROM // len(samples))
+    by_copy = [dataclasses.replace(m, task_id=f"copy-{n}-{i}")
+               for n in range(repeats) for i, m in enumerate(samples)]
+    by_insert = [dataclasses.replace(m, task_id=f"insert-{i}") for i, m in enumerate(samples)]
+    # Alike but for their ids (a group's members without arguments): spliced at once.
+    alike = [dataclasses.replace(samples[3], task_id=f"alike-{n:04}-3") for n in range(COPY_FROM)]
+    with transaction.atomic():
+        enqueue(by_copy)
+        enqueue(by_insert)
+        enqueue(alike)
+
+    def stored(prefix):
+        return {row["task_id"].split("-")[-1]: tuple(row[c] for c in STORED)
+                for row in QueuedMessage.objects.filter(task_id__startswith=prefix).values()}
+
+    copied = {row["task_id"] for row in QueuedMessage.objects.filter(task_id__startswith="copy-")
+              .values("task_id")}
+    assert len(copied) == len(by_copy)
+    inserted = stored("insert-")
+    assert len(inserted) == len(samples)
+    assert stored("copy-") == inserted
+    assert QueuedMessage.objects.filter(task_id__startswith="alike-").count() == COPY_FROM
+    assert stored("alike-") == {"3": inserted["3"]}
+    assert inserted["2"][3] == eta and inserted["4"][3].year == 1999
+
+
+def test_a_nul_character_in_a_copied_text_is_refused_as_psycopg_refuses_it(postgres_only):
+    from django.db import DataError
+
+    from django_tasks.queue.postgresql import COPY_FROM
+
+    with pytest.raises(DataError, match="NUL"):
+        group(add.s(i, i) for i in range(COPY_FROM)).apply_async(queue="bad\x00queue")
+    assert not QueuedMessage.objects.exists()

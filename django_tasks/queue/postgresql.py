@@ -10,11 +10,13 @@ connector.
 import functools
 import hashlib
 import logging
+import struct
 import threading
 import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 import psycopg
 from django.db import DatabaseError, IntegrityError, connections, transaction
@@ -68,10 +70,12 @@ FROM inserted GROUP BY queue
 """
 
 # Large batches (a big group) are streamed with COPY, which costs the server
-# much less per row than the INSERT above. The NOTIFY then follows in the same transaction.
+# much less per row than the INSERT above. The NOTIFY then follows in the same
+# transaction. In the binary format the server reads timestamps and numbers
+# as they are stored, rather than parsing their text (see CopyRows).
 ENQUEUE_COPY_SQL = f"""
 COPY {TABLE} (task_id, task_name, queue, priority, available_at, expires, content_type,
-              body, headers, deliveries, created_at) FROM STDIN
+              body, headers, deliveries, created_at) FROM STDIN (FORMAT binary)
 """
 COPY_FROM = 200  # messages; below, COPY's extra round trips cost more than it saves
 # Fewer messages go by COPY too when they are this large: the statement
@@ -576,18 +580,150 @@ def _as_text(m, headers):
             headers.encode(), created_at)
 
 
-class _TimestampText(dict):
-    """Timestamps as COPY text, each distinct one formatted once.
+# COPY's binary format: the signature, no flags, no header extension; each
+# row is its field count, then each field's length (-1: NULL) and value.
+COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
+_ROW_START = struct.pack(">h", 11)  # the columns of ENQUEUE_COPY_SQL
+_length = struct.Struct(">i").pack
+_NULL = _length(-1)
+_DELIVERIES = _length(4) + _length(0)
+_TIMESTAMP = struct.Struct(">iq")  # length, microseconds since PostgreSQL's epoch
+_SMALLINT = struct.Struct(">ih")
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_JSONB_VERSION = b"\x01"
 
-    psycopg's datetime dumper was most of a COPY row's cost, and a batch's
-    messages share one or a few instants (a group's: one).
+
+def _text_field(value, jsonb=False):
+    """``value`` (a str) as a field of a binary COPY row: what psycopg's text
+    dumper would send, refused as it refuses it."""
+    if "\x00" in value:
+        raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
+    data = value.encode()
+    if jsonb:
+        return _length(len(data) + 1) + _JSONB_VERSION + data
+    return _length(len(data)) + data
+
+
+def _timestamp_field(value):
+    if value is None:
+        return _NULL
+    # As _timestamp_text reads it: a naive datetime is in local time.
+    return _TIMESTAMP.pack(8, (value.astimezone(UTC) - _POSTGRES_EPOCH) // _MICROSECOND)
+
+
+def _smallint_field(value):
+    # As the server reads psycopg's text of it: an int in range, nothing else.
+    if type(value) is not int:
+        raise psycopg.errors.InvalidTextRepresentation(
+            f'invalid input syntax for type smallint: "{value}"')
+    try:
+        return _SMALLINT.pack(2, value)
+    except struct.error:
+        raise psycopg.errors.NumericValueOutOfRange(
+            f"value {value} is out of range for type smallint") from None
+
+
+_task_ids = attrgetter("task_id")
+_bodies = attrgetter("body")
+_queues = attrgetter("queue")
+_headers = attrgetter("headers")
+_priorities = attrgetter("priority")
+_shapes = attrgetter("task_name", "queue", "priority", "available_at", "expires",
+                     "content_type", "created_at")
+
+
+def _alike_shapes(messages):
+    shapes = list(map(_shapes, messages))
+    return shapes.count(shapes[0]) == len(shapes)
+
+
+class CopyRows:
+    """Messages as rows of ENQUEUE_COPY_SQL's binary COPY, the bytes of what
+    they share made once.
+
+    A batch's messages share most of their fields: a group's members differ
+    in their id and arguments only (MessageBuilder.repeat makes them share
+    the rest, their headers dict included). Each row is spliced from the
+    bytes of its id and body and those of its task's fields, made for the
+    first message with them; psycopg's row formatting and the server's
+    parsing of text timestamps were a large group's main costs. A batch
+    whose messages share all but their ids (a group's members without
+    arguments) is made with whole-list operations, not Python code per row.
     """
 
-    def __call__(self, value):
-        text = self.get(value)
-        if text is None and value is not None:
-            text = self[value] = _timestamp_text(value)
-        return text
+    def __init__(self):
+        self._fields = {}  # (task name, queue, ...): their fields' bytes
+        self._last_headers = self._last_created_at = self._last_tail = None
+        self._last_body = self._last_body_field = None
+
+    def __call__(self, messages):
+        """The bytes of ``messages``' rows."""
+        if not messages:
+            return b""
+        first = messages[0]
+        count = len(messages)
+        # The same body and headers objects (not merely equal ones: {"a": 1}
+        # == {"a": True}), then equal other fields (the same bytes).
+        if list(map(id, map(_bodies, messages))).count(id(first.body)) == count \
+                and list(map(id, map(_headers, messages))).count(id(first.headers)) == count \
+                and list(map(type, map(_priorities, messages))).count(type(first.priority)) \
+                == count and _alike_shapes(messages):
+            rows = self._alike(first, list(map(_task_ids, messages)))
+            if rows is not None:
+                return rows
+        return self._one_by_one(messages)
+
+    def _alike(self, first, task_ids):
+        """The rows of messages that share all but their ids (a group's
+        members without arguments), if their ids are ASCII of one length
+        (generated ones): one join, each row's bytes between two ids."""
+        ids = "".join(task_ids)
+        length = len(task_ids[0])
+        if not ids.isascii() or "\x00" in ids or len(ids) != length * len(task_ids) \
+                or list(map(len, task_ids)).count(length) != len(task_ids):
+            return None
+        after_id = self._middle(first) + self._body_field_of(first.body) + self._tail(first)
+        before_id = _ROW_START + _length(length)
+        # Latin-1 maps each byte to one character and back.
+        between = (after_id + before_id).decode("latin-1")
+        return before_id + between.join(task_ids).encode("latin-1") + after_id
+
+    def _one_by_one(self, messages):
+        parts = []
+        append = parts.append
+        for m in messages:
+            append(_ROW_START)
+            append(_text_field(m.task_id))
+            append(self._middle(m))
+            append(self._body_field_of(m.body))
+            append(self._tail(m))
+        return b"".join(parts)
+
+    def _body_field_of(self, body):
+        if body is not self._last_body:
+            self._last_body, self._last_body_field = body, _text_field(body)
+        return self._last_body_field
+
+    def _tail(self, m):
+        if m.headers is not self._last_headers or m.created_at is not self._last_created_at:
+            self._last_headers, self._last_created_at = m.headers, m.created_at
+            self._last_tail = (_text_field(compact_json(m.headers), jsonb=True) + _DELIVERIES
+                               + _timestamp_field(m.created_at))
+        return self._last_tail
+
+    def _middle(self, m):
+        # Equal values have the same bytes; the priority's type is checked.
+        key = (m.task_name, m.queue, m.priority, type(m.priority), m.available_at, m.expires,
+               m.content_type)
+        middle = self._fields.get(key)
+        if middle is None:
+            middle = self._fields[key] = b"".join((
+                _text_field(m.task_name), _text_field(m.queue), _smallint_field(m.priority),
+                _timestamp_field(m.available_at), _timestamp_field(m.expires),
+                _text_field(m.content_type)))
+        return middle
 
 
 def _log_query(connection, sql, started):
@@ -737,7 +873,7 @@ class CopyWriter(BatchWriter):
         self._open = None  # the cursor and its COPY, while it is open
         self._queues = Counter()
         self._task_ids = []
-        self._stamp = _TimestampText()
+        self._rows = CopyRows()
 
     def __exit__(self, *exc_info):
         if self._open is not None:  # planning failed: the COPY is abandoned
@@ -748,27 +884,20 @@ class CopyWriter(BatchWriter):
 
     def write(self, messages):
         with self.connection.wrap_database_errors:
+            rows = self._rows(messages)
             if self._open is None:
                 self._start()
-            copy, stamp = self._copy, self._stamp
-            # A group's members share one headers dict (MessageBuilder.repeat):
-            # encoded once for all of them.
-            headers = headers_text = None
-            for m in messages:
-                if m.headers is not headers:
-                    headers = m.headers
-                    headers_text = compact_json(headers)
-                copy.write_row((m.task_id, m.task_name, m.queue, m.priority,
-                                stamp(m.available_at), stamp(m.expires), m.content_type,
-                                m.body, headers_text, 0, stamp(m.created_at)))
-        self._queues.update(m.queue for m in messages)
-        self._task_ids.extend(m.task_id for m in messages)
+                rows = COPY_SIGNATURE + rows
+            self._copy.write(rows)
+        self._queues.update(map(_queues, messages))
+        self._task_ids.extend(map(_task_ids, messages))
 
     def finish(self, messages):
         if self._open is None:  # never reached a batch: one ordinary enqueue
             super().finish(messages)
             return
         self.write(messages)
+        self._copy.write(COPY_TRAILER)  # psycopg writes it only after rows it formatted
         open_copy, self._open = self._open, None
         connection = self.connection
         with connection.wrap_database_errors:
