@@ -1,8 +1,10 @@
 import signal
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from django_tasks import schema
 from django_tasks.beat.service import Beat
+from django_tasks.conf import settings
 from django_tasks.management.commands.runworker import _configure_logging
 
 
@@ -18,6 +20,9 @@ class Command(BaseCommand):
         parser.add_argument("-f", "--logfile", default=None, help="Log to this file.")
 
     def handle(self, *args, loglevel, logfile, **options):
+        refused = schema.refusal(settings.DATABASE)
+        if refused:
+            raise CommandError(f"runbeat: {refused}")
         _configure_logging(loglevel, logfile)
         beat = Beat.started()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from django_tasks import signals, task_signals
+from django_tasks import schema, signals, task_signals
 from django_tasks.beat.service import Beat
 from django_tasks.conf import settings
 from django_tasks.registry import tasks as registry
@@ -60,6 +60,9 @@ class Command(BaseCommand):
         max_tasks = options["max_tasks_per_child"]
         if max_tasks is not None and max_tasks < 1:
             raise CommandError("--max-tasks-per-child must be at least 1")
+        refused = schema.refusal(settings.DATABASE)
+        if refused:
+            raise CommandError(f"runworker: {refused}")
         hostname = options["hostname"] or f"worker@{socket.gethostname()}"
         _configure_logging(level, options["logfile"])
         if options["pidfile"]:
